@@ -1,0 +1,14 @@
+"""Corpus adapters: each reads a corpus directory into a manifest DataFrame."""
+
+from featurekit.corpora import emodb  # noqa: F401  (registers)
+from featurekit.corpora.base import (
+    CORPORA,
+    CorpusLayoutError,
+    corpus_summary,
+    finalize_manifest,
+    load_corpus,
+    validate_manifest,
+)
+
+__all__ = ["CORPORA", "CorpusLayoutError", "corpus_summary", "finalize_manifest", "load_corpus",
+           "validate_manifest"]

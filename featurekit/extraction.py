@@ -1,0 +1,308 @@
+"""Corpus -> feature store: plan what is missing, compute it in parallel chunks, flush as we go.
+
+One call, :func:`extract`, handles a manifest and a list of :class:`FeatureRequest`. Each
+utterance is decoded once per chunk and run through every extractor that still lacks its row.
+Work is dispatched with joblib in chunks (``pre_dispatch`` bounds how many are in flight) and
+results are flushed to the store every ``flush_every`` utterances, so memory stays bounded and a
+killed run keeps everything flushed before the kill. A file that fails is listed with its reason;
+it never stops the others.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from featurekit.audio import AudioError, AudioOptions, load_audio
+from featurekit.extractors.base import EXTRACTORS, Extractor, make_extractor
+from featurekit.extractors.functionals import FUNCTIONALS, apply_functional
+from featurekit.store import LLD_KIND, NATIVE_KIND, FeatureStore, FeatureTable, align
+
+DEFAULT_FUNCTIONALS = ("mean_std",)
+
+
+@dataclass
+class FeatureRequest:
+    """An extractor and the table kinds wanted from it (``native``, HSF names, ``lld``)."""
+
+    extractor: Extractor
+    kinds: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for kind in self.kinds:
+            if kind == NATIVE_KIND and not self.extractor.has_native:
+                raise ValueError(f"extractor {self.extractor.name!r} has no native functionals; "
+                                 f"use one of {FUNCTIONALS.names()} or lld")
+            if kind != NATIVE_KIND and not self.extractor.has_lld:
+                raise ValueError(f"extractor {self.extractor.name!r} has no frame-level output for {kind!r}")
+            if kind not in (NATIVE_KIND, LLD_KIND) and kind not in FUNCTIONALS:
+                raise ValueError(f"unknown functional {kind!r}; known: {FUNCTIONALS.names()}, native, lld")
+
+
+def parse_features(features: str | list[str], *, functionals: tuple[str, ...] | list[str] = DEFAULT_FUNCTIONALS,
+                   lld: bool = False, params: dict[str, dict] | None = None) -> list[FeatureRequest]:
+    """Turn ``"egemaps,mfcc.stats"`` style lists into requests.
+
+    An entry ``NAME.KIND`` asks for exactly that table. A bare ``NAME`` asks for the extractor's
+    native functionals (if it has them) plus every name in ``functionals`` (and ``lld`` when
+    ``lld`` is true). ``params`` maps extractor names to keyword parameters.
+    """
+    names = [f.strip() for f in (features.split(",") if isinstance(features, str) else features) if f.strip()]
+    if not names:
+        raise ValueError("no features requested")
+    for fn in functionals:
+        if fn not in FUNCTIONALS and fn != NATIVE_KIND:
+            raise ValueError(f"unknown functional {fn!r}; known: {FUNCTIONALS.names()}")
+    wanted: dict[str, list[str]] = {}
+    for entry in names:
+        name, _, kind = entry.partition(".")
+        cls = EXTRACTORS.get(name)
+        kinds = wanted.setdefault(name, [])
+        if kind:
+            kinds.append(kind)
+        else:
+            if cls.has_native:
+                kinds.append(NATIVE_KIND)
+            if cls.has_lld:
+                kinds.extend(fn for fn in functionals if fn != NATIVE_KIND)
+                if lld:
+                    kinds.append(LLD_KIND)
+    params = params or {}
+    return [FeatureRequest(make_extractor(n, **params.get(n, {})), tuple(dict.fromkeys(k)))
+            for n, k in wanted.items()]
+
+
+@dataclass
+class ExtractionSummary:
+    """What :func:`extract` did."""
+
+    tables: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (rows, columns)
+    seconds: float = 0.0
+    cache_hits: int = 0  # (utterance, table) pairs already in the store
+    computed: int = 0  # (utterance, table) pairs computed now
+    failures: dict[str, str] = field(default_factory=dict)  # utterance id -> reason
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"{'table':32s} {'rows':>7s} {'columns':>8s}"]
+        out += [f"{name:32s} {r:7d} {c:8d}" for name, (r, c) in self.tables.items()]
+        out.append(f"{self.seconds:.1f} s; {self.cache_hits} cache hits, {self.computed} computed, "
+                   f"{len(self.failures)} failures")
+        out += [f"warning: {w}" for w in self.warnings]
+        out += [f"FAILED {uid}: {reason}" for uid, reason in self.failures.items()]
+        return out
+
+
+def _table_name(req: FeatureRequest, kind: str) -> str:
+    return f"{req.extractor.name}.{kind}"
+
+
+def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: AudioOptions) -> dict:
+    """Worker: compute the needed tables for a few utterances. Never raises for a bad file."""
+    results: dict[tuple[int, str], list] = defaultdict(list)
+    failures, notes = {}, []
+    for uid, path, fp, start, end, needs in items:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+                    warnings.simplefilter("ignore", category)
+                signal = load_audio(path, options=audio, start=start, end=end)
+                sr = audio.sample_rate
+                out = []
+                for ri, kinds in needs:
+                    ext = requests[ri].extractor
+                    frames = ext.lld(signal, sr) if any(k != NATIVE_KIND for k in kinds) else None
+                    if frames is not None and len(frames.values) == 0:
+                        raise AudioError(path, f"{ext.name} produced no frames")
+                    for kind in kinds:
+                        if kind == NATIVE_KIND:
+                            v = ext.native(signal, sr)
+                            out.append(((ri, kind), (uid, fp, v.values, v.names)))
+                        elif kind == LLD_KIND:
+                            out.append(((ri, kind), (uid, fp, frames.values, frames.names, frames.times)))
+                        else:
+                            v = apply_functional(kind, frames, signal, sr, ext.name)
+                            out.append(((ri, kind), (uid, fp, v.values, v.names)))
+            notes.extend(f"{path}: {w.message}" if str(path) not in str(w.message) else str(w.message)
+                         for w in caught)
+        except AudioError as err:
+            failures[uid] = str(err)
+            continue
+        except Exception as err:  # an extractor failing on one file must not stop the batch
+            failures[uid] = f"{path}: {type(err).__name__}: {err}"
+            continue
+        for k, row in out:
+            results[k].append(row)
+    return {"results": dict(results), "failures": failures, "notes": notes, "n": len(items)}
+
+
+def _rows_to_frame(kind: str, rows: list) -> pd.DataFrame:
+    if kind == LLD_KIND:
+        frames = []
+        for uid, fp, values, names, times in rows:
+            df = pd.DataFrame(values, columns=names)
+            df.insert(0, "time", times.astype(np.float64))
+            df.insert(0, "frame", np.arange(len(values), dtype=np.int32))
+            df.insert(0, "fingerprint", fp)
+            df.insert(0, "id", uid)
+            frames.append(df)
+        return pd.concat(frames, ignore_index=True)
+    names = rows[0][3]
+    df = pd.DataFrame(np.vstack([r[2] for r in rows]).astype(np.float32), columns=names)
+    df.insert(0, "fingerprint", [r[1] for r in rows])
+    df.insert(0, "id", [r[0] for r in rows])
+    return df
+
+
+def extract(manifest: pd.DataFrame, requests: list[FeatureRequest], store: FeatureStore, *, corpus: str,
+            audio: AudioOptions | None = None, jobs: int | None = None, chunk_size: int | None = None,
+            flush_every: int = 256, progress: bool = True, compact: bool = True) -> ExtractionSummary:
+    """Compute every requested table for every utterance of ``manifest`` that the store lacks.
+
+    Parameters
+    ----------
+    manifest
+        Corpus manifest (``id``, ``path``, optional ``start``/``end``).
+    requests
+        What to compute (see :func:`parse_features`).
+    store
+        Destination.
+    corpus
+        Corpus name (a store key component).
+    audio
+        Decoding options (default 16 kHz, natural length).
+    jobs
+        Worker processes (default: all cores; 1 runs in this process).
+    chunk_size
+        Utterances per task (default: adaptive, at most 16).
+    flush_every
+        Buffered utterances per table before a part is written.
+    """
+    t0 = time.perf_counter()
+    audio = audio or AudioOptions()
+    jobs = jobs or os.cpu_count() or 1
+    summary = ExtractionSummary()
+    ids = manifest["id"].astype(str).tolist()
+    paths = manifest["path"].astype(str).tolist()
+    starts = manifest["start"].tolist() if "start" in manifest else [None] * len(ids)
+    ends = manifest["end"].tolist() if "end" in manifest else [None] * len(ids)
+    fps, fp_errors = store.fingerprints(corpus, paths)
+    for uid, p in zip(ids, paths):
+        if p in fp_errors:
+            summary.failures[uid] = f"{p}: {fp_errors[p]}"
+
+    tables: dict[tuple[int, str], FeatureTable] = {}
+    present: dict[tuple[int, str], set] = {}
+    for ri, req in enumerate(requests):
+        for kind in req.kinds:
+            t = store.table(corpus, req.extractor, kind, audio)
+            tables[(ri, kind)] = t
+            present[(ri, kind)] = set(zip(*[t.keys()[c] for c in ("id", "fingerprint")]))
+
+    todo = []
+    for i, (uid, fp) in enumerate(zip(ids, fps)):
+        if fp is None:
+            continue
+        needs = []
+        for ri, req in enumerate(requests):
+            kinds = tuple(k for k in req.kinds if (uid, fp) not in present[(ri, k)])
+            summary.cache_hits += len(req.kinds) - len(kinds)
+            if kinds:
+                needs.append((ri, kinds))
+        if needs:
+            todo.append((uid, paths[i], fp, _none(starts[i]), _none(ends[i]), needs))
+
+    if todo:
+        _run(todo, requests, audio, tables, summary, jobs=jobs, chunk_size=chunk_size,
+             flush_every=flush_every, progress=progress)
+    for (ri, kind), t in tables.items():
+        if compact and len(t.parts()) >= 2:
+            t.compact()
+        keys = t.keys()
+        ok = keys.merge(pd.DataFrame({"id": ids, "fingerprint": fps}), on=["id", "fingerprint"])
+        n_cols = _n_columns(t)
+        summary.tables[_table_name(requests[ri], kind)] = (len(ok), n_cols)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _none(x):
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
+
+
+def _n_columns(t: FeatureTable) -> int:
+    import pyarrow.parquet as pq
+
+    parts = t.parts()
+    if not parts:
+        return 0
+    names = pq.read_schema(parts[0]).names
+    return len([n for n in names if n not in ("id", "fingerprint", "frame", "time")])
+
+
+def _run(todo, requests, audio, tables, summary, *, jobs, chunk_size, flush_every, progress) -> None:
+    from tqdm.auto import tqdm
+
+    if chunk_size is None:
+        chunk_size = max(1, min(16, len(todo) // (4 * jobs) or 1))
+    chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
+    buffers: dict[tuple[int, str], list] = defaultdict(list)
+
+    def flush(force: bool) -> None:
+        for k, rows in buffers.items():
+            if rows and (force or len(rows) >= flush_every):
+                tables[k].append(_rows_to_frame(k[1], rows))
+                rows.clear()
+
+    if jobs == 1:
+        outputs = (_process_chunk(c, requests, audio) for c in chunks)
+    else:
+        from joblib import Parallel, delayed
+
+        outputs = Parallel(n_jobs=jobs, return_as="generator_unordered", pre_dispatch="2*n_jobs")(
+            delayed(_process_chunk)(c, requests, audio) for c in chunks)
+    bar = tqdm(total=len(todo), desc="extract", unit="utt", disable=not progress, mininterval=1.0)
+    try:
+        for out in outputs:
+            for k, rows in out["results"].items():
+                buffers[k].extend(rows)
+                summary.computed += len(rows)
+            summary.failures.update(out["failures"])
+            summary.warnings.extend(out["notes"])
+            flush(False)
+            bar.update(out["n"])
+    finally:
+        flush(True)
+        bar.close()
+
+
+def load_features(store: FeatureStore, manifest: pd.DataFrame, request: FeatureRequest, kind: str, *,
+                  corpus: str, audio: AudioOptions | None = None, missing: str = "raise") -> pd.DataFrame:
+    """One call: a functional table as a DataFrame indexed by utterance id, in manifest order.
+
+    ``missing="raise"`` names the utterances the store lacks; ``"drop"`` leaves them out.
+    For ``kind == "lld"`` the frame is long: one row per (id, frame), with a ``time`` column.
+    """
+    audio = audio or AudioOptions()
+    table = store.table(corpus, request.extractor, kind, audio)
+    fps, _ = store.fingerprints(corpus, manifest["path"].astype(str).tolist())
+    df = table.read()
+    if kind == LLD_KIND:
+        want = pd.DataFrame({"id": manifest["id"].to_numpy(), "fingerprint": fps})
+        out = want.merge(df, on=["id", "fingerprint"], how="inner", sort=False).drop(columns="fingerprint")
+        got = set(out["id"])
+    else:
+        out = align(df, manifest, fps)
+        got = set(out.index)
+    lacking = [i for i in manifest["id"] if i not in got]
+    if lacking and missing == "raise":
+        raise KeyError(f"store {store.root} lacks {request.extractor.name}.{kind} for {len(lacking)} "
+                       f"utterance(s) of {corpus} (e.g. {lacking[:3]}); run featurekit extract first")
+    return out

@@ -1,0 +1,46 @@
+"""pyAudioAnalysis short-term features: ``paa`` (34) and ``paa_d`` (68, with deltas).
+
+Calls ``pyAudioAnalysis.ShortTermFeatures.feature_extraction`` with 50 ms windows and 25 ms
+steps (its documented defaults). That function divides its input by 2**15, i.e. it expects
+int16-scaled samples, so the float signal in [-1, 1] is multiplied by 2**15 first.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from featurekit.extractors.base import Extractor, Frames, register_extractor
+
+
+class _PAA(Extractor):
+    with_deltas: ClassVar[bool] = False
+    libraries = ("pyAudioAnalysis", "numpy", "scipy")
+
+    def __init__(self, *, window: float = 0.050, step: float = 0.025) -> None:
+        self.window = window
+        self.step = step
+
+    def lld(self, signal: np.ndarray, sr: int) -> Frames:
+        from pyAudioAnalysis import ShortTermFeatures
+
+        win, step = int(self.window * sr), int(self.step * sr)
+        feats, names = ShortTermFeatures.feature_extraction(signal.astype(np.float64) * 2 ** 15, sr, win, step,
+                                                            deltas=self.with_deltas)
+        times = np.arange(feats.shape[1]) * self.step + self.window / 2
+        clean = [f"{self.name}_" + n.replace(" ", "_") for n in names]
+        return Frames(values=feats.T.astype(np.float32), times=times, names=clean)
+
+
+@register_extractor
+class PAA(_PAA):
+    name = "paa"
+    description = "pyAudioAnalysis 34 short-term features (50 ms / 25 ms)"
+
+
+@register_extractor
+class PAADelta(_PAA):
+    name = "paa_d"
+    with_deltas = True
+    description = "pyAudioAnalysis 34 short-term features + 34 deltas"

@@ -1,0 +1,260 @@
+"""The feature store: parquet tables of features, keyed by everything that determines them.
+
+Layout::
+
+    STORE/<corpus>/<extractor>/<kind>-<hash>/key.json      what the table holds (see TableKey)
+    STORE/<corpus>/<extractor>/<kind>-<hash>/part-*.parquet  rows, appended in chunks
+    STORE/<corpus>/_fingerprints.parquet                    path/size/mtime -> content hash memo
+
+``kind`` is ``native`` (the toolkit's own functionals), an HSF functional name (``mean_std``,
+``mean_std_silence``, ``stats``) or ``lld`` (frame level). ``hash`` covers the extractor's name,
+version, parameters and library versions, the audio options and the decoder/resampler versions.
+
+Rows carry the utterance ``id`` and the ``fingerprint`` (content hash) of its audio file, so a
+changed file no longer matches and is recomputed. Writers only ever add whole part files, written
+to a temporary name and renamed into place (atomic on POSIX), so a reader never sees a half-written
+table and a killed writer leaves at most an ignored temporary file. Two processes may extract into
+one store at once: the worst case is a row computed twice, which reading de-duplicates. Compaction
+(merging parts) holds an exclusive lock; readers hold a shared one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from featurekit.audio import AudioOptions, file_fingerprint
+from featurekit.extractors.base import Extractor, library_versions
+
+AUDIO_LIBRARIES = ("soundfile", "soxr", "librosa")
+KEY_COLUMNS = ("id", "fingerprint")
+LLD_KIND = "lld"
+NATIVE_KIND = "native"
+COMPACT_AFTER_PARTS = 8
+
+
+@dataclass(frozen=True)
+class TableKey:
+    """Identity of one table."""
+
+    corpus: str
+    extractor: dict[str, Any]
+    kind: str
+    audio: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"corpus": self.corpus, "extractor": self.extractor, "kind": self.kind, "audio": self.audio}
+
+    def digest(self) -> str:
+        blob = json.dumps(self.as_dict(), sort_keys=True, default=str).encode()
+        return hashlib.blake2b(blob, digest_size=8).hexdigest()
+
+
+def _atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    try:
+        df.to_parquet(tmp, index=False)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _atomic_write_text(text: str, path: Path) -> None:
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def _locked(path: Path, *, exclusive: bool) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class FeatureTable:
+    """One table of the store (see module docstring). Created by :meth:`FeatureStore.table`."""
+
+    def __init__(self, directory: Path, key: TableKey) -> None:
+        self.directory = directory
+        self.key = key
+        self._lock = directory / ".lock"
+
+    @property
+    def kind(self) -> str:
+        return self.key.kind
+
+    def _ensure(self) -> None:
+        if not (self.directory / "key.json").exists():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            _atomic_write_text(json.dumps(self.key.as_dict(), indent=2, sort_keys=True, default=str),
+                               self.directory / "key.json")
+
+    def parts(self) -> list[Path]:
+        if not self.directory.exists():
+            return []
+        return sorted(self.directory.glob("part-*.parquet"))
+
+    def append(self, df: pd.DataFrame) -> Path | None:
+        """Add rows as a new part file, atomically. Returns the part's path (None for no rows)."""
+        if df.empty:
+            return None
+        missing = [c for c in KEY_COLUMNS if c not in df.columns]
+        if missing:
+            raise ValueError(f"rows for {self.directory} lack {missing}")
+        self._ensure()
+        path = self.directory / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        _atomic_write_parquet(df, path)
+        return path
+
+    def _read_parts(self, columns: list[str] | None) -> pd.DataFrame:
+        import pyarrow.parquet as pq
+
+        frames = []
+        for part in self.parts():
+            try:
+                frames.append(pq.read_table(part, columns=columns).to_pandas())
+            except Exception as err:  # a corrupt part is reported, never silently dropped
+                raise OSError(f"{part}: unreadable feature-store part ({err}); delete it to recompute "
+                              f"its rows") from err
+        if not frames:
+            return pd.DataFrame(columns=columns or list(KEY_COLUMNS))
+        return pd.concat(frames, ignore_index=True)
+
+    def keys(self) -> pd.DataFrame:
+        """The (id, fingerprint) pairs present (cheap: reads two columns)."""
+        with _locked(self._lock, exclusive=False):
+            df = self._read_parts(list(KEY_COLUMNS))
+        return df.drop_duplicates(list(KEY_COLUMNS))
+
+    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """All rows (de-duplicated on id, fingerprint and, for LLDs, frame)."""
+        cols = None if columns is None else list(dict.fromkeys([*KEY_COLUMNS, *columns]))
+        with _locked(self._lock, exclusive=False):
+            df = self._read_parts(cols)
+        subset = [*KEY_COLUMNS, "frame"] if "frame" in df.columns else list(KEY_COLUMNS)
+        return df.drop_duplicates(subset, keep="last").reset_index(drop=True)
+
+    def compact(self) -> None:
+        """Merge all parts into one (exclusive lock); also removes stale temporary files."""
+        with _locked(self._lock, exclusive=True):
+            parts = self.parts()
+            for tmp in self.directory.glob(".tmp-*"):
+                if time.time() - tmp.stat().st_mtime > 3600:  # left by a killed writer
+                    tmp.unlink(missing_ok=True)
+            if len(parts) < 2:
+                return
+            df = self._read_parts(None)
+            subset = [*KEY_COLUMNS, "frame"] if "frame" in df.columns else list(KEY_COLUMNS)
+            df = df.drop_duplicates(subset, keep="last")
+            path = self.directory / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+            _atomic_write_parquet(df, path)
+            for part in parts:
+                part.unlink(missing_ok=True)
+
+
+class FeatureStore:
+    """A directory of feature tables (see module docstring)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    def table(self, corpus: str, extractor: Extractor, kind: str, audio: AudioOptions) -> FeatureTable:
+        """The table for ``corpus`` x ``extractor`` x ``kind`` under the given audio options."""
+        audio_key = {**audio.as_dict(), "libraries": library_versions(AUDIO_LIBRARIES)}
+        key = TableKey(corpus=corpus, extractor=extractor.key(), kind=kind, audio=audio_key)
+        return FeatureTable(self.root / corpus / extractor.name / f"{kind}-{key.digest()}", key)
+
+    def tables(self, corpus: str | None = None) -> list[FeatureTable]:
+        """Every table present (optionally of one corpus)."""
+        out = []
+        pattern = f"{corpus or '*'}/*/*/key.json"
+        for key_file in sorted(self.root.glob(pattern)):
+            d = json.loads(key_file.read_text())
+            out.append(FeatureTable(key_file.parent, TableKey(**d)))
+        return out
+
+    # -- fingerprints ------------------------------------------------------------------------
+    def fingerprints(self, corpus: str, paths: list[str]) -> tuple[list[str | None], dict[str, str]]:
+        """Content hashes of ``paths``, memoised by (path, size, mtime).
+
+        Returns the fingerprints (None for an unreadable file) and ``{path: reason}`` for those.
+        """
+        memo_path = self.root / corpus / "_fingerprints.parquet"
+        memo: dict[tuple[str, int, int], str] = {}
+        if memo_path.exists():
+            m = pd.read_parquet(memo_path)
+            memo = dict(zip(zip(m["path"], m["size"], m["mtime_ns"]), m["fingerprint"]))
+        out: list[str | None] = []
+        errors: dict[str, str] = {}
+        new = 0
+        from featurekit.audio import AudioError
+
+        for p in paths:
+            try:
+                st = os.stat(p)
+            except OSError:
+                out.append(None)
+                errors[p] = "file not found"
+                continue
+            k = (p, st.st_size, st.st_mtime_ns)
+            fp = memo.get(k)
+            if fp is None:
+                try:
+                    fp = file_fingerprint(p)
+                except AudioError as err:
+                    out.append(None)
+                    errors[p] = err.problem
+                    continue
+                memo[k] = fp
+                new += 1
+            out.append(fp)
+        if new:
+            memo_path.parent.mkdir(parents=True, exist_ok=True)
+            df = pd.DataFrame([(a, b, c, fp) for (a, b, c), fp in memo.items()],
+                              columns=["path", "size", "mtime_ns", "fingerprint"])
+            with _locked(memo_path.with_suffix(".lock"), exclusive=True):
+                _atomic_write_parquet(df, memo_path)
+        return out, errors
+
+
+def align(df: pd.DataFrame, manifest: pd.DataFrame, fingerprints: list[str | None]) -> pd.DataFrame:
+    """Rows of a functional table for the manifest's utterances at their current fingerprints,
+    indexed by utterance id in manifest order; utterances without a row are absent."""
+    want = pd.DataFrame({"id": manifest["id"].to_numpy(), "fingerprint": fingerprints})
+    merged = want.merge(df, on=list(KEY_COLUMNS), how="inner", sort=False)
+    return merged.drop(columns="fingerprint").set_index("id").rename_axis("id")
+
+
+def feature_columns(df: pd.DataFrame) -> list[str]:
+    """Feature columns of a table (everything but id, fingerprint, frame, time)."""
+    return [c for c in df.columns if c not in (*KEY_COLUMNS, "frame", "time")]
+
+
+def to_sequences(lld: pd.DataFrame, ids: list[str]) -> np.ndarray:
+    """LLD rows (id, frame, ...) -> object array of ``(T_i, F)`` float32 arrays, in ``ids`` order."""
+    cols = feature_columns(lld)
+    groups = {k: g.sort_values("frame")[cols].to_numpy(np.float32) for k, g in lld.groupby("id", sort=False)}
+    out = np.empty(len(ids), dtype=object)
+    for i, k in enumerate(ids):
+        out[i] = groups[k]
+    return out
