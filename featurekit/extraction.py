@@ -103,42 +103,103 @@ def _table_name(req: FeatureRequest, kind: str) -> str:
     return f"{req.extractor.name}.{kind}"
 
 
+def _quiet_warnings(caught: list, path: str) -> list[str]:
+    return [str(w.message) if path in str(w.message) else f"{path}: {w.message}" for w in caught]
+
+
+def _catching():
+    ctx = warnings.catch_warnings(record=True)
+    caught = ctx.__enter__()
+    warnings.simplefilter("always")
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.simplefilter("ignore", category)
+    return ctx, caught
+
+
+def _batched(method, signals: list[np.ndarray], sr: int, paths: list[str]) -> list:
+    """Call a batch method; if the batch fails, retry one by one so only the bad file fails."""
+    try:
+        return method(signals, sr)
+    except Exception:
+        out = []
+        for s, p in zip(signals, paths):
+            try:
+                out.append(method([s], sr)[0])
+            except Exception as err:
+                out.append(err if isinstance(err, AudioError) else AudioError(p, f"{type(err).__name__}: {err}"))
+        return out
+
+
 def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: AudioOptions) -> dict:
-    """Worker: compute the needed tables for a few utterances. Never raises for a bad file."""
-    results: dict[tuple[int, str], list] = defaultdict(list)
-    failures, notes = {}, []
-    for uid, path, fp, start, end, needs in items:
+    """Worker: compute the needed tables for a few utterances. Never raises for a bad file.
+
+    Signals are decoded once; each extractor then sees all signals of the chunk that need it
+    (so batching extractors can batch).
+    """
+    sr = audio.sample_rate
+    failures: dict[str, str] = {}
+    notes: list[str] = []
+    signals: dict[str, np.ndarray] = {}
+    for uid, path, _fp, start, end, _needs in items:
+        ctx, caught = _catching()
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
-                    warnings.simplefilter("ignore", category)
-                signal = load_audio(path, options=audio, start=start, end=end)
-                sr = audio.sample_rate
-                out = []
-                for ri, kinds in needs:
-                    ext = requests[ri].extractor
-                    frames = ext.lld(signal, sr) if any(k != NATIVE_KIND for k in kinds) else None
-                    if frames is not None and len(frames.values) == 0:
-                        raise AudioError(path, f"{ext.name} produced no frames")
-                    for kind in kinds:
-                        if kind == NATIVE_KIND:
-                            v = ext.native(signal, sr)
-                            out.append(((ri, kind), (uid, fp, v.values, v.names)))
-                        elif kind == LLD_KIND:
-                            out.append(((ri, kind), (uid, fp, frames.values, frames.names, frames.times)))
-                        else:
-                            v = apply_functional(kind, frames, signal, sr, ext.name)
-                            out.append(((ri, kind), (uid, fp, v.values, v.names)))
-            notes.extend(f"{path}: {w.message}" if str(path) not in str(w.message) else str(w.message)
-                         for w in caught)
+            signals[uid] = load_audio(path, options=audio, start=start, end=end)
         except AudioError as err:
             failures[uid] = str(err)
+        finally:
+            ctx.__exit__(None, None, None)
+        notes.extend(_quiet_warnings(caught, str(path)))
+
+    pending: dict[str, list] = defaultdict(list)  # uid -> [((ri, kind), row)]
+    for ri, req in enumerate(requests):
+        ext = req.extractor
+        todo = [(uid, path, fp, dict(needs)[ri]) for uid, path, fp, _s, _e, needs in items
+                if uid in signals and ri in dict(needs)]
+        if not todo:
             continue
-        except Exception as err:  # an extractor failing on one file must not stop the batch
-            failures[uid] = f"{path}: {type(err).__name__}: {err}"
+        ctx, caught = _catching()
+        try:
+            sigs = [signals[t[0]] for t in todo]
+            paths = [t[1] for t in todo]
+            need_native = [t for t in todo if NATIVE_KIND in t[3]]
+            natives = dict(zip([t[0] for t in need_native],
+                               _batched(ext.native_batch, [signals[t[0]] for t in need_native], sr,
+                                        [t[1] for t in need_native]))) if need_native else {}
+            need_lld = [i for i, t in enumerate(todo) if any(k != NATIVE_KIND for k in t[3])]
+            llds = dict(zip([todo[i][0] for i in need_lld],
+                            _batched(ext.lld_batch, [sigs[i] for i in need_lld], sr,
+                                     [paths[i] for i in need_lld]))) if need_lld else {}
+        finally:
+            ctx.__exit__(None, None, None)
+        notes.extend(str(w.message) for w in caught)
+        for uid, path, fp, kinds in todo:
+            try:
+                frames = llds.get(uid)
+                if isinstance(frames, Exception):
+                    raise frames
+                if frames is not None and len(frames.values) == 0:
+                    raise AudioError(path, f"{ext.name} produced no frames")
+                for kind in kinds:
+                    if kind == NATIVE_KIND:
+                        v = natives[uid]
+                        if isinstance(v, Exception):
+                            raise v
+                        pending[uid].append(((ri, kind), (uid, fp, v.values, v.names)))
+                    elif kind == LLD_KIND:
+                        pending[uid].append(((ri, kind), (uid, fp, frames.values, frames.names, frames.times)))
+                    else:
+                        v = apply_functional(kind, frames, signals[uid], sr, ext.name)
+                        pending[uid].append(((ri, kind), (uid, fp, v.values, v.names)))
+            except AudioError as err:
+                failures[uid] = str(err)
+            except Exception as err:  # an extractor failing on one file must not stop the batch
+                failures[uid] = f"{path}: {ext.name}: {type(err).__name__}: {err}"
+
+    results: dict[tuple[int, str], list] = defaultdict(list)
+    for uid, rows in pending.items():
+        if uid in failures:  # all or nothing per utterance, so a rerun retries it whole
             continue
-        for k, row in out:
+        for k, row in rows:
             results[k].append(row)
     return {"results": dict(results), "failures": failures, "notes": notes, "n": len(items)}
 

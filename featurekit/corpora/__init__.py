@@ -1,6 +1,16 @@
 """Corpus adapters: each reads a corpus directory into a manifest DataFrame."""
 
-from featurekit.corpora import emodb  # noqa: F401  (registers)
+from featurekit.corpora import (  # noqa: F401  (registers)
+    cremad,
+    csv_manifest,
+    emodb,
+    iemocap,
+    msppodcast,
+    ravdess,
+    savee,
+    synthetic,
+    tess,
+)
 from featurekit.corpora.base import (
     CORPORA,
     CorpusLayoutError,

@@ -98,7 +98,7 @@ def validate_manifest(df: pd.DataFrame, *, source: str = "manifest") -> None:
         raise ValueError(f"{source}: duplicate utterance id(s): {', '.join(map(str, dup.iloc[:5]))}")
 
 
-def load_corpus(name: str, root: str | os.PathLike, **options) -> pd.DataFrame:
+def load_corpus(name: str, root: str | os.PathLike, /, **options) -> pd.DataFrame:
     """Read corpus ``name`` at ``root`` into a manifest (see module docstring)."""
     return CORPORA.get(name).read(root, **options)
 

@@ -110,7 +110,8 @@ def read_cremad(root: str | os.PathLike) -> pd.DataFrame:
     rows = [parse_file_name(wav) for wav in sorted((root / AUDIO_DIR).glob("*.wav"))
             if not wav.name.startswith(".")]
     if not rows:
-        raise CorpusLayoutError(f"{root / AUDIO_DIR}: no .wav files (expected ActorID_Sentence_Emotion_Level.wav)")
+        raise CorpusLayoutError(f"{root / AUDIO_DIR}: no .wav files "
+                                "(expected ActorID_Sentence_Emotion_Level.wav)")
     demo_path = root / DEMOGRAPHICS
     if demo_path.exists():
         add_demographics(rows, read_demographics(demo_path), demo_path)

@@ -61,6 +61,7 @@ def read_emodb(root: str | os.PathLike, *, listening_test: bool = True) -> pd.Da
             raise CorpusLayoutError(f"{root}: missing erkennung.txt (pass listening_test=False to skip)")
         lt = read_listening_test(erk)
         df = df.join(lt)
+        df.attrs.update(corpus="emodb", root=str(root))  # join drops attrs
         if df["recognition"].isna().any():
             missing = df.index[df["recognition"].isna()][:5].tolist()
             raise CorpusLayoutError(f"{erk}: no listening-test rates for {missing}")

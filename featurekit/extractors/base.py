@@ -132,6 +132,14 @@ class Extractor:
         """The toolkit's own utterance-level functionals."""
         raise NotImplementedError(f"extractor {self.name!r} has no native functionals")
 
+    def lld_batch(self, signals: list[np.ndarray], sr: int) -> list[Frames]:
+        """:meth:`lld` for several signals; extractors that batch (neural encoders) override it."""
+        return [self.lld(s, sr) for s in signals]
+
+    def native_batch(self, signals: list[np.ndarray], sr: int) -> list[Vector]:
+        """:meth:`native` for several signals; extractors that batch override it."""
+        return [self.native(s, sr) for s in signals]
+
     def lld_names(self) -> list[str]:
         """LLD column names, computed on a short synthetic signal (cheap for most extractors)."""
         return self.lld(_probe_signal(), 16000).names

@@ -1,0 +1,179 @@
+"""Any corpus described by a CSV file: one row per utterance, with columns mapped onto the manifest.
+
+Example: a CSV with columns ``file, emotion, spk, fold`` is read with
+``load_corpus("csv", root, csv="meta.csv", columns={"path": "file", "label": "emotion",
+"speaker": "spk"})``; ``fold`` is kept as an extra column. A manifest column that is not mapped
+is taken from the CSV column of the same name when there is one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from featurekit.corpora.base import (
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    CorpusLayoutError,
+    finalize_manifest,
+    register_corpus,
+    require_dir,
+)
+
+TEXT_COLUMNS = ("id", "path", "speaker", "session", "label", "gender", "transcript")
+FLOAT_COLUMNS = ("start", "end", "valence", "arousal", "dominance")
+NEEDED_COLUMNS = ("path", "label", "speaker")  # id and session have defaults
+GENDERS = {"f": "f", "female": "f", "m": "m", "male": "m"}
+
+
+def resolve_csv(root: Path, csv: str | os.PathLike) -> Path:
+    """``csv`` as an existing path: absolute, or relative to ``root``."""
+    path = Path(csv)
+    path = path if path.is_absolute() else root / path
+    if not path.is_file():
+        raise CorpusLayoutError(f"{path}: manifest CSV not found (csv={str(csv)!r}, root {root})")
+    return path
+
+
+def map_columns(header: list[str], columns: dict[str, str] | None, source: Path) -> dict[str, str]:
+    """Manifest column -> CSV column, from ``columns`` plus same-named CSV columns.
+
+    Raises
+    ------
+    CorpusLayoutError
+        When a mapped CSV column does not exist, a needed manifest column has no source, or an
+        unmapped CSV column would overwrite a manifest column taken from elsewhere.
+    """
+    mapping = dict(columns or {})
+    listing = ", ".join(header)
+    for target, col in mapping.items():
+        if col not in header:
+            raise CorpusLayoutError(f"{source}: no column {col!r} (mapped to {target!r}); "
+                                    f"columns are {listing}")
+    for target in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
+        if target not in mapping and target in header:
+            mapping[target] = target
+    lacking = [t for t in NEEDED_COLUMNS if t not in mapping]
+    if lacking:
+        raise CorpusLayoutError(f"{source}: missing column(s) {', '.join(lacking)}; columns are {listing} "
+                                f"(map them with columns={{{lacking[0]!r}: '<CSV column>'}})")
+    used = set(mapping.values())
+    for col in header:
+        if col not in used and col in mapping:
+            raise CorpusLayoutError(f"{source}: column {col!r} would overwrite the {col!r} taken from "
+                                    f"{mapping[col]!r}; rename it, e.g. columns={{'csv_{col}': {col!r}}}")
+    return mapping
+
+
+def apply_mapping(table: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
+    """The mapped columns under their manifest names, then the unmapped CSV columns as extras."""
+    out = pd.DataFrame({target: table[src] for target, src in mapping.items()}, index=table.index)
+    extras = [c for c in table.columns if c not in set(mapping.values())]
+    return pd.concat([out, table[extras]], axis=1)
+
+
+def normalise_gender(value: object) -> object:
+    """``female``/``male``/``F``/``M`` (any case) -> ``"f"``/``"m"``; other values unchanged."""
+    return GENDERS.get(value.strip().lower(), value) if isinstance(value, str) else value
+
+
+def check_filled(df: pd.DataFrame, cols: list[str], source: Path) -> None:
+    """Raise naming ``source`` and the CSV line numbers when a needed column has empty cells."""
+    for col in cols:
+        empty = df.index[df[col].isna() | (df[col].astype(str).str.strip() == "")]
+        if len(empty):
+            raise CorpusLayoutError(f"{source}: empty {col!r} on line(s) {(empty[:5] + 2).tolist()}"
+                                    f"{' ...' if len(empty) > 5 else ''}")
+
+
+def resolve_paths(paths: pd.Series, root: Path, source: Path) -> pd.Series:
+    """Absolute audio paths (relative ones are taken against ``root``); all must exist."""
+    resolved = [(p if p.is_absolute() else root / p).resolve() for p in map(Path, paths)]
+    missing = [str(p) for p in resolved if not p.exists()]
+    if missing:
+        raise CorpusLayoutError(f"{source}: {len(missing)} audio file(s) not found (relative paths are taken "
+                                f"against {root}), e.g. {', '.join(missing[:3])}")
+    return pd.Series([str(p) for p in resolved], index=paths.index)
+
+
+def default_ids(paths: pd.Series, source: Path) -> pd.Series:
+    """Ids from the audio file stems; a clear error when two files share a stem."""
+    ids = paths.map(lambda p: Path(p).stem)
+    dup = ids[ids.duplicated(keep=False)]
+    if len(dup):
+        examples = ", ".join(f"{i} ({p})" for i, p in zip(dup.iloc[:4], paths[dup.index[:4]]))
+        raise CorpusLayoutError(f"{source}: file stems are not unique ids: {examples}; add an id column "
+                                "(columns={'id': '<CSV column>'})")
+    return ids
+
+
+def to_float(df: pd.DataFrame, col: str, source: Path) -> pd.Series:
+    """Column ``col`` as floats; an error naming ``source`` and the first bad lines otherwise."""
+    values = pd.to_numeric(df[col], errors="coerce")
+    bad = df.index[values.isna() & df[col].notna()]
+    if len(bad):
+        raise CorpusLayoutError(f"{source}: {col!r} is not a number on line(s) {(bad[:5] + 2).tolist()}")
+    return values.astype(float)
+
+
+def build_frame(table: pd.DataFrame, root: Path, source: Path) -> pd.DataFrame:
+    """Fill defaults, resolve paths and convert types of a renamed CSV table."""
+    check_filled(table, [c for c in ("path", "label", "speaker", "id", "session") if c in table], source)
+    table["path"] = resolve_paths(table["path"], root, source)
+    if "id" not in table:
+        table.insert(0, "id", default_ids(table["path"], source))
+    dup = table["id"][table["id"].duplicated()]
+    if len(dup):
+        raise CorpusLayoutError(f"{source}: duplicate id(s) {', '.join(dup.iloc[:5])}")
+    if "session" not in table:
+        table["session"] = table["speaker"]
+    if "gender" in table:
+        table["gender"] = table["gender"].map(normalise_gender)
+    for col in FLOAT_COLUMNS:
+        if col in table:
+            table[col] = to_float(table, col, source)
+    first = [c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in table]
+    return table[first + [c for c in table.columns if c not in first]]
+
+
+@register_corpus("csv", "any corpus listed in a CSV: read(root, csv=..., columns={manifest: CSV column})")
+def read_csv_manifest(root: str | os.PathLike, *, csv: str | os.PathLike,
+                      columns: dict[str, str] | None = None, name: str = "csv") -> pd.DataFrame:
+    """Read the utterances listed in the CSV file ``csv``.
+
+    Parameters
+    ----------
+    root
+        Corpus folder: relative ``csv`` and audio paths are taken against it.
+    csv
+        The CSV file, relative to ``root`` or absolute.
+    columns
+        Manifest column -> CSV column, e.g. ``{"path": "file", "label": "emotion", "speaker":
+        "spk"}``. Unmapped manifest columns come from same-named CSV columns; ``path``, ``label``
+        and ``speaker`` are needed, ``session`` defaults to ``speaker`` and ``id`` to the audio
+        file's stem (which must then be unique). Other CSV columns are kept as extras.
+    name
+        The corpus name recorded in the manifest (``df.attrs["corpus"]``) and used in messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The manifest. Text columns are read as text (speaker ``"007"`` stays ``"007"``),
+        ``start``/``end``/``valence``/``arousal``/``dominance`` as floats and ``gender`` values
+        ``female``/``male`` (any case) become ``"f"``/``"m"``.
+    """
+    root = require_dir(root, name)
+    source = resolve_csv(root, csv)
+    try:
+        header = [str(c) for c in pd.read_csv(source, nrows=0).columns]
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise CorpusLayoutError(f"{source}: cannot read as CSV ({err})") from None
+    mapping = map_columns(header, columns, source)
+    text = {mapping[t] for t in TEXT_COLUMNS if t in mapping}
+    table = pd.read_csv(source, dtype=dict.fromkeys(text, str), keep_default_na=True)
+    table = apply_mapping(table, mapping)
+    if table.empty:
+        raise CorpusLayoutError(f"{source}: the CSV lists no utterances")
+    return finalize_manifest(build_frame(table, root, source), corpus=name, root=root)

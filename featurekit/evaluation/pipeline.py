@@ -1,0 +1,116 @@
+"""One training fold: build the pipeline, search hyperparameters on the training speakers only,
+predict the test fold. Every scaler and model is fit inside the training fold; the inner search
+folds are grouped by speaker (GroupKFold), so no speaker is in both an inner training and an
+inner validation fold, and the outer test speaker never takes part.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import GroupKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from featurekit.evaluation.models import ModelSpec
+
+
+def inner_cv(groups: np.ndarray, n_splits: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Speaker-grouped inner folds (explicit list, so callers can inspect them)."""
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        raise ValueError("the training fold has a single speaker: no speaker-grouped hyperparameter search "
+                         "is possible (use a grid with one value per parameter)")
+    return list(GroupKFold(n_splits=min(n_splits, n_groups)).split(np.zeros(len(groups)), groups=groups))
+
+
+def build_pipeline(spec: ModelSpec, *, normalisation: str, seed: int, class_weight: str | None,
+                   params: dict[str, Any], sequences: bool) -> Pipeline:
+    steps = []
+    if normalisation == "global" and not sequences:
+        steps.append(("scale", StandardScaler()))
+    steps.append(("model", spec.build(seed, class_weight, **params)))
+    return Pipeline(steps)
+
+
+def undersample(y: np.ndarray, seed: int) -> np.ndarray:
+    """Indices of a random subset with every class cut to the smallest class' size."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(y, return_counts=True)
+    n = counts.min()
+    return np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), n, replace=False) for c in classes]))
+
+
+def _balanced_weights(y: np.ndarray) -> np.ndarray:
+    classes, counts = np.unique(y, return_counts=True)
+    w = {c: len(y) / (len(classes) * k) for c, k in zip(classes, counts)}
+    return np.array([w[v] for v in y])
+
+
+def _scorer(task: str):
+    from sklearn.metrics import make_scorer
+
+    from featurekit.evaluation.metrics import ccc, uar
+
+    return make_scorer(uar) if task == "classification" else make_scorer(ccc)
+
+
+def fit_predict(spec: ModelSpec, x_train, y_train: np.ndarray, g_train: np.ndarray, x_test, *, task: str,
+                normalisation: str, balancing: str, grid: dict[str, list], params: dict[str, Any],
+                inner_folds: int, seed: int, sequences: bool, proba: bool) -> dict[str, Any]:
+    """Fit on one training fold (with nested search) and predict the test fold.
+
+    Returns ``pred``, ``proba`` (classification, when available, else None) and ``best_params``.
+    """
+    if balancing == "undersample" and task == "classification":
+        keep = undersample(y_train, seed)
+        x_train = x_train[keep]
+        y_train, g_train = y_train[keep], g_train[keep]
+    class_weight = "balanced" if balancing == "class_weight" and task == "classification" else None
+    fit_params: dict[str, Any] = {}
+    if class_weight and spec.sample_weight:
+        fit_params["model__sample_weight"] = _balanced_weights(y_train)
+    if spec.groups:
+        fit_params["model__groups"] = g_train
+    pipe = build_pipeline(spec, normalisation=normalisation, seed=seed, class_weight=class_weight,
+                          params=params, sequences=sequences)
+    n_candidates = int(np.prod([len(v) for v in grid.values()])) if grid else 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*did not converge.*")
+        if n_candidates > 1:
+            from sklearn.model_selection import GridSearchCV
+
+            search = GridSearchCV(pipe, {f"model__{k}": v for k, v in grid.items()}, scoring=_scorer(task),
+                                  cv=inner_cv(g_train, inner_folds), n_jobs=1, refit=True, error_score="raise")
+            search.fit(x_train, y_train, **fit_params)
+            model, best = search.best_estimator_, {k.removeprefix("model__"): v
+                                                   for k, v in search.best_params_.items()}
+        else:
+            one = {k: v[0] for k, v in grid.items()}
+            pipe.set_params(**{f"model__{k}": v for k, v in one.items()})
+            model, best = pipe.fit(x_train, y_train, **fit_params), one
+    out: dict[str, Any] = {"pred": model.predict(x_test), "proba": None, "best_params": best}
+    if task == "classification" and proba:
+        if hasattr(model, "predict_proba") and _has_proba(model):
+            out["proba"] = model.predict_proba(x_test)
+        else:
+            d = model.decision_function(x_test)
+            e = np.exp(d - d.max(axis=1, keepdims=True))
+            out["proba"] = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+def _has_proba(model) -> bool:
+    try:
+        return bool(getattr(model, "predict_proba", None)) and not (
+            getattr(model[-1], "probability", True) is False)
+    except (AttributeError, TypeError):
+        return True
+
+
+def grid_size(grid: dict[str, list]) -> int:
+    return len(list(itertools.product(*grid.values()))) if grid else 1

@@ -1,0 +1,470 @@
+"""Run an experiment spec: features -> folds x cells -> predictions -> tidy results.
+
+Output directory::
+
+    results.csv        feature_set, model, normalisation, protocol, speaker_independent, fold,
+                       target, metric, value   (fold: a fold name, "pooled", "mean" or "std")
+    predictions.csv    one row per utterance, cell and target (y_true, y_pred, class probabilities)
+    params.csv         the hyperparameters chosen in every fold
+    spec.json          the resolved spec, seeds, library versions, store tables used
+    cells/*.json|.parquet  finished cells (resume: a finished cell is not recomputed)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from featurekit.audio import AudioOptions
+from featurekit.evaluation import metrics as M
+from featurekit.evaluation.models import model_registry
+from featurekit.evaluation.normalisation import speaker_zscore, speaker_zscore_sequences
+from featurekit.evaluation.pipeline import fit_predict
+from featurekit.evaluation.protocols import PROTOCOLS, Fold
+from featurekit.evaluation.spec import FeatureSet, Member, Spec, SpecError
+from featurekit.extraction import FeatureRequest, extract
+from featurekit.extractors import make_extractor
+from featurekit.extractors.base import library_versions
+from featurekit.store import FeatureStore, align, feature_columns, to_sequences
+
+VERSIONED = ("featurekit", "numpy", "pandas", "scikit-learn", "xgboost", "librosa", "opensmile", "pyAudioAnalysis",
+             "torch", "soundfile", "soxr")
+
+
+class DataError(ValueError):
+    """The corpus or its features are unusable for the spec (names files/columns)."""
+
+
+@dataclass
+class Cell:
+    feature_set: FeatureSet
+    model: str
+    normalisation: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.feature_set.name} | {self.model} | {self.normalisation}"
+
+    def digest(self, spec: Spec) -> str:
+        blob = json.dumps({"fs": self.feature_set.name, "model": self.model, "norm": self.normalisation,
+                           "models": spec.models[self.model], "task": spec.task, "protocol": spec.protocol,
+                           "evaluation": spec.evaluation, "seed": spec.seed, "extractors": spec.extractors,
+                           "audio": spec.audio, "corpus": spec.corpus},
+                          sort_keys=True, default=str).encode()
+        return hashlib.blake2b(blob, digest_size=10).hexdigest()
+
+
+def prepare_manifest(spec: Spec, manifest: pd.DataFrame) -> pd.DataFrame:
+    """Apply the task's mapping/subset and check target columns; raise DataError naming the problem."""
+    task = spec.task
+    for col in spec.targets:
+        if col not in manifest.columns:
+            raise DataError(f"task: the corpus manifest has no column {col!r}; columns: {list(manifest.columns)}")
+    group = spec.protocol.get("group", "speaker")
+    if group not in manifest.columns:
+        raise DataError(f"protocol.group: the manifest has no column {group!r}")
+    m = manifest.copy()
+    if spec.task_type == "classification":
+        col = spec.targets[0]
+        m[col] = m[col].astype(str)
+        if task.get("mapping"):
+            m[col] = m[col].replace(task["mapping"])
+        if task.get("subset"):
+            m = m[m[col].isin(task["subset"])]
+            missing = set(task["subset"]) - set(m[col])
+            if missing:
+                raise DataError(f"task.subset: label(s) {sorted(missing)} do not occur in the corpus")
+        counts = m[col].value_counts()
+        min_n = int(task.get("min_per_class", 2))
+        few = counts[counts < min_n]
+        if len(few):
+            raise DataError(f"task: label(s) with fewer than {min_n} samples: {few.to_dict()} "
+                            f"(drop them with task.subset or merge with task.mapping)")
+    else:
+        for col in spec.targets:
+            v = pd.to_numeric(m[col], errors="coerce")
+            if v.isna().any():
+                bad = m.index[v.isna()][:5].tolist()
+                raise DataError(f"task: target {col!r} has missing or non-numeric values (e.g. {bad})")
+            m[col] = v.astype(float)
+    if m.empty:
+        raise DataError("task: no utterances left after subset/mapping")
+    return m
+
+
+def make_folds(spec: Spec, manifest: pd.DataFrame) -> list[Fold]:
+    p = dict(spec.protocol)
+    name = p.pop("name")
+    y = manifest[spec.targets[0]].to_numpy() if spec.task_type == "classification" else None
+    folds = PROTOCOLS.get(name).folds(manifest, seed=spec.seed, y=y, **p)
+    if spec.task_type == "classification":
+        col = spec.targets[0]
+        labels = set(manifest[col])
+        for f in folds:
+            lacking = labels - set(manifest[col].iloc[f.train])
+            if lacking:
+                raise DataError(f"fold {f.name}: the training fold lacks class(es) {sorted(lacking)}; the model "
+                                f"could never predict them (drop them with task.subset)")
+    return folds
+
+
+class FeatureData:
+    """Feature matrices of the spec's feature sets, aligned with the manifest rows."""
+
+    def __init__(self, spec: Spec, manifest: pd.DataFrame, store: FeatureStore, *, jobs: int,
+                 progress: bool) -> None:
+        self.spec, self.manifest, self.store = spec, manifest, store
+        self.audio = AudioOptions(**spec.audio)
+        self.corpus = spec.corpus["name"]
+        self._tables: dict[str, pd.DataFrame] = {}
+        self._seqs: dict[str, np.ndarray] = {}
+        self.extraction = self._extract(jobs, progress)
+
+    def _members(self) -> list[Member]:
+        seen: dict[str, Member] = {}
+        for fs in self.spec.feature_sets:
+            for m in fs.members:
+                seen.setdefault(m.table, m)
+        return list(seen.values())
+
+    def requests(self) -> list[FeatureRequest]:
+        kinds: dict[str, list[str]] = {}
+        for m in self._members():
+            kinds.setdefault(m.extractor, []).append(m.kind)
+        return [FeatureRequest(make_extractor(n, **self.spec.extractors.get(n, {})), tuple(dict.fromkeys(k)))
+                for n, k in kinds.items()]
+
+    def _extract(self, jobs: int, progress: bool):
+        summary = extract(self.manifest, self.requests(), self.store, corpus=self.corpus, audio=self.audio,
+                          jobs=jobs, progress=progress)
+        if summary.failures:
+            lines = "\n".join(f"  {k}: {v}" for k, v in list(summary.failures.items())[:20])
+            raise DataError(f"feature extraction failed for {len(summary.failures)} file(s):\n{lines}")
+        fps, _ = self.store.fingerprints(self.corpus, self.manifest["path"].astype(str).tolist())
+        self.fingerprints = fps
+        return summary
+
+    def _table(self, m: Member) -> pd.DataFrame:
+        if m.table not in self._tables:
+            ext = make_extractor(m.extractor, **self.spec.extractors.get(m.extractor, {}))
+            t = self.store.table(self.corpus, ext, m.kind, self.audio).read()
+            if m.kind == "lld":
+                self._tables[m.table] = t
+            else:
+                self._tables[m.table] = align(t, self.manifest, self.fingerprints)
+        return self._tables[m.table]
+
+    def matrix(self, fs: FeatureSet) -> tuple[np.ndarray, list[str]]:
+        """Vectors ``(n, d)`` float32 for an early-fused feature set, and their column names."""
+        blocks, names = [], []
+        for m in fs.members:
+            t = self._table(m)
+            cols = feature_columns(t.reset_index()) if m.layer is None else _layer_columns(t.columns, m.layer)
+            t = t.reindex(self.manifest["id"])
+            x = t[cols].to_numpy(np.float32)
+            bad = ~np.isfinite(x).all(axis=1)
+            if bad.any():
+                rows = self.manifest.iloc[np.flatnonzero(bad)[:5]]
+                files = ", ".join(f"{i} ({p})" for i, p in zip(rows["id"], rows["path"]))
+                raise DataError(f"{m.table}: NaN/inf or missing features for {int(bad.sum())} utterance(s): {files}")
+            blocks.append(x)
+            names += cols
+        return np.hstack(blocks), names
+
+    def sequences(self, fs: FeatureSet) -> np.ndarray:
+        m = fs.members[0]
+        if m.table not in self._seqs:
+            t = self._table(m)
+            want = pd.DataFrame({"id": self.manifest["id"].to_numpy(), "fingerprint": self.fingerprints})
+            t = want.merge(t, on=["id", "fingerprint"], how="inner").drop(columns="fingerprint")
+            seqs = to_sequences(t, self.manifest["id"].tolist())
+            for i, s in enumerate(seqs):
+                if not np.isfinite(s).all():
+                    r = self.manifest.iloc[i]
+                    raise DataError(f"{m.table}: NaN/inf frames for {r['id']} ({r['path']})")
+            self._seqs[m.table] = seqs
+        return self._seqs[m.table]
+
+
+def _layer_columns(columns, layer: str) -> list[str]:
+    from featurekit.extractors.ssl.layers import select_layers
+
+    return select_layers(list(columns), layer)
+
+
+def _cell_inputs(data: FeatureData, fs: FeatureSet, norm: str, speakers: np.ndarray):
+    """The model input(s) of a cell: one matrix/sequence array, or a list for late fusion."""
+    def one(f: FeatureSet):
+        x = data.sequences(f) if f.sequences else data.matrix(f)[0]
+        if norm == "speaker":
+            x = speaker_zscore_sequences(x, speakers) if f.sequences else speaker_zscore(x, speakers)
+        return x
+
+    return [one(g) for g in fs.late_groups] if fs.late else one(fs)
+
+
+def _run_fold(cell_key: str, fold: Fold, inputs, y: np.ndarray, groups: np.ndarray, *, spec_models: dict,
+              task: str, model: str, norm: str, balancing: str, inner_folds: int, seed: int,
+              sequences: list[bool], late: bool) -> dict:
+    reg = model_registry(task)
+    ms = reg.get(model)
+    cfg = spec_models[model]
+    members = inputs if late else [inputs]
+    outs = []
+    for x, seq in zip(members, sequences):
+        params = dict(cfg["params"])
+        if late and model == "svm":
+            params.setdefault("probability", True)
+        outs.append(fit_predict(ms, x[fold.train], y[fold.train], groups[fold.train], x[fold.test], task=task,
+                                normalisation=norm, balancing=balancing, grid=cfg["grid"], params=params,
+                                inner_folds=inner_folds, seed=seed, sequences=seq, proba=late or task ==
+                                "classification"))
+    if late:
+        proba = np.mean([o["proba"] for o in outs], axis=0)
+        pred = proba.argmax(axis=1)
+        best = {f"member{i}": o["best_params"] for i, o in enumerate(outs)}
+    else:
+        pred, proba, best = outs[0]["pred"], outs[0]["proba"], outs[0]["best_params"]
+    return {"cell": cell_key, "fold": fold.name, "test": fold.test, "pred": pred, "proba": proba, "best": best}
+
+
+def run(spec: Spec, root: str | os.PathLike, out: str | os.PathLike, *, store: str | os.PathLike,
+        jobs: int | None = None, progress: bool = True, manifest: pd.DataFrame | None = None,
+        scheduler: str | None = None) -> pd.DataFrame:
+    """Run ``spec`` on the corpus at ``root``; write the output directory; return results.csv's frame.
+
+    ``scheduler``: a dask.distributed scheduler address; cells' folds then run on that cluster.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    jobs = jobs or os.cpu_count() or 1
+    if manifest is None:
+        from featurekit.corpora import load_corpus
+
+        manifest = load_corpus(spec.corpus["name"], root, **spec.corpus.get("options", {}))
+    manifest = prepare_manifest(spec, manifest)
+    folds = make_folds(spec, manifest)
+    protocol = PROTOCOLS.get(spec.protocol["name"])
+    reg = model_registry(spec.task_type)
+    cells = []
+    for fs in spec.feature_sets:
+        for model in spec.models:
+            ms = reg.get(model)
+            if fs.sequences and not ms.sequences:
+                raise SpecError(f"features.sets: {fs.name!r} is LLD sequences, but model {model!r} takes vectors")
+            for norm in spec.evaluation["normalisation"]:
+                cells.append(Cell(fs, model, norm))
+    data = FeatureData(spec, manifest, FeatureStore(store), jobs=jobs, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cells").mkdir(exist_ok=True)
+    speakers = manifest["speaker"].astype(str).to_numpy()
+    groups = manifest[spec.protocol.get("group", "speaker")].astype(str).to_numpy()
+    if spec.task_type == "classification":
+        classes = sorted(manifest[spec.targets[0]].unique())
+        ys = {spec.targets[0]: np.searchsorted(classes, manifest[spec.targets[0]].to_numpy())}
+    else:
+        classes = []
+        ys = {t: manifest[t].to_numpy(np.float64) for t in spec.targets}
+
+    todo = [c for c in cells if not (out / "cells" / f"{c.digest(spec)}.json").exists()]
+    done_n = len(cells) - len(todo)
+    tasks = []
+    for c in todo:
+        inputs = _cell_inputs(data, c.feature_set, c.normalisation, speakers)
+        seqs = [g.sequences for g in c.feature_set.late_groups] if c.feature_set.late else [c.feature_set.sequences]
+        for target, y in ys.items():
+            for f in folds:
+                tasks.append(((c, target), dict(cell_key=f"{c.digest(spec)}|{target}", fold=f, inputs=inputs, y=y,
+                                                groups=groups, spec_models=spec.models, task=spec.task_type,
+                                                model=c.model, norm=c.normalisation,
+                                                balancing=spec.evaluation["balancing"],
+                                                inner_folds=spec.evaluation["inner_folds"], seed=spec.seed,
+                                                sequences=seqs, late=c.feature_set.late)))
+    pending: dict[str, list] = {}
+    expected = len(ys) * len(folds)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(tasks), desc="evaluate", unit="fold", disable=not progress, mininterval=1.0)
+    if scheduler:
+        from featurekit.distributed import map_distributed
+
+        results = map_distributed(_run_fold, [kw for _, kw in tasks], scheduler=scheduler)
+    elif jobs == 1:
+        results = (_run_fold(**kw) for _, kw in tasks)
+    else:
+        from joblib import Parallel, delayed
+
+        results = Parallel(n_jobs=jobs, return_as="generator_unordered", pre_dispatch="2*n_jobs")(
+            delayed(_run_fold)(**kw) for _, kw in tasks)
+    by_key = {f"{c.digest(spec)}": c for c in todo}
+    for r in results:
+        bar.update(1)
+        digest, target = r["cell"].split("|")
+        pending.setdefault(digest, []).append((target, r))
+        if len(pending[digest]) == expected:
+            _save_cell(out, spec, by_key[digest], pending.pop(digest), manifest, classes, protocol)
+    bar.close()
+    results_df = _assemble(out, spec, cells)
+    _write_spec(out, spec, data, folds, protocol, seconds=time.perf_counter() - t0, reused=done_n)
+    return results_df
+
+
+def _save_cell(out: Path, spec: Spec, cell: Cell, parts: list, manifest: pd.DataFrame, classes: list,
+               protocol) -> None:
+    """Compute a finished cell's metrics and write them atomically (json last = cell done)."""
+    rows, preds, params = [], [], []
+    base = {"feature_set": cell.feature_set.name, "model": cell.model, "normalisation": cell.normalisation,
+            "protocol": _protocol_label(spec, protocol), "speaker_independent": protocol.speaker_independent}
+    by_target: dict[str, list] = {}
+    for target, r in parts:
+        by_target.setdefault(target, []).append(r)
+    ev = spec.evaluation
+    for target, rs in by_target.items():
+        rs.sort(key=lambda r: r["fold"])
+        n = len(manifest)
+        pooled_pred = np.empty(n, dtype=object if classes else float)
+        for r in rs:
+            test = r["test"]
+            if classes:
+                yt = np.asarray(manifest[target].iloc[test])
+                yp = np.asarray(classes, dtype=object)[np.asarray(r["pred"], dtype=int)]
+            else:
+                yt = manifest[target].to_numpy(float)[test]
+                yp = np.asarray(r["pred"], float)
+            pooled_pred[test] = yp
+            reg = M.CLASSIFICATION_METRICS if classes else M.REGRESSION_METRICS
+            for name in ev["metrics"]:
+                rows.append({**base, "fold": r["fold"], "target": target, "metric": name,
+                             "value": reg.get(name)(yt, yp)})
+            params.append({**base, "fold": r["fold"], "target": target, "params": json.dumps(r["best"],
+                                                                                           default=str)})
+            p = pd.DataFrame({"id": manifest["id"].iloc[test].to_numpy(), "fold": r["fold"], "target": target,
+                              "y_true": yt, "y_pred": yp})
+            if classes and r["proba"] is not None:
+                for k, c in enumerate(classes):
+                    p[f"p[{c}]"] = np.asarray(r["proba"])[:, k]
+            preds.append(p)
+        covered = np.flatnonzero(pd.notna(pooled_pred))
+        yt_all = manifest[target].to_numpy()[covered]
+        yp_all = pooled_pred[covered]
+        if not classes:
+            yt_all, yp_all = yt_all.astype(float), yp_all.astype(float)
+        reg = M.CLASSIFICATION_METRICS if classes else M.REGRESSION_METRICS
+        fold_vals = pd.DataFrame([r for r in rows if r["target"] == target])
+        for name in ev["metrics"]:
+            v = fold_vals[fold_vals.metric == name]["value"]
+            rows.append({**base, "fold": "mean", "target": target, "metric": name, "value": float(v.mean())})
+            rows.append({**base, "fold": "std", "target": target, "metric": name, "value": float(v.std(ddof=0))})
+            fn = reg.get(name)
+            rows.append({**base, "fold": "pooled", "target": target, "metric": name, "value": fn(yt_all, yp_all)})
+            if ev["bootstrap"]:
+                lo, hi = M.bootstrap_ci(fn, np.asarray(yt_all), np.asarray(yp_all), n=int(ev["bootstrap"]),
+                                        seed=spec.seed)
+                rows.append({**base, "fold": "pooled", "target": target, "metric": f"{name}_ci95_low", "value": lo})
+                rows.append({**base, "fold": "pooled", "target": target, "metric": f"{name}_ci95_high",
+                             "value": hi})
+        if classes:
+            for k, v in M.per_class(np.asarray(yt_all), np.asarray(yp_all), classes).items():
+                rows.append({**base, "fold": "pooled", "target": target, "metric": k, "value": v})
+    digest = cell.digest(spec)
+    pred_df = pd.concat(preds, ignore_index=True)
+    for k in ("feature_set", "model", "normalisation"):
+        pred_df.insert(0, k, base[k])
+    pred_df["y_true"] = pred_df["y_true"].astype(str) if classes else pred_df["y_true"]
+    pred_df["y_pred"] = pred_df["y_pred"].astype(str) if classes else pred_df["y_pred"].astype(float)
+    pred_df.to_parquet(out / "cells" / f"{digest}.parquet", index=False)
+    pd.DataFrame(params).to_csv(out / "cells" / f"{digest}.params.csv", index=False)
+    tmp = out / "cells" / f".{digest}.json.tmp"
+    tmp.write_text(json.dumps({"cell": cell.label, "rows": rows}, default=float))
+    os.replace(tmp, out / "cells" / f"{digest}.json")
+
+
+def _protocol_label(spec: Spec, protocol) -> str:
+    p = spec.protocol
+    if p["name"] == "loso":
+        label = f"leave-one-{p.get('group', 'speaker')}-out"
+    elif p["name"] == "kfold":
+        label = f"{p.get('k', 5)}-fold stratified (speaker-dependent)"
+    else:
+        label = p["name"]
+    return label
+
+
+def _assemble(out: Path, spec: Spec, cells: list[Cell]) -> pd.DataFrame:
+    rows, preds, params = [], [], []
+    for c in cells:
+        d = c.digest(spec)
+        rows += json.loads((out / "cells" / f"{d}.json").read_text())["rows"]
+        preds.append(pd.read_parquet(out / "cells" / f"{d}.parquet"))
+        params.append(pd.read_csv(out / "cells" / f"{d}.params.csv"))
+    df = pd.DataFrame(rows)
+    df.to_csv(out / "results.csv", index=False, float_format="%.6g")
+    pd.concat(preds, ignore_index=True).to_csv(out / "predictions.csv", index=False, float_format="%.6g")
+    pd.concat(params, ignore_index=True).to_csv(out / "params.csv", index=False)
+    return df
+
+
+def _write_spec(out: Path, spec: Spec, data: FeatureData, folds: list[Fold], protocol, *, seconds: float,
+                reused: int) -> None:
+    info = {"spec": spec.raw, "resolved": {"task": spec.task, "protocol": spec.protocol,
+                                           "evaluation": spec.evaluation, "models": spec.models,
+                                           "feature_sets": [fs.name for fs in spec.feature_sets],
+                                           "extractors": {r.extractor.name: r.extractor.key()
+                                                          for r in data.requests()}},
+            "seed": spec.seed, "spec_path": spec.path, "protocol_speaker_independent": protocol.speaker_independent,
+            "folds": [{"name": f.name, "n_train": len(f.train), "n_test": len(f.test)} for f in folds],
+            "n_utterances": len(data.manifest), "library_versions": library_versions(VERSIONED),
+            "seconds": round(seconds, 2), "cells_reused": reused}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (out / "spec.json").write_text(json.dumps(info, indent=2, default=str))
+
+
+def evaluate_table(features: pd.DataFrame, manifest: pd.DataFrame, *, model: str = "svm",
+                   normalisation: str = "speaker", protocol: str = "loso_speaker", seed: int = 0,
+                   grid: dict | None = None, jobs: int = 1) -> dict[str, Any]:
+    """Evaluate one feature table (indexed by utterance id) without a spec or store.
+
+    Returns ``{"uar", "accuracy", "macro_f1", "uar_folds"}`` (classification of ``label``);
+    the protocol is ``loso_speaker`` (leave-one-speaker-out) or ``kfold``.
+    """
+    from featurekit.evaluation.models import CLASSIFIERS
+
+    m = manifest.set_index("id", drop=False).loc[features.index]
+    x = features.to_numpy(np.float32)
+    speakers = m["speaker"].astype(str).to_numpy()
+    if normalisation == "speaker":
+        x = speaker_zscore(x, speakers)
+    y_lab = m["label"].astype(str).to_numpy()
+    classes = sorted(set(y_lab))
+    y = np.searchsorted(classes, y_lab)
+    pname = "loso" if protocol == "loso_speaker" else protocol
+    folds = PROTOCOLS.get(pname).folds(m, group="speaker", seed=seed, y=y_lab)
+    ms = CLASSIFIERS.get(model)
+
+    def one(f: Fold):
+        r = fit_predict(ms, x[f.train], y[f.train], speakers[f.train], x[f.test], task="classification",
+                        normalisation="global" if normalisation != "none" else "none",
+                        balancing="class_weight", grid=grid or ms.grid, params={}, inner_folds=3, seed=seed,
+                        sequences=False, proba=False)
+        return f, r["pred"]
+
+    from joblib import Parallel, delayed
+
+    res = Parallel(n_jobs=jobs)(delayed(one)(f) for f in folds)
+    pred = np.empty(len(y), dtype=int)
+    per_fold = []
+    for f, p in res:
+        pred[f.test] = p
+        per_fold.append(M.uar(y[f.test], p))
+    return {"uar": M.uar(y, pred), "accuracy": M.accuracy(y, pred), "macro_f1": M.macro_f1(y, pred),
+            "uar_folds": per_fold}

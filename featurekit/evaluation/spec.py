@@ -1,0 +1,224 @@
+"""Experiment specs (TOML), validated up front: every error names the key that is wrong.
+
+See ``pipelines/emodb.toml`` for a complete example. Sections: top-level ``name``, ``seed``;
+``[corpus]`` (``name``, ``root_env``, ``options``; the root itself comes from ``--root`` or the
+environment variable ``root_env``, never from the file); ``[task]`` (``type`` classification or
+regression; ``target`` / ``targets``; ``subset``; ``mapping``); ``[protocol]`` (``name`` and its
+options); ``[audio]``; ``[extractors.NAME]`` parameters; ``[features]`` (``sets``,
+``late_fusion``); ``[evaluation]`` (``normalisation``, ``balancing``, ``inner_folds``,
+``metrics``, ``bootstrap``); ``[models.NAME]`` (``grid`` and fixed ``params``).
+
+Feature-set syntax: ``EXTRACTOR[.KIND][@LAYER]`` joined by ``+`` for early fusion (column
+concatenation). ``KIND`` defaults to ``native`` for extractors that have native functionals and
+``mean_std`` otherwise; ``lld`` means frame-level sequences (for sequence models). ``@LAYER``
+picks encoder layers (an index, ``mean``, or indices joined by ``,``). ``late_fusion`` lists
+groups of feature sets whose per-set models' class probabilities are averaged.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from featurekit.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from featurekit.evaluation.models import model_registry
+from featurekit.evaluation.normalisation import NORMALISATIONS
+from featurekit.evaluation.protocols import PROTOCOLS
+
+BALANCING = ("none", "class_weight", "undersample")
+KNOWN_TOP = {"name", "seed", "corpus", "task", "protocol", "audio", "extractors", "features", "evaluation",
+             "models", "description", "store"}
+
+
+class SpecError(ValueError):
+    """A spec is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One component of a feature set: extractor, table kind, optional layer selection."""
+
+    extractor: str
+    kind: str
+    layer: str | None = None
+
+    @property
+    def table(self) -> str:
+        return f"{self.extractor}.{self.kind}"
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    name: str
+    members: tuple[Member, ...]
+    late: bool = False  # late fusion: members are separate feature sets (each may be early-fused)
+    late_groups: tuple[FeatureSet, ...] = ()
+
+    @property
+    def sequences(self) -> bool:
+        return any(m.kind == "lld" for m in self.members)
+
+
+@dataclass
+class Spec:
+    name: str
+    seed: int
+    corpus: dict[str, Any]
+    task: dict[str, Any]
+    protocol: dict[str, Any]
+    audio: dict[str, Any]
+    extractors: dict[str, dict]
+    feature_sets: list[FeatureSet]
+    evaluation: dict[str, Any]
+    models: dict[str, dict]
+    raw: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def task_type(self) -> str:
+        return self.task["type"]
+
+    @property
+    def targets(self) -> list[str]:
+        return self.task["targets"]
+
+
+def parse_feature_set(text: str, *, where: str) -> FeatureSet:
+    from featurekit.extractors import EXTRACTORS, FUNCTIONALS
+
+    members = []
+    for part in text.split("+"):
+        part = part.strip()
+        body, _, layer = part.partition("@")
+        name, _, kind = body.partition(".")
+        if name not in EXTRACTORS:
+            raise SpecError(f"{where}: unknown extractor {name!r} in feature set {text!r}; known: "
+                            f"{', '.join(EXTRACTORS.names())}")
+        cls = EXTRACTORS.get(name)
+        kind = kind or ("native" if cls.has_native else "mean_std")
+        if kind not in ("native", "lld") and kind not in FUNCTIONALS:
+            raise SpecError(f"{where}: unknown kind {kind!r} in {text!r}; use native, lld or one of "
+                            f"{FUNCTIONALS.names()}")
+        if kind == "native" and not cls.has_native:
+            raise SpecError(f"{where}: extractor {name!r} has no native functionals ({text!r})")
+        members.append(Member(name, kind, layer or None))
+    if len(members) > 1 and any(m.kind == "lld" for m in members):
+        raise SpecError(f"{where}: {text!r}: LLD sequences cannot be concatenated with other sets")
+    return FeatureSet(text.strip(), tuple(members))
+
+
+def _require(d: dict, key: str, where: str) -> Any:
+    if key not in d:
+        raise SpecError(f"{where}.{key}: missing")
+    return d[key]
+
+
+def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
+    """Check a parsed TOML document and resolve defaults; raises :class:`SpecError`."""
+    raw = copy.deepcopy(raw)
+    unknown = set(raw) - KNOWN_TOP
+    if unknown:
+        raise SpecError(f"unknown top-level key(s) {sorted(unknown)}; known: {sorted(KNOWN_TOP)}")
+    corpus = dict(_require(raw, "corpus", "spec"))
+    _require(corpus, "name", "corpus")
+    from featurekit.corpora import CORPORA
+
+    if corpus["name"] not in CORPORA:
+        raise SpecError(f"corpus.name: unknown corpus {corpus['name']!r}; known: {', '.join(CORPORA.names())}")
+    task = dict(raw.get("task", {}))
+    task.setdefault("type", "classification")
+    if task["type"] not in ("classification", "regression"):
+        raise SpecError(f"task.type: {task['type']!r} is neither classification nor regression")
+    if task["type"] == "classification":
+        task["targets"] = [task.get("target", "label")]
+    else:
+        t = task.get("targets", task.get("target"))
+        if not t:
+            raise SpecError("task.targets: regression needs one or more numeric target columns")
+        task["targets"] = [t] if isinstance(t, str) else list(t)
+    protocol = dict(raw.get("protocol", {"name": "loso", "group": "speaker"}))
+    if protocol.get("name", "loso") not in PROTOCOLS:
+        raise SpecError(f"protocol.name: unknown protocol {protocol.get('name')!r}; known: {PROTOCOLS.names()}")
+    protocol.setdefault("name", "loso")
+    if protocol["name"] == "loso":
+        protocol.setdefault("group", "speaker")
+    ev = dict(raw.get("evaluation", {}))
+    norms = ev.get("normalisation", ["global"])
+    norms = [norms] if isinstance(norms, str) else list(norms)
+    for n in norms:
+        if n not in NORMALISATIONS:
+            raise SpecError(f"evaluation.normalisation: unknown {n!r}; use one of {NORMALISATIONS}")
+    ev["normalisation"] = norms
+    ev.setdefault("balancing", "class_weight")
+    if ev["balancing"] not in BALANCING:
+        raise SpecError(f"evaluation.balancing: unknown {ev['balancing']!r}; use one of {BALANCING}")
+    ev.setdefault("inner_folds", 3)
+    ev.setdefault("bootstrap", 1000)
+    metric_reg = CLASSIFICATION_METRICS if task["type"] == "classification" else REGRESSION_METRICS
+    ev.setdefault("metrics", metric_reg.names())
+    for m in ev["metrics"]:
+        if m not in metric_reg:
+            raise SpecError(f"evaluation.metrics: unknown metric {m!r} for {task['type']}; known: "
+                            f"{metric_reg.names()}")
+    reg = model_registry(task["type"])
+    models = dict(_require(raw, "models", "spec"))
+    if not models:
+        raise SpecError("models: no models given")
+    for name, m in models.items():
+        if name not in reg:
+            raise SpecError(f"models.{name}: unknown {task['type']} model; known: {', '.join(reg.names())}")
+        m = dict(m or {})
+        bad = set(m) - {"grid", "params"}
+        if bad:
+            raise SpecError(f"models.{name}: unknown key(s) {sorted(bad)}; use grid and params")
+        m.setdefault("grid", reg.get(name).grid)
+        m.setdefault("params", {})
+        models[name] = m
+    feats = dict(_require(raw, "features", "spec"))
+    sets = [parse_feature_set(s, where=f"features.sets[{i}]") for i, s in enumerate(_require(feats, "sets", "features"))]
+    for i, group in enumerate(feats.get("late_fusion", [])):
+        members = tuple(parse_feature_set(s, where=f"features.late_fusion[{i}]") for s in group)
+        if len(members) < 2:
+            raise SpecError(f"features.late_fusion[{i}]: needs at least two feature sets")
+        sets.append(FeatureSet("late(" + "|".join(m.name for m in members) + ")",
+                               tuple(x for m in members for x in m.members), late=True, late_groups=members))
+    if len({s.name for s in sets}) != len(sets):
+        raise SpecError("features.sets: a feature set is listed twice")
+    from featurekit.extractors import EXTRACTORS
+
+    extractors = dict(raw.get("extractors", {}))
+    for name, params in extractors.items():
+        if name not in EXTRACTORS:
+            raise SpecError(f"extractors.{name}: unknown extractor; known: {', '.join(EXTRACTORS.names())}")
+        ok = EXTRACTORS.get(name)._param_names()
+        bad = set(params) - set(ok)
+        if bad:
+            raise SpecError(f"extractors.{name}: unknown parameter(s) {sorted(bad)}; it takes {ok}")
+        extractors[name] = {k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in params.items()}
+    return Spec(name=raw.get("name", Path(path).stem or "experiment"), seed=int(raw.get("seed", 0)), corpus=corpus,
+                task=task, protocol=protocol, audio=dict(raw.get("audio", {})), extractors=extractors,
+                feature_sets=sets, evaluation=ev, models=models, raw=raw, path=str(path))
+
+
+def load_spec(path: str | os.PathLike) -> Spec:
+    """Read and validate a TOML spec file."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: spec file not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{path}: invalid TOML ({err})") from None
+    try:
+        return validate(raw, path=str(path))
+    except SpecError as err:
+        raise SpecError(f"{path}: {err}") from None

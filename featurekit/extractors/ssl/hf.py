@@ -1,0 +1,247 @@
+"""``hf_encoder``: hidden states of a transformers speech encoder loaded from a local directory.
+
+Families: wav2vec2, HuBERT, WavLM, data2vec-audio (raw waveform in) and the Whisper encoder
+(log-mel in, via :mod:`featurekit.extractors.ssl.whisper_frontend`). What the model's own feature
+extractor config (``preprocessor_config.json``) says is followed: ``do_normalize`` (zero mean,
+unit variance per utterance) and ``return_attention_mask`` (padded batches with masks; models
+trained without masks, such as wav2vec2-base, only ever see unpadded input: a batch holds chunks
+of identical length). Whisper inputs are zero-padded to the model's 30 s window as in training;
+only the frames covering the audio are kept.
+
+Outputs, for hidden-state layers ``0`` (embeddings/feature projection) to ``N`` (last layer):
+``native`` = per layer mean and standard deviation over frames, columns
+``hf_encoder_{tag}_L{layer:02d}_{mean|std}_{dim:04d}``; ``lld`` = the frame states of layer
+``lld_layer``, columns ``hf_encoder_{tag}_L{layer:02d}_{dim:04d}``. Pick layers later with
+:func:`featurekit.extractors.ssl.layers.select_layers`.
+
+torch and transformers are imported only when a model is loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from featurekit.extractors.base import register_extractor
+from featurekit.extractors.ssl import whisper_frontend as wf
+from featurekit.extractors.ssl.common import (
+    EncoderExtractor,
+    ModelError,
+    group_by_length,
+    read_json,
+    resolve_model_dir,
+    weight_files,
+    weights_digest,
+)
+
+RAW_FAMILIES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
+FAMILIES = (*RAW_FAMILIES, "whisper")
+DEFAULT_CHUNK_S = 20.0
+NO_LIMIT = 1 << 40
+
+
+def conv_frames(n: int, kernels: list[int], strides: list[int]) -> int:
+    """Frames a stack of unpadded 1-D convolutions yields for ``n`` input samples."""
+    for k, s in zip(kernels, strides):
+        n = (n - k) // s + 1 if n >= k else 0
+    return max(n, 0)
+
+
+def receptive_field(kernels: list[int], strides: list[int]) -> int:
+    """Input samples one output frame of the convolution stack sees (400 for wav2vec2)."""
+    rf, jump = 1, 1
+    for k, s in zip(kernels, strides):
+        rf += (k - 1) * jump
+        jump *= s
+    return rf
+
+
+def resolve_torch_device(device: str) -> str:
+    """``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available) -> a torch device string."""
+    if device not in ("cpu", "cuda", "auto") and not str(device).startswith("cuda:"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda" if device == "auto" else device
+    if device == "auto":
+        return "cpu"
+    raise RuntimeError(f"device={device!r} but torch sees no CUDA device (torch {torch.__version__})")
+
+
+@register_extractor
+class HFEncoder(EncoderExtractor):
+    """transformers speech encoder (wav2vec2/HuBERT/WavLM/data2vec-audio/Whisper) from a local directory.
+
+    Parameters
+    ----------
+    model
+        Model directory (``config.json``, ``preprocessor_config.json``, weights, as written by
+        ``save_pretrained``), or a hub id found in the local hub cache.
+    tag
+        Short model name for column names (default: from ``model``, see :func:`model_tag`).
+    lld_layer
+        Hidden-state layer of the LLD output: 0 = embeddings, N = last; negative counts from the end.
+    chunk_s, overlap_s
+        Long signals are encoded in chunks of ``chunk_s`` seconds overlapping by ``overlap_s``,
+        their frame states stitched. ``None``: 20 s, or the model's window (30 s) for Whisper.
+    batch_size
+        Chunks per forward pass (grouped by length).
+    device
+        ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    fp16
+        Half precision on CUDA (ignored on CPU).
+    """
+
+    name = "hf_encoder"
+    version = "1"
+    libraries = ("transformers", "torch", "numpy", "librosa")
+    description = "transformers speech encoder (wav2vec2, HuBERT, WavLM, data2vec-audio, Whisper): per-layer states"
+
+    def __init__(self, *, model: str | None = None, tag: str | None = None, lld_layer: int = -1,
+                 chunk_s: float | None = None, overlap_s: float = 1.0, batch_size: int = 8,
+                 device: str = "auto", fp16: bool = True) -> None:
+        self.model = model
+        self.tag = tag
+        self.lld_layer = lld_layer
+        self.chunk_s = chunk_s
+        self.overlap_s = overlap_s
+        self.batch_size = batch_size
+        self.device = device
+        self.fp16 = fp16
+
+    # -- model facts (files only, no torch) ------------------------------------------------------
+    def _info(self) -> dict[str, Any]:
+        path = resolve_model_dir(self.model, extractor=self.name, required="config.json",
+                                 allow_patterns=["*.json", "*.safetensors"])
+        config = read_json(path / "config.json")
+        family = config.get("model_type")
+        if family not in FAMILIES:
+            arch = ", ".join(config.get("architectures") or []) or "unknown architecture"
+            raise ModelError(f"{self.name}: {path} holds a {family!r} model ({arch}), not a supported speech "
+                             f"encoder; supported model_type: {', '.join(FAMILIES)}")
+        pre_file = path / "preprocessor_config.json"
+        if not pre_file.is_file():
+            raise ModelError(f"{self.name}: {path} lacks preprocessor_config.json (the feature extractor's "
+                             f"settings); save it beside the model with "
+                             f"AutoFeatureExtractor.from_pretrained(...).save_pretrained({str(path)!r})")
+        pre = read_json(pre_file)
+        files = weight_files(path)
+        if not files:
+            raise ModelError(f"{self.name}: {path} has a config but no weight files (*.safetensors, *.bin)")
+        sr = int(pre.get("sampling_rate", 16000))
+        if sr != self.sample_rate:
+            raise ModelError(f"{self.name}: {path} expects {sr} Hz audio; featurekit's encoders run at "
+                             f"{self.sample_rate} Hz")
+        info: dict[str, Any] = {"path": path, "family": family, "weights": weights_digest(files),
+                                "config": {"config": config, "preprocessor": pre}}
+        try:
+            if family == "whisper":
+                n_mels = int(pre.get("feature_size", config.get("num_mel_bins", 80)))
+                if n_mels != int(config.get("num_mel_bins", n_mels)):
+                    raise ModelError(f"{self.name}: {path}: feature extractor gives {n_mels} mel bands but "
+                                     f"the model takes {config['num_mel_bins']}")
+                positions = int(config.get("max_source_positions", 1500))
+                window = positions * wf.ENCODER_HOP
+                info.update(dim=int(config["d_model"]), layers=list(range(int(config["encoder_layers"]) + 1)),
+                            hop=wf.ENCODER_HOP, min_samples=1, max_chunk=window, default_chunk=window,
+                            time_offset=wf.ENCODER_HOP / 2 / self.sample_rate, n_mels=n_mels,
+                            max_frames=positions, normalize=False, mask=False)
+            else:
+                kernels = [int(k) for k in config.get("conv_kernel", (10, 3, 3, 3, 3, 2, 2))]
+                strides = [int(s) for s in config.get("conv_stride", (5, 2, 2, 2, 2, 2, 2))]
+                rf = receptive_field(kernels, strides)
+                info.update(dim=int(config["hidden_size"]), layers=list(range(int(config["num_hidden_layers"]) + 1)),
+                            hop=int(np.prod(strides)), min_samples=rf, max_chunk=NO_LIMIT,
+                            default_chunk=int(DEFAULT_CHUNK_S * self.sample_rate), time_offset=rf / 2 / self.sample_rate,
+                            kernels=kernels, strides=strides, normalize=bool(pre.get("do_normalize", True)),
+                            mask=bool(pre.get("return_attention_mask", False)))
+        except (KeyError, TypeError, ValueError) as err:
+            if isinstance(err, ModelError):
+                raise
+            raise ModelError(f"{self.name}: {path}/config.json is incomplete for a {family} model ({err!r})") from None
+        return info
+
+    def _device(self) -> tuple[str, str]:
+        device = resolve_torch_device(self.device)
+        return device, "float16" if device.startswith("cuda") and self.fp16 else "float32"
+
+    def _runtime_key(self) -> dict[str, Any]:
+        device, dtype = self._device()
+        return {"device": "cuda" if device.startswith("cuda") else device, "dtype": dtype}
+
+    # -- model -----------------------------------------------------------------------------------
+    def _load(self):
+        import torch
+        from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
+
+        info = self.info()
+        device, dtype = self._device()
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            model = AutoModel.from_pretrained(str(info["path"]))
+        except Exception as err:
+            raise ModelError(f"{self.name}: cannot load {info['path']}: {type(err).__name__}: {err}") from err
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
+        if info["family"] == "whisper":
+            model = model.encoder if hasattr(model, "encoder") else model.get_encoder()
+        return model.eval().to(device=device, dtype=getattr(torch, dtype))
+
+    def _model(self):
+        return self.resource("model", self._load)
+
+    def _frames(self, n: int) -> int:
+        info = self.info()
+        if info["family"] == "whisper":
+            return min(wf.encoder_frames_for(n), info["max_frames"])
+        return conv_frames(n, info["kernels"], info["strides"])
+
+    def _prepare(self, signal: np.ndarray) -> np.ndarray:
+        x = np.asarray(signal, dtype=np.float32)
+        if self.info()["normalize"] and len(x):
+            # as transformers' Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
+            x = ((x - x.mean()) / np.sqrt(x.var() + 1e-7)).astype(np.float32)
+        return x
+
+    def _encode(self, chunks: list[np.ndarray], layers: list[int]) -> list[np.ndarray]:
+        import torch
+
+        info = self.info()
+        model = self._model()
+        device, dtype = self._device()
+        tdtype = getattr(torch, dtype)
+        whisper = info["family"] == "whisper"
+        lengths = [len(c) for c in chunks]
+        groups = group_by_length(lengths, max(1, int(self.batch_size)), exact=not (whisper or info["mask"]))
+        out: list[np.ndarray] = [np.empty(0)] * len(chunks)
+        with torch.inference_mode():
+            for group in groups:
+                if whisper:
+                    mel = wf.log_mel_batch([chunks[i] for i in group], n_mels=info["n_mels"],
+                                           n_samples=info["max_chunk"])
+                    result = model(torch.from_numpy(mel).to(device=device, dtype=tdtype), output_hidden_states=True)
+                else:
+                    longest = max(lengths[i] for i in group)
+                    x = np.zeros((len(group), longest), dtype=np.float32)
+                    mask = np.zeros((len(group), longest), dtype=np.int64)
+                    for row, i in enumerate(group):
+                        x[row, :lengths[i]] = chunks[i]
+                        mask[row, :lengths[i]] = 1
+                    kwargs = {"attention_mask": torch.from_numpy(mask).to(device)} if info["mask"] else {}
+                    result = model(torch.from_numpy(x).to(device=device, dtype=tdtype), output_hidden_states=True,
+                                   **kwargs)
+                hidden = result.hidden_states
+                states = torch.stack([hidden[layer] for layer in layers]).float().cpu().numpy()
+                for row, i in enumerate(group):
+                    out[i] = np.ascontiguousarray(states[:, row, :self._frames(lengths[i])])
+        return out
+
+
+__all__ = ["FAMILIES", "HFEncoder", "conv_frames", "receptive_field"]

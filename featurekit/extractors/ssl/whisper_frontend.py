@@ -1,0 +1,93 @@
+"""Whisper's log-mel front end in numpy (no torch), shared by both Whisper backends.
+
+The computation follows OpenAI Whisper (``whisper.audio.log_mel_spectrogram``) and
+``transformers.WhisperFeatureExtractor``: 16 kHz audio, 400-point periodic Hann window, hop 160,
+centred frames (reflect padding), power spectrogram, Slaney mel filters, the last STFT frame
+dropped, ``log10(max(x, 1e-10))``, dynamic range clamped to the maximum minus 8, then
+``(x + 4) / 4``. Whisper models are trained on inputs zero-padded to 30 s (480000 samples, 3000
+frames); :func:`log_mel` pads to any requested length the same way (zeros appended to the audio
+before the spectrogram, so the padded frames are what Whisper saw in training).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+N_FFT = 400
+HOP_LENGTH = 160
+N_SAMPLES_30S = 30 * SAMPLE_RATE  # 480000 samples -> 3000 frames
+ENCODER_HOP = 2 * HOP_LENGTH  # encoder frames are 20 ms (second conv has stride 2)
+
+
+@lru_cache(maxsize=4)
+def mel_filters(n_mels: int = 80) -> np.ndarray:
+    """Slaney-style mel filter bank ``(n_mels, 201)`` as Whisper uses (``librosa.filters.mel``)."""
+    import librosa
+
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=n_mels).astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def _window() -> np.ndarray:
+    # periodic Hann, as torch.hann_window(400) and Whisper use
+    n = np.arange(N_FFT)
+    return (0.5 - 0.5 * np.cos(2 * np.pi * n / N_FFT)).astype(np.float64)
+
+
+def _power_spectrogram(signal: np.ndarray) -> np.ndarray:
+    """``(201, n_frames)`` power spectrum of centred, reflect-padded frames (the last one kept)."""
+    pad = N_FFT // 2
+    x = np.asarray(signal, dtype=np.float64)
+    if len(x) <= pad:  # reflect padding needs more samples than the pad width
+        x = np.pad(x, (0, pad + 1 - len(x)))
+    x = np.pad(x, (pad, pad), mode="reflect")
+    n_frames = 1 + (len(x) - N_FFT) // HOP_LENGTH
+    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP_LENGTH][:n_frames]
+    spec = np.fft.rfft(frames * _window(), n=N_FFT, axis=1)
+    return (spec.real ** 2 + spec.imag ** 2).T
+
+
+def n_frames_for(n_samples: int) -> int:
+    """Log-mel frames Whisper's front end yields for ``n_samples`` samples (last frame dropped)."""
+    return n_samples // HOP_LENGTH
+
+
+def encoder_frames_for(n_samples: int) -> int:
+    """Encoder frames (20 ms each) that cover ``n_samples`` of audio: ``ceil(n / 320)``."""
+    return max(1, -(-int(n_samples) // ENCODER_HOP))
+
+
+def log_mel(signal: np.ndarray, *, n_mels: int = 80, n_samples: int | None = None) -> np.ndarray:
+    """Whisper log-mel features of one 16 kHz mono signal.
+
+    Parameters
+    ----------
+    signal
+        1-D float signal at 16 kHz.
+    n_mels
+        Mel bands (80; 128 for large-v3).
+    n_samples
+        Zero-pad (or cut) the audio to this many samples first, e.g. :data:`N_SAMPLES_30S` for
+        Whisper's 30 s input. ``None`` uses the signal as it is.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_mels, n_samples // 160)`` float32.
+    """
+    x = np.asarray(signal, dtype=np.float32)
+    if n_samples is not None:
+        x = x[:n_samples] if len(x) >= n_samples else np.pad(x, (0, n_samples - len(x)))
+    power = _power_spectrogram(x)[:, :-1]
+    mel = mel_filters(n_mels).astype(np.float64) @ power
+    log_spec = np.log10(np.maximum(mel, 1e-10))
+    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+    return ((log_spec + 4.0) / 4.0).astype(np.float32)
+
+
+def log_mel_batch(signals: list[np.ndarray], *, n_mels: int = 80, n_samples: int) -> np.ndarray:
+    """:func:`log_mel` of several signals padded to the same ``n_samples``: ``(batch, n_mels, frames)``."""
+    return np.stack([log_mel(s, n_mels=n_mels, n_samples=n_samples) for s in signals])

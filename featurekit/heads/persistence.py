@@ -1,0 +1,146 @@
+"""Saving and loading fitted heads: ``torch.save`` of the state dict plus a JSON description.
+
+A saved head is a directory with
+
+* ``weights.pt`` -- the network's ``state_dict`` (CPU tensors; loaded with ``weights_only=True``);
+* ``head.json`` -- the estimator class, its parameters and the fitted attributes needed to rebuild
+  the network (feature width, classes, target scaling, ...).
+
+No pickle is involved, so loading a head does not execute code from the files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+
+from featurekit.heads.estimators import TorchClassifier, TorchRegressor
+from featurekit.heads.layers import build_network
+
+__all__ = ["FORMAT_VERSION", "load_head", "save_head"]
+
+FORMAT_VERSION = 1
+_WEIGHTS = "weights.pt"
+_META = "head.json"
+_CLASSES = {"TorchClassifier": TorchClassifier, "TorchRegressor": TorchRegressor}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def save_head(est: TorchClassifier | TorchRegressor, directory: str | Path) -> Path:
+    """Save a fitted head to ``directory`` (created if needed).
+
+    Parameters
+    ----------
+    est
+        A fitted :class:`TorchClassifier` or :class:`TorchRegressor`.
+    directory
+        Target directory; ``weights.pt`` and ``head.json`` inside it are overwritten.
+
+    Returns
+    -------
+    Path
+        The directory.
+    """
+    if type(est).__name__ not in _CLASSES:
+        raise TypeError(f"save_head expects a TorchClassifier or TorchRegressor, got {type(est).__name__}")
+    check_is_fitted(est)
+    params = est.get_params(deep=False)
+    if not isinstance(params["random_state"], (int, np.integer, type(None))):
+        params["random_state"] = None  # a RandomState instance cannot be stored as JSON
+    if isinstance(params.get("class_weight"), dict):
+        raise ValueError("save_head cannot store a dict class_weight (keys may not be JSON); refit with "
+                         "class_weight='balanced' or None, or pickle the estimator")
+    fitted: dict[str, Any] = {
+        "n_features_in_": int(est.n_features_in_),
+        "input_kind_": est.input_kind_,
+        "layers_": est.layers_,
+        "history_": est.history_,
+        "n_epochs_": est.n_epochs_,
+        "best_epoch_": est.best_epoch_,
+        "validation_size_": est.validation_size_,
+    }
+    if hasattr(est, "feature_names_in_"):
+        fitted["feature_names_in_"] = est.feature_names_in_.tolist()
+    if isinstance(est, TorchClassifier):
+        fitted["classes_"] = est.classes_.tolist()
+        fitted["classes_dtype"] = est.classes_.dtype.str if est.classes_.dtype != object else "object"
+        fitted["class_weight_"] = None if est.class_weight_ is None else est.class_weight_.tolist()
+        n_outputs = len(est.classes_)
+    else:
+        fitted.update(y_mean_=est.y_mean_.tolist(), y_scale_=est.y_scale_.tolist(), y_ndim_=est.y_ndim_,
+                      n_outputs_=est.n_outputs_)
+        n_outputs = est.n_outputs_
+    meta = {"format_version": FORMAT_VERSION, "estimator": type(est).__name__, "params": _jsonable(params),
+            "fitted": _jsonable(fitted), "n_outputs": n_outputs, "torch_version": torch.__version__}
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in est.model_.state_dict().items()}
+    torch.save(state, directory / _WEIGHTS)
+    (directory / _META).write_text(json.dumps(meta, indent=2))
+    return directory
+
+
+def load_head(directory: str | Path) -> TorchClassifier | TorchRegressor:
+    """Load a head saved by :func:`save_head` (on the CPU).
+
+    Parameters
+    ----------
+    directory
+        The directory given to :func:`save_head`.
+
+    Returns
+    -------
+    TorchClassifier or TorchRegressor
+        A fitted estimator predicting exactly like the saved one.
+    """
+    directory = Path(directory)
+    meta = json.loads((directory / _META).read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{directory}: unsupported head format {meta.get('format_version')!r}")
+    cls = _CLASSES.get(meta["estimator"])
+    if cls is None:
+        raise ValueError(f"{directory}: unknown estimator {meta['estimator']!r}")
+    params = dict(meta["params"])
+    if isinstance(params.get("task_weights"), list):
+        params["task_weights"] = tuple(params["task_weights"])
+    est = cls(**params)
+    fitted = dict(meta["fitted"])
+    for key in ("n_features_in_", "input_kind_", "layers_", "history_", "n_epochs_", "best_epoch_",
+                "validation_size_"):
+        setattr(est, key, fitted[key])
+    if "feature_names_in_" in fitted:
+        est.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+    if cls is TorchClassifier:
+        dtype = object if fitted["classes_dtype"] == "object" else np.dtype(fitted["classes_dtype"])
+        est.classes_ = np.asarray(fitted["classes_"], dtype=dtype)
+        est.class_weight_ = None if fitted["class_weight_"] is None else np.asarray(fitted["class_weight_"])
+    else:
+        est.y_mean_ = np.asarray(fitted["y_mean_"], dtype=np.float64)
+        est.y_scale_ = np.asarray(fitted["y_scale_"], dtype=np.float64)
+        est.y_ndim_ = fitted["y_ndim_"]
+        est.n_outputs_ = fitted["n_outputs_"]
+    net, _ = build_network(est.layers, est.n_features_in_, meta["n_outputs"])
+    state = torch.load(directory / _WEIGHTS, map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
+    net.eval()
+    est.model_ = net
+    est.device_ = "cpu"
+    return est
