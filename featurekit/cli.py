@@ -51,6 +51,22 @@ def _corpus_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("what", choices=["info"])
     p.add_argument("name")
     p.add_argument("root")
+    p.add_argument("--corpus-option", action="append", default=[], metavar="KEY=VALUE")
+
+
+def corpus_options(items: list[str]) -> dict:
+    import json
+
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise SystemExit(f"--corpus-option {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 @command("corpus", "corpus info NAME ROOT: counts per label, speaker and session")
@@ -58,7 +74,7 @@ def _corpus_args(p: argparse.ArgumentParser) -> None:
 def cmd_corpus(args: argparse.Namespace) -> int:
     from featurekit.corpora import corpus_summary, load_corpus
 
-    m = load_corpus(args.name, args.root)
+    m = load_corpus(args.name, args.root, **corpus_options(args.corpus_option))
     print(f"{args.name} at {args.root}: {len(m)} utterances, {m['speaker'].nunique()} speakers, "
           f"{m['session'].nunique()} sessions")
     for col, counts in corpus_summary(m).items():
@@ -100,6 +116,8 @@ def cmd_features(args: argparse.Namespace) -> int:
 def _extract_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", required=True, help="corpus adapter name (see `featurekit corpora`)")
     p.add_argument("--root", required=True, help="corpus root directory")
+    p.add_argument("--corpus-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="adapter option, e.g. csv=list.csv for the csv adapter (repeatable; JSON values)")
     p.add_argument("--features", required=True,
                    help="comma-separated extractors, or EXTRACTOR.KIND (e.g. egemaps,mfcc.stats)")
     p.add_argument("--functionals", default="mean_std", help="HSFs for bare LLD extractors (default mean_std)")
@@ -113,6 +131,7 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
                    help="extractor parameter, e.g. mfcc.n_mfcc=20 (repeatable)")
     p.add_argument("--scheduler", default=os.environ.get("FEATUREKIT_SCHEDULER"),
                    help="dask.distributed scheduler address (or FEATUREKIT_SCHEDULER)")
+    p.add_argument("--flush-every", type=int, default=256, help="utterances buffered per table before a write")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -144,7 +163,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     requests = parse_features(args.features, functionals=[f for f in args.functionals.split(",") if f],
                               lld=args.lld, params=parse_params(args.param))
-    manifest = load_corpus(args.corpus, args.root)
+    manifest = load_corpus(args.corpus, args.root, **corpus_options(args.corpus_option))
     audio = AudioOptions(sample_rate=args.sample_rate, trim_db=args.trim_db, duration=args.duration)
     store = FeatureStore(args.store)
     if args.scheduler:
@@ -154,7 +173,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
                                       scheduler=args.scheduler, progress=not args.quiet)
     else:
         summary = extract(manifest, requests, store, corpus=args.corpus, audio=audio, jobs=args.jobs,
-                          progress=not args.quiet)
+                          progress=not args.quiet, flush_every=args.flush_every)
     summary.seconds = time.perf_counter() - t0
     print("\n".join(summary.lines()))
     if summary.failures:
@@ -237,7 +256,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.dir, jobs=args.jobs)
 
 
+# Modules that register further subcommands with @command (imported when the parser is built;
+# each must be cheap to import).
+COMMAND_MODULES = ("featurekit.deploy.commands", "featurekit.distributed.commands")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
     parser = argparse.ArgumentParser(prog="featurekit", description="speech emotion recognition toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (builder, fn, help_) in COMMANDS.items():

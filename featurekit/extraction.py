@@ -250,6 +250,35 @@ def extract(manifest: pd.DataFrame, requests: list[FeatureRequest], store: Featu
     audio = audio or AudioOptions()
     jobs = jobs or os.cpu_count() or 1
     summary = ExtractionSummary()
+    plan = _plan(manifest, requests, store, corpus=corpus, audio=audio, summary=summary)
+    if plan.todo:
+        _run(plan.todo, requests, audio, plan.tables, summary, jobs=jobs, chunk_size=chunk_size,
+             flush_every=flush_every, progress=progress)
+    _finish(plan, requests, summary, compact=compact)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+@dataclass
+class _Plan:
+    """What :func:`_plan` found: the manifest's ids and fingerprints, the tables, the work to do.
+
+    ``todo`` holds one ``(id, path, fingerprint, start, end, needs)`` tuple per utterance that lacks
+    a row in some table, ``needs`` being ``[(request index, kinds), ...]``.
+    """
+
+    ids: list[str]
+    fps: list[str | None]
+    tables: dict[tuple[int, str], FeatureTable]
+    todo: list[tuple]
+
+
+def _plan(manifest: pd.DataFrame, requests: list[FeatureRequest], store: FeatureStore, *, corpus: str,
+          audio: AudioOptions, summary: ExtractionSummary) -> _Plan:
+    """Fingerprint the files and list the (utterance, table) pairs the store lacks.
+
+    Unreadable files go to ``summary.failures``; pairs already stored count as ``summary.cache_hits``.
+    """
     ids = manifest["id"].astype(str).tolist()
     paths = manifest["path"].astype(str).tolist()
     starts = manifest["start"].tolist() if "start" in manifest else [None] * len(ids)
@@ -279,19 +308,18 @@ def extract(manifest: pd.DataFrame, requests: list[FeatureRequest], store: Featu
                 needs.append((ri, kinds))
         if needs:
             todo.append((uid, paths[i], fp, _none(starts[i]), _none(ends[i]), needs))
+    return _Plan(ids=ids, fps=fps, tables=tables, todo=todo)
 
-    if todo:
-        _run(todo, requests, audio, tables, summary, jobs=jobs, chunk_size=chunk_size,
-             flush_every=flush_every, progress=progress)
-    for (ri, kind), t in tables.items():
+
+def _finish(plan: _Plan, requests: list[FeatureRequest], summary: ExtractionSummary, *, compact: bool) -> None:
+    """Compact tables that have several parts; record each table's rows (for the manifest) and columns."""
+    for (ri, kind), t in plan.tables.items():
         if compact and len(t.parts()) >= 2:
             t.compact()
         keys = t.keys()
-        ok = keys.merge(pd.DataFrame({"id": ids, "fingerprint": fps}), on=["id", "fingerprint"])
+        ok = keys.merge(pd.DataFrame({"id": plan.ids, "fingerprint": plan.fps}), on=["id", "fingerprint"])
         n_cols = _n_columns(t)
         summary.tables[_table_name(requests[ri], kind)] = (len(ok), n_cols)
-    summary.seconds = time.perf_counter() - t0
-    return summary
 
 
 def _none(x):
@@ -308,12 +336,34 @@ def _n_columns(t: FeatureTable) -> int:
     return len([n for n in names if n not in ("id", "fingerprint", "frame", "time")])
 
 
+def _default_chunk_size(n_todo: int, workers: int) -> int:
+    """Utterances per task: about four tasks per worker, at most 16 utterances, at least one."""
+    return max(1, min(16, n_todo // (4 * workers) or 1))
+
+
 def _run(todo, requests, audio, tables, summary, *, jobs, chunk_size, flush_every, progress) -> None:
+    if chunk_size is None:
+        chunk_size = _default_chunk_size(len(todo), jobs)
+    chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
+    if jobs == 1:
+        outputs = (_process_chunk(c, requests, audio) for c in chunks)
+    else:
+        from joblib import Parallel, delayed
+
+        outputs = Parallel(n_jobs=jobs, return_as="generator_unordered", pre_dispatch="2*n_jobs")(
+            delayed(_process_chunk)(c, requests, audio) for c in chunks)
+    _consume(outputs, tables, summary, total=len(todo), flush_every=flush_every, progress=progress)
+
+
+def _consume(outputs, tables: dict[tuple[int, str], FeatureTable], summary: ExtractionSummary, *, total: int,
+             flush_every: int, progress: bool) -> None:
+    """Collect :func:`_process_chunk` outputs (any order) into ``summary``; flush rows to the tables.
+
+    Rows are buffered per table and appended as a part once ``flush_every`` are buffered; whatever is
+    buffered is flushed at the end, also when ``outputs`` raises.
+    """
     from tqdm.auto import tqdm
 
-    if chunk_size is None:
-        chunk_size = max(1, min(16, len(todo) // (4 * jobs) or 1))
-    chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
     buffers: dict[tuple[int, str], list] = defaultdict(list)
 
     def flush(force: bool) -> None:
@@ -322,14 +372,7 @@ def _run(todo, requests, audio, tables, summary, *, jobs, chunk_size, flush_ever
                 tables[k].append(_rows_to_frame(k[1], rows))
                 rows.clear()
 
-    if jobs == 1:
-        outputs = (_process_chunk(c, requests, audio) for c in chunks)
-    else:
-        from joblib import Parallel, delayed
-
-        outputs = Parallel(n_jobs=jobs, return_as="generator_unordered", pre_dispatch="2*n_jobs")(
-            delayed(_process_chunk)(c, requests, audio) for c in chunks)
-    bar = tqdm(total=len(todo), desc="extract", unit="utt", disable=not progress, mininterval=1.0)
+    bar = tqdm(total=total, desc="extract", unit="utt", disable=not progress, mininterval=1.0)
     try:
         for out in outputs:
             for k, rows in out["results"].items():

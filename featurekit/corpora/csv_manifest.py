@@ -9,6 +9,7 @@ is taken from the CSV column of the same name when there is one.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -89,12 +90,20 @@ def check_filled(df: pd.DataFrame, cols: list[str], source: Path) -> None:
 
 
 def resolve_paths(paths: pd.Series, root: Path, source: Path) -> pd.Series:
-    """Absolute audio paths (relative ones are taken against ``root``); all must exist."""
+    """Absolute audio paths (relative ones are taken against ``root``).
+
+    Missing files stay in the manifest with a warning: extraction then lists each of them as a
+    failure with its path, and extracts the others (one bad file never costs the batch). When no
+    file exists at all, the mapping is surely wrong and this raises.
+    """
     resolved = [(p if p.is_absolute() else root / p).resolve() for p in map(Path, paths)]
     missing = [str(p) for p in resolved if not p.exists()]
+    if missing and len(missing) == len(resolved):
+        raise CorpusLayoutError(f"{source}: none of the {len(missing)} audio files exists (relative paths are "
+                                f"taken against {root}), e.g. {', '.join(missing[:3])}")
     if missing:
-        raise CorpusLayoutError(f"{source}: {len(missing)} audio file(s) not found (relative paths are taken "
-                                f"against {root}), e.g. {', '.join(missing[:3])}")
+        warnings.warn(f"{source}: {len(missing)} audio file(s) not found (relative paths are taken against "
+                      f"{root}), e.g. {', '.join(missing[:3])}", stacklevel=2)
     return pd.Series([str(p) for p in resolved], index=paths.index)
 
 

@@ -1,6 +1,7 @@
 """Feature extractors (registry) and HSF functionals."""
 
 from featurekit.extractors import opensmile_sets, paa, spectral  # noqa: F401  (registers)
+from featurekit.extractors import ssl  # noqa: F401  (registers hf_encoder, whisper_ct2; imports no torch)
 from featurekit.extractors.base import EXTRACTORS, Extractor, Frames, Vector, make_extractor, register_extractor
 from featurekit.extractors.functionals import FUNCTIONALS, apply_functional
 

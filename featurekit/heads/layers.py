@@ -108,6 +108,7 @@ class LayerType:
     params: tuple[Param, ...]
     stage: str
     build: Builder
+    check: Callable[[dict[str, Any]], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -135,12 +136,15 @@ def _fmt(value: Any) -> str:
 LAYER_REGISTRY: dict[str, LayerType] = {}
 
 
-def register_layer(name: str, params: Sequence[Param] = (), stage: str = "any") -> Callable[[Builder], Builder]:
+def register_layer(name: str, params: Sequence[Param] = (), stage: str = "any",
+                   check: Callable[[dict[str, Any]], str | None] | None = None
+                   ) -> Callable[[Builder], Builder]:
     """Decorator registering a layer builder under ``name``.
 
     The builder gets the bound arguments and a :class:`BuildContext` and returns
     ``(module, out_features)``; the module must follow the ``(x, lengths) -> (x, lengths)``
-    protocol of :mod:`featurekit.heads.modules`.
+    protocol of :mod:`featurekit.heads.modules`. ``check`` (optional) gets the bound arguments at
+    parse time and returns an error message for combinations that cannot work.
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -148,7 +152,7 @@ def register_layer(name: str, params: Sequence[Param] = (), stage: str = "any") 
     def decorator(build: Builder) -> Builder:
         if name in LAYER_REGISTRY:
             raise ValueError(f"layer {name!r} is registered twice")
-        LAYER_REGISTRY[name] = LayerType(name, tuple(params), stage, build)
+        LAYER_REGISTRY[name] = LayerType(name, tuple(params), stage, build, check)
         return build
 
     return decorator
@@ -278,7 +282,12 @@ class _Parser:
                 self.take()
         end = self.tokens[self.i - 1]
         text = self.spec[name_tok.pos:end.pos + len(end.text)]
-        return LayerSpec(name, self._bind(name, positional, keywords, key_toks, text), text)
+        args = self._bind(name, positional, keywords, key_toks, text)
+        check = LAYER_REGISTRY[name].check
+        problem = check(args) if check is not None else None
+        if problem:
+            raise ValueError(f"layer spec {self.spec!r}: {text!r} at position {name_tok.pos}: {problem}")
+        return LayerSpec(name, args, text)
 
     @staticmethod
     def _is_flag(layer: str, tok: Token) -> bool:
@@ -295,7 +304,8 @@ class _Parser:
             if self._is_flag(layer, tok):
                 pname = tok.text.lower()
                 if pname in bound:
-                    raise ValueError(f"layer spec {self.spec!r}: argument {tok.text!r} given twice in {text!r}")
+                    raise ValueError(f"layer spec {self.spec!r}: argument {tok.text!r} given twice "
+                                     f"in {text!r}")
                 bound[pname] = True
                 continue
             slots = [p for p in slots if p.name not in bound]
@@ -307,8 +317,9 @@ class _Parser:
         for key, tok in keywords.items():
             if key not in by_name:
                 known = ", ".join(by_name) or "none"
-                raise ValueError(f"layer spec {self.spec!r}: layer {layer!r} has no argument "
-                                 f"{key_toks[key].text!r} (position {key_toks[key].pos}); its arguments: {known}")
+                bad = key_toks[key]
+                raise ValueError(f"layer spec {self.spec!r}: layer {layer!r} has no argument {bad.text!r} "
+                                 f"(position {bad.pos}); its arguments: {known}")
             if key in bound:
                 raise ValueError(f"layer spec {self.spec!r}: argument {key!r} given twice in {text!r}")
             bound[key] = self._convert(layer, by_name[key], tok)
@@ -487,24 +498,28 @@ _RNN_PARAMS = [
 ]
 
 
+def _check_rnn(args: dict[str, Any]) -> str | None:
+    if args["dropout"] > 0 and args["layers"] == 1:
+        return ("dropout acts between stacked RNN layers and needs layers > 1; "
+                "use a dropout layer after the RNN instead")
+    return None
+
+
 def _build_rnn(cell: str) -> Builder:
     def build(args: dict[str, Any], ctx: BuildContext) -> tuple[nn.Module, int]:
-        if args["dropout"] > 0 and args["layers"] == 1:
-            raise ValueError(f"layers: {cell}(dropout={args['dropout']}) needs layers > 1 (the dropout "
-                             "acts between stacked RNN layers); use a dropout layer after it instead")
         module = Recurrent(cell, ctx.in_features, args["hidden"], args["layers"], args["bidirectional"],
                            args["dropout"])
         return module, args["hidden"] * (2 if args["bidirectional"] else 1)
     return build
 
 
-register_layer("lstm", _RNN_PARAMS, stage="sequence")(_build_rnn("lstm"))
-register_layer("gru", _RNN_PARAMS, stage="sequence")(_build_rnn("gru"))
+register_layer("lstm", _RNN_PARAMS, stage="sequence", check=_check_rnn)(_build_rnn("lstm"))
+register_layer("gru", _RNN_PARAMS, stage="sequence", check=_check_rnn)(_build_rnn("gru"))
 
 
 @register_layer("conv1d", [Param("channels", "int", minimum=1), Param("kernel", "int", minimum=1),
-                           Param("stride", "int", 1, minimum=1), Param("dilation", "int", 1, minimum=1), _ACT],
-                stage="sequence")
+                           Param("stride", "int", 1, minimum=1), Param("dilation", "int", 1, minimum=1),
+                           _ACT], stage="sequence")
 def _build_conv1d(args: dict[str, Any], ctx: BuildContext) -> tuple[nn.Module, int]:
     module = MaskedConv1d(ctx.in_features, args["channels"], args["kernel"], args["stride"], args["dilation"],
                           args["activation"])

@@ -42,7 +42,8 @@ def model_tag(model: str, tag: str | None = None) -> str:
     characters; e.g. ``facebook/wav2vec2-base`` -> ``wav2vec2-base``, ``.../tiny.en`` -> ``tiny-en``.
     """
     raw = tag if tag else Path(str(model).rstrip("/\\")).name or str(model)
-    if not tag and re.fullmatch(r"[0-9a-f]{40}", raw):  # a hub cache snapshot: models--org--name/snapshots/sha
+    # a hub cache snapshot: models--org--name/snapshots/<sha>
+    if not tag and re.fullmatch(r"[0-9a-f]{40}", raw):
         parent = Path(str(model).rstrip("/\\")).parent.parent.name
         raw = parent.split("--")[-1] if parent.startswith("models--") else raw[:12]
     out = re.sub(r"[^A-Za-z0-9]+", "-", raw).strip("-")[:40].strip("-")
@@ -118,7 +119,8 @@ def resolve_model_dir(model: str | os.PathLike | None, *, extractor: str, requir
         return path
     if path.exists():
         raise ModelError(f"{extractor}: {path} is a file; pass the model directory that holds {required}")
-    looks_like_path = text.startswith((".", "/", "~", "\\")) or text.count("/") > 1 or os.sep == "\\" and ":" in text
+    looks_like_path = (text.startswith((".", "/", "~", "\\")) or text.count("/") > 1
+                       or (os.sep == "\\" and ":" in text))
     if looks_like_path or not re.fullmatch(r"[\w.\-]+(/[\w.\-]+)?", text):
         raise ModelError(f"{extractor}: model directory {text} does not exist")
     try:
@@ -131,8 +133,8 @@ def resolve_model_dir(model: str | os.PathLike | None, *, extractor: str, requir
     except Exception:  # noqa: BLE001  (any miss means: not cached)
         pass
     if _offline():
-        raise ModelError(f"{extractor}: {text!r} is not a local directory, not in the local hub cache, and the "
-                         f"hub is offline (HF_HUB_OFFLINE); {OFFLINE_HINT.format(model=text)}")
+        raise ModelError(f"{extractor}: {text!r} is not a local directory, not in the local hub cache, and "
+                         f"the hub is offline (HF_HUB_OFFLINE); {OFFLINE_HINT.format(model=text)}")
     try:
         return Path(snapshot_download(text, allow_patterns=allow_patterns))
     except Exception as err:  # noqa: BLE001
@@ -152,7 +154,8 @@ def plan_chunks(n: int, chunk: int, overlap: int, hop: int) -> list[tuple[int, i
         return [(0, n)]
     step = ((chunk - overlap) // hop) * hop
     if step <= 0:
-        raise ValueError(f"chunk ({chunk} samples) must exceed overlap ({overlap}) by at least one hop ({hop})")
+        raise ValueError(f"chunk ({chunk} samples) must exceed overlap ({overlap}) by at least one hop "
+                         f"({hop})")
     starts = list(range(0, n - chunk, step))
     last = -(-(n - chunk) // hop) * hop
     if last > starts[-1]:
@@ -274,7 +277,8 @@ class EncoderExtractor(Extractor):
             return layers[want]
         raise ValueError(f"{self.name}: lld_layer={want} is out of range for {self.model}: it outputs "
                          f"layer(s) {layers[0]}..{layers[-1]} ({len(layers)} hidden-state layers"
-                         f"{', 0 = embeddings' if layers[0] == 0 else ''}); negative values count from the last")
+                         f"{', 0 = embeddings' if layers[0] == 0 else ''}); negative values count from "
+                         f"the last")
 
     def lld_names(self) -> list[str]:
         prefix = self._prefix(self._lld_layer())
@@ -283,7 +287,8 @@ class EncoderExtractor(Extractor):
     # -- computation -----------------------------------------------------------------------------
     def _chunk_params(self) -> tuple[int, int]:
         info = self.info()
-        chunk = info["default_chunk"] if self.chunk_s is None else int(round(float(self.chunk_s) * self.sample_rate))
+        chunk = (info["default_chunk"] if self.chunk_s is None
+                 else int(round(float(self.chunk_s) * self.sample_rate)))
         overlap = int(round(float(self.overlap_s) * self.sample_rate))
         if chunk > info["max_chunk"]:
             raise ValueError(f"{self.name}: chunk_s={self.chunk_s} exceeds the longest input {self.model} "
@@ -323,7 +328,8 @@ class EncoderExtractor(Extractor):
         out: list[np.ndarray] = []
         for i in range(len(signals)):
             mine = [(off, st) for (j, off), st in zip(owners, encoded) if j == i]
-            out.append(stitch([st for _, st in mine], [off for off, _ in mine]).astype(np.float32, copy=False))
+            joined = stitch([st for _, st in mine], [off for off, _ in mine])
+            out.append(joined.astype(np.float32, copy=False))
         return out
 
     def native_batch(self, signals: list[np.ndarray], sr: int) -> list[Vector]:

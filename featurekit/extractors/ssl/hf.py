@@ -4,8 +4,9 @@ Families: wav2vec2, HuBERT, WavLM, data2vec-audio (raw waveform in) and the Whis
 (log-mel in, via :mod:`featurekit.extractors.ssl.whisper_frontend`). What the model's own feature
 extractor config (``preprocessor_config.json``) says is followed: ``do_normalize`` (zero mean,
 unit variance per utterance) and ``return_attention_mask`` (padded batches with masks; models
-trained without masks, such as wav2vec2-base, only ever see unpadded input: a batch holds chunks
-of identical length). Whisper inputs are zero-padded to the model's 30 s window as in training;
+trained without masks, such as wav2vec2-base, and data2vec-audio, whose stacked positional
+convolutions see through masks, only ever see unpadded input: a batch holds chunks of identical
+length). An utterance's features therefore do not depend on what else is in its batch. Whisper inputs are zero-padded to the model's 30 s window as in training;
 only the frames covering the audio are kept.
 
 Outputs, for hidden-state layers ``0`` (embeddings/feature projection) to ``N`` (last layer):
@@ -19,6 +20,7 @@ torch and transformers are imported only when a model is loaded.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,9 @@ from featurekit.extractors.ssl.common import (
 
 RAW_FAMILIES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
 FAMILIES = (*RAW_FAMILIES, "whisper")
+# Families whose outputs change when a masked batch pads an input (data2vec-audio's stacked
+# positional convolutions see the padded frames): their batches hold equal-length chunks only.
+PAD_UNSAFE = ("data2vec-audio",)
 DEFAULT_CHUNK_S = 20.0
 NO_LIMIT = 1 << 40
 
@@ -99,7 +104,8 @@ class HFEncoder(EncoderExtractor):
     name = "hf_encoder"
     version = "1"
     libraries = ("transformers", "torch", "numpy", "librosa")
-    description = "transformers speech encoder (wav2vec2, HuBERT, WavLM, data2vec-audio, Whisper): per-layer states"
+    description = ("transformers speech encoder (wav2vec2, HuBERT, WavLM, data2vec-audio, Whisper): "
+                   "per-layer states")
 
     def __init__(self, *, model: str | None = None, tag: str | None = None, lld_layer: int = -1,
                  chunk_s: float | None = None, overlap_s: float = 1.0, batch_size: int = 8,
@@ -154,15 +160,18 @@ class HFEncoder(EncoderExtractor):
                 kernels = [int(k) for k in config.get("conv_kernel", (10, 3, 3, 3, 3, 2, 2))]
                 strides = [int(s) for s in config.get("conv_stride", (5, 2, 2, 2, 2, 2, 2))]
                 rf = receptive_field(kernels, strides)
-                info.update(dim=int(config["hidden_size"]), layers=list(range(int(config["num_hidden_layers"]) + 1)),
+                info.update(dim=int(config["hidden_size"]),
+                            layers=list(range(int(config["num_hidden_layers"]) + 1)),
                             hop=int(np.prod(strides)), min_samples=rf, max_chunk=NO_LIMIT,
-                            default_chunk=int(DEFAULT_CHUNK_S * self.sample_rate), time_offset=rf / 2 / self.sample_rate,
+                            default_chunk=int(DEFAULT_CHUNK_S * self.sample_rate),
+                            time_offset=rf / 2 / self.sample_rate,
                             kernels=kernels, strides=strides, normalize=bool(pre.get("do_normalize", True)),
                             mask=bool(pre.get("return_attention_mask", False)))
         except (KeyError, TypeError, ValueError) as err:
             if isinstance(err, ModelError):
                 raise
-            raise ModelError(f"{self.name}: {path}/config.json is incomplete for a {family} model ({err!r})") from None
+            raise ModelError(f"{self.name}: {path}/config.json is incomplete for a {family} model "
+                             f"({err!r})") from None
         return info
 
     def _device(self) -> tuple[str, str]:
@@ -219,14 +228,17 @@ class HFEncoder(EncoderExtractor):
         tdtype = getattr(torch, dtype)
         whisper = info["family"] == "whisper"
         lengths = [len(c) for c in chunks]
-        groups = group_by_length(lengths, max(1, int(self.batch_size)), exact=not (whisper or info["mask"]))
+        exact = not whisper and (not info["mask"] or info["family"] in PAD_UNSAFE)
+        groups = group_by_length(lengths, max(1, int(self.batch_size)), exact=exact)
         out: list[np.ndarray] = [np.empty(0)] * len(chunks)
-        with torch.inference_mode():
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*key_padding_mask.*")  # torch, from WavLM
             for group in groups:
                 if whisper:
                     mel = wf.log_mel_batch([chunks[i] for i in group], n_mels=info["n_mels"],
                                            n_samples=info["max_chunk"])
-                    result = model(torch.from_numpy(mel).to(device=device, dtype=tdtype), output_hidden_states=True)
+                    inputs = torch.from_numpy(mel).to(device=device, dtype=tdtype)
+                    result = model(inputs, output_hidden_states=True)
                 else:
                     longest = max(lengths[i] for i in group)
                     x = np.zeros((len(group), longest), dtype=np.float32)
@@ -235,8 +247,8 @@ class HFEncoder(EncoderExtractor):
                         x[row, :lengths[i]] = chunks[i]
                         mask[row, :lengths[i]] = 1
                     kwargs = {"attention_mask": torch.from_numpy(mask).to(device)} if info["mask"] else {}
-                    result = model(torch.from_numpy(x).to(device=device, dtype=tdtype), output_hidden_states=True,
-                                   **kwargs)
+                    inputs = torch.from_numpy(x).to(device=device, dtype=tdtype)
+                    result = model(inputs, output_hidden_states=True, **kwargs)
                 hidden = result.hidden_states
                 states = torch.stack([hidden[layer] for layer in layers]).float().cpu().numpy()
                 for row, i in enumerate(group):

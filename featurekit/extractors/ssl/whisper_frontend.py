@@ -79,11 +79,15 @@ def log_mel(signal: np.ndarray, *, n_mels: int = 80, n_samples: int | None = Non
         ``(n_mels, n_samples // 160)`` float32.
     """
     x = np.asarray(signal, dtype=np.float32)
+    total = n_frames_for(len(x) if n_samples is None else n_samples)
     if n_samples is not None:
-        x = x[:n_samples] if len(x) >= n_samples else np.pad(x, (0, n_samples - len(x)))
-    power = _power_spectrogram(x)[:, :-1]
+        # Frames past the audio plus one window see only zeros (their power is 0), so the STFT runs
+        # on the audio and one window of zeros; the rest are filled with log10(1e-10) = -10.
+        x = x[:n_samples] if len(x) >= n_samples else np.pad(x, (0, min(n_samples, len(x) + 2 * N_FFT) - len(x)))
+    power = _power_spectrogram(x)[:, :total]
+    log_spec = np.full((n_mels, total), -10.0)
     mel = mel_filters(n_mels).astype(np.float64) @ power
-    log_spec = np.log10(np.maximum(mel, 1e-10))
+    log_spec[:, :mel.shape[1]] = np.log10(np.maximum(mel, 1e-10))
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
     return ((log_spec + 4.0) / 4.0).astype(np.float32)
 

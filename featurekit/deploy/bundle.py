@@ -1,0 +1,421 @@
+"""The saved-model directory: writing it, verifying it and loading it safely.
+
+A model directory holds::
+
+    model.json                 what the model is (see below) and the SHA-256 of every other file
+    pipeline-<target>.skops    the fitted scikit-learn Pipeline of one target (skops format)
+    head-<target>/weights.pt   (torch heads only) the head's state dict, see featurekit.heads
+    head-<target>/head.json    (torch heads only) the head's parameters and fitted attributes
+
+``model.json`` records the format version, the featurekit version, the feature set (extractor
+names, parameters, versions, table kinds, layer selections and the exact column names), the audio
+options, the classes in order (classification) or the regression targets, the normalisation (with
+the training corpus' pooled feature statistics for the per-speaker fallback), the model and its
+chosen hyperparameters, library versions, a summary of the training corpus, the manifest of file
+hashes (``files``) and the SHA-256 of its own canonical content (``metadata_sha256``).
+
+Loading (:func:`load_model`) refuses, with a message naming the file and the problem:
+
+* a path that is not a directory or lacks ``model.json``; a ``model.json`` that is not JSON or not
+  a featurekit model;
+* an incompatible ``format_version`` or featurekit version (see :func:`check_versions`);
+* a ``model.json`` edited after saving (its checksum differs), a file listed in the manifest that is
+  missing, or a file whose SHA-256 differs from the manifest (changed, corrupted or tampered with);
+* a skops file holding any type outside :data:`ALLOWED_MODULES` or any function: the list of types a
+  file needs is read with ``skops.io.get_untrusted_types`` *before* anything is loaded, each is
+  checked, and only then is ``skops.io.load`` called with exactly that list as ``trusted``. No pickle
+  is used anywhere, so a model directory from an untrusted source never runs arbitrary code.
+
+The hashes detect accidental changes and naive tampering; they are not a signature (whoever can
+write the directory can rewrite ``model.json`` too). The guarantee against code execution comes
+from the skops type checks, not from the hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import os
+import re
+import shutil
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "featurekit-model"
+FORMAT_VERSION = 1
+META_NAME = "model.json"
+#: Module prefixes whose *classes* a skops file may contain (functions are always refused).
+ALLOWED_MODULES = ("sklearn.", "xgboost.", "numpy.")
+#: Distributions whose versions are recorded (and compared, with a warning, when loading).
+LIBRARIES = ("featurekit", "numpy", "scipy", "pandas", "scikit-learn", "xgboost", "skops", "torch", "opensmile",
+             "librosa", "soundfile", "soxr")
+
+
+class ModelLoadError(ValueError):
+    """A model directory cannot be used; the message names the directory or file and the problem."""
+
+
+def featurekit_version() -> str:
+    """The installed featurekit version (``"unknown"`` when it is not installed as a distribution)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("featurekit")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "unknown"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def metadata_checksum(meta: dict[str, Any]) -> str:
+    """SHA-256 of ``meta``'s canonical JSON, without its own ``metadata_sha256`` entry."""
+    body = {k: v for k, v in meta.items() if k != "metadata_sha256"}
+    blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split(".")[:3]:
+        m = re.match(r"\d+", piece)
+        if not m:
+            break
+        parts.append(int(m.group()))
+    return tuple(parts)
+
+
+def check_versions(meta: dict[str, Any], where: str) -> None:
+    """Refuse a ``model.json`` whose format or featurekit version this featurekit cannot read.
+
+    Rules: ``format`` must be ``featurekit-model`` and ``format_version`` exactly
+    :data:`FORMAT_VERSION`; the model's featurekit version must not be newer than the installed one
+    and must share its major version (and, before 1.0, its minor version: 0.x releases may change
+    features or the format).
+    """
+    if meta.get("format") != FORMAT:
+        raise ModelLoadError(f"{where}: not a featurekit model (format is {meta.get('format')!r}, expected "
+                             f"{FORMAT!r})")
+    fv = meta.get("format_version")
+    if fv != FORMAT_VERSION:
+        raise ModelLoadError(f"{where}: model format version {fv!r} is not supported by this featurekit "
+                             f"(which reads version {FORMAT_VERSION}); retrain the model or use the featurekit "
+                             f"version that wrote it ({meta.get('featurekit_version', 'unknown')})")
+    saved, here = str(meta.get("featurekit_version", "")), featurekit_version()
+    a, b = _version_tuple(saved), _version_tuple(here)
+    if not a:
+        raise ModelLoadError(f"{where}: featurekit_version {saved!r} is missing or unreadable")
+    if not b:  # pragma: no cover - unknown local version: cannot compare, allow
+        return
+    compatible = a[0] == b[0] and (a[0] > 0 or a[:2] == b[:2]) and a <= b
+    if not compatible:
+        raise ModelLoadError(f"{where}: the model was saved by featurekit {saved}, which is incompatible with "
+                             f"the installed featurekit {here} (same major version, and before 1.0 the same "
+                             f"minor version, not newer); retrain it or install featurekit {saved}")
+
+
+# -- skops allow-list ---------------------------------------------------------------------------------
+def _is_allowed_type(name: str) -> bool:
+    if not name.startswith(ALLOWED_MODULES):
+        return False
+    module, _, attr = name.rpartition(".")
+    obj = None
+    while module:  # nested names (module.Class.Inner) resolve from the longest importable module
+        try:
+            obj = importlib.import_module(module)
+            break
+        except ImportError:
+            module, _, head = module.rpartition(".")
+            attr = f"{head}.{attr}"
+    if obj is None:
+        return False
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return False
+    return inspect.isclass(obj)
+
+
+def check_skops_types(path: Path) -> list[str]:
+    """The types ``path`` needs beyond skops' defaults, after checking each against the allow-list.
+
+    Raises
+    ------
+    ModelLoadError
+        The file is not a skops file, or needs a type that is not a class from
+        :data:`ALLOWED_MODULES` (any function, any other library's or builtin's object).
+    """
+    import skops.io as sio
+
+    try:
+        needed = sio.get_untrusted_types(file=path)
+    except Exception as err:
+        raise ModelLoadError(f"{path}: not a readable skops file ({type(err).__name__}: {err})") from None
+    refused = [t for t in needed if not _is_allowed_type(t)]
+    if refused:
+        raise ModelLoadError(f"{path}: refusing to load type(s) {refused}: only classes from "
+                             f"{', '.join(m.rstrip('.') for m in ALLOWED_MODULES)} are allowed (nothing was "
+                             f"loaded; a model from an untrusted source never runs code)")
+    return list(needed)
+
+
+def load_skops(path: Path) -> Any:
+    """Load a skops file whose types all pass :func:`check_skops_types`."""
+    import skops.io as sio
+
+    trusted = check_skops_types(path)
+    try:
+        return sio.load(path, trusted=trusted)
+    except Exception as err:
+        raise ModelLoadError(f"{path}: cannot load the skops file ({type(err).__name__}: {err})") from None
+
+
+# -- writing --------------------------------------------------------------------------------------------
+def write_model_dir(out_dir: str | os.PathLike, meta: dict[str, Any], pipelines: dict[str, Any], *,
+                    overwrite: bool = False) -> Path:
+    """Write pipelines (one per target) and ``model.json`` into ``out_dir``, atomically.
+
+    Everything is written into a temporary sibling directory that is renamed into place at the end,
+    so a failed save leaves no half-written model. A torch head (the pipeline's last step is a
+    :class:`featurekit.heads.TorchClassifier` / ``TorchRegressor``) is saved with
+    :func:`featurekit.heads.save_head`; the rest of its pipeline goes to the skops file with the
+    head replaced by ``"passthrough"``.
+
+    Parameters
+    ----------
+    out_dir
+        Model directory to create.
+    meta
+        ``model.json`` content without ``files``/``estimators``/``metadata_sha256`` (added here).
+    pipelines
+        Target name -> fitted :class:`sklearn.pipeline.Pipeline`.
+    overwrite
+        Replace an existing model directory (one holding ``model.json``).
+    """
+    import skops.io as sio
+    from sklearn.pipeline import Pipeline
+
+    out = Path(out_dir)
+    if out.exists():
+        if not out.is_dir():
+            raise FileExistsError(f"{out}: exists and is not a directory")
+        if any(out.iterdir()):
+            if not (out / META_NAME).exists():
+                raise FileExistsError(f"{out}: exists, is not empty and is not a model directory; choose "
+                                      f"another output directory")
+            if not overwrite:
+                raise FileExistsError(f"{out}: a model directory already exists (pass overwrite=True / --force)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        estimators = []
+        for target, pipe in pipelines.items():
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", target)
+            entry: dict[str, Any] = {"target": target, "pipeline": f"pipeline-{safe}.skops", "head": None}
+            last = pipe.steps[-1][1]
+            if _is_head(last):
+                from featurekit.heads import save_head
+
+                entry["head"] = f"head-{safe}"
+                save_head(last, tmp / entry["head"])
+                pipe = Pipeline([*pipe.steps[:-1], (pipe.steps[-1][0], "passthrough")])
+            sio.dump(pipe, tmp / entry["pipeline"])
+            estimators.append(entry)
+        meta = dict(meta, estimators=estimators)
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        meta["files"] = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in files}
+        meta["metadata_sha256"] = metadata_checksum(meta)
+        (tmp / META_NAME).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _is_head(obj: Any) -> bool:
+    return type(obj).__name__ in ("TorchClassifier", "TorchRegressor") and \
+        type(obj).__module__.startswith("featurekit.heads")
+
+
+# -- loading --------------------------------------------------------------------------------------------
+@dataclass
+class SavedModel:
+    """A verified, loaded model directory (see :func:`load_model`)."""
+
+    directory: Path
+    meta: dict[str, Any]
+    pipelines: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return self.meta["task"]["type"]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["task"].get("classes") or [])
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.meta["task"]["targets"])
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.meta["audio"]["sample_rate"])
+
+    @property
+    def normalisation(self) -> str:
+        return self.meta["normalisation"]["name"]
+
+    def __repr__(self) -> str:
+        return (f"SavedModel({str(self.directory)!r}, system={self.meta['system']!r}, task={self.task!r}, "
+                f"normalisation={self.normalisation!r})")
+
+
+def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
+    """Read and verify ``model.json`` and the file manifest of a model directory (loads no model).
+
+    Raises
+    ------
+    ModelLoadError
+        See the module docstring; every problem found is listed in one message.
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        raise ModelLoadError(f"{d}: not a model directory (it does not exist or is not a directory)")
+    meta_path = d / META_NAME
+    if not meta_path.is_file():
+        raise ModelLoadError(f"{d}: not a featurekit model directory: {META_NAME} is missing")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelLoadError(f"{meta_path}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise ModelLoadError(f"{meta_path}: not a featurekit model description (not a JSON object)")
+    check_versions(meta, str(meta_path))
+    problems = []
+    if meta.get("metadata_sha256") != metadata_checksum(meta):
+        problems.append(f"{meta_path}: its content was changed after saving (the checksum in "
+                        f"metadata_sha256 does not match)")
+    files = meta.get("files")
+    if not isinstance(files, dict) or not files:
+        problems.append(f"{meta_path}: no file manifest ('files')")
+        files = {}
+    for rel, digest in files.items():
+        p = d / rel
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            problems.append(f"{meta_path}: manifest entry {rel!r} points outside the model directory")
+        elif not p.is_file():
+            problems.append(f"{p}: missing (listed in {META_NAME}'s manifest)")
+        elif sha256_file(p) != digest:
+            problems.append(f"{p}: SHA-256 differs from {META_NAME}'s manifest (the file was changed after "
+                            f"saving: corrupted or tampered with)")
+    if problems:
+        raise ModelLoadError(f"{d}: refusing to load the model:\n  " + "\n  ".join(problems))
+    return meta
+
+
+def load_model(directory: str | os.PathLike) -> SavedModel:
+    """Verify and load a model directory written by :func:`featurekit.deploy.train`.
+
+    Parameters
+    ----------
+    directory
+        The model directory.
+
+    Returns
+    -------
+    SavedModel
+        Metadata and one fitted pipeline per target.
+
+    Raises
+    ------
+    ModelLoadError
+        Missing or changed files, incompatible versions, disallowed types (see the module docstring).
+    """
+    d = Path(directory)
+    meta = read_meta(d)
+    _check_extractors(meta, d)
+    _warn_library_versions(meta, d)
+    model = SavedModel(directory=d, meta=meta)
+    for entry in meta["estimators"]:
+        pipe = load_skops(d / entry["pipeline"])
+        if entry.get("head"):
+            try:
+                from featurekit.heads import load_head
+            except ImportError as err:  # pragma: no cover - torch missing
+                raise ModelLoadError(f"{d / entry['head']}: loading a torch head needs torch ({err})") from None
+            try:
+                head = load_head(d / entry["head"])
+            except Exception as err:
+                raise ModelLoadError(f"{d / entry['head']}: cannot load the torch head "
+                                     f"({type(err).__name__}: {err})") from None
+            pipe.steps[-1] = (pipe.steps[-1][0], head)
+        if meta["task"]["type"] == "classification":
+            got = [int(c) for c in getattr(pipe, "classes_", [])]
+            if got != list(range(len(meta["task"]["classes"]))):
+                raise ModelLoadError(f"{d / entry['pipeline']}: the classifier's classes {got} do not match "
+                                     f"the {len(meta['task']['classes'])} classes of {META_NAME}")
+        model.pipelines[entry["target"]] = pipe
+    return model
+
+
+def _check_extractors(meta: dict[str, Any], d: Path) -> None:
+    from featurekit.extractors import EXTRACTORS
+
+    for m in meta["feature_set"]["members"]:
+        if m["extractor"] not in EXTRACTORS:
+            raise ModelLoadError(f"{d / META_NAME}: extractor {m['extractor']!r} is not available in this "
+                                 f"featurekit (known: {', '.join(EXTRACTORS.names())})")
+        here = EXTRACTORS.get(m["extractor"]).version
+        if str(here) != str(m["version"]):
+            raise ModelLoadError(f"{d / META_NAME}: the model was trained on {m['extractor']} features of "
+                                 f"extractor version {m['version']}, but this featurekit computes version {here}; "
+                                 f"its features would differ: retrain the model")
+
+
+def _warn_library_versions(meta: dict[str, Any], d: Path) -> None:
+    from featurekit.extractors.base import library_versions
+
+    saved = meta.get("libraries", {})
+    here = library_versions(tuple(saved))
+    changed = {k: (v, here[k]) for k, v in saved.items() if k != "featurekit" and here.get(k) != v}
+    if changed:
+        text = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(changed.items()))
+        warnings.warn(f"{d}: library versions differ from training ({text}); features or predictions may "
+                      f"differ slightly", LibraryVersionWarning, stacklevel=3)
+
+
+class LibraryVersionWarning(UserWarning):
+    """A library that computes features or predictions has another version than at training."""
+
+
+def to_jsonable(value: Any) -> Any:
+    """Numpy scalars/arrays and tuples -> plain JSON types (recursively)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    return value

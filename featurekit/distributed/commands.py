@@ -1,0 +1,1 @@
+"""CLI subcommands of this package (registered on import)."""

@@ -1,0 +1,167 @@
+"""Feature extraction on a Dask cluster: workers compute, only this process writes the store.
+
+The plan (fingerprints, the (utterance, table) pairs the store lacks) and the per-chunk work are
+those of :func:`featurekit.extraction.extract`; only the dispatch differs. Chunks of utterances go
+to the cluster through a bounded sliding window of futures, and their rows are flushed to the
+store as they arrive, so client memory does not grow with the corpus.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+
+from featurekit.audio import AudioOptions
+from featurekit.distributed._dask import (
+    DEFAULT_CONNECT_TIMEOUT,
+    SchedulerError,
+    connect,
+    require_distributed,
+    sliding_window,
+    total_threads,
+    window_limit,
+)
+from featurekit.extraction import (
+    ExtractionSummary,
+    FeatureRequest,
+    _consume,
+    _default_chunk_size,
+    _finish,
+    _plan,
+    _process_chunk,
+)
+from featurekit.store import FeatureStore
+
+
+class _Chunks:
+    """Chunks of the plan, retries first. Unlike a generator it may be drained, refilled, drained again."""
+
+    def __init__(self, todo: list[tuple], size: int) -> None:
+        self._todo = todo
+        self._size = size
+        self._next = 0
+        self.retries: deque[list[tuple]] = deque()
+
+    def __iter__(self) -> _Chunks:
+        return self
+
+    def __next__(self) -> list[tuple]:
+        if self.retries:
+            return self.retries.popleft()
+        if self._next >= len(self._todo):
+            raise StopIteration
+        chunk = self._todo[self._next:self._next + self._size]
+        self._next += self._size
+        return chunk
+
+
+def extract_distributed(manifest: pd.DataFrame, requests: list[FeatureRequest], store: FeatureStore, *,
+                        corpus: str, audio: AudioOptions | None = None, scheduler: Any = None,
+                        chunk_size: int | None = None, max_in_flight: int | None = None, flush_every: int = 256,
+                        retries: int = 2, progress: bool = True, compact: bool = True,
+                        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> ExtractionSummary:
+    """:func:`featurekit.extraction.extract`, with the computation on a dask.distributed cluster.
+
+    Workers read the audio files at the manifest's paths (storage shared with this process) and
+    send back feature rows; only this process writes ``store``. The result equals a local run's.
+
+    Parameters
+    ----------
+    manifest
+        Corpus manifest (``id``, ``path``, optional ``start``/``end``); paths must be valid on the workers.
+    requests
+        What to compute (see :func:`featurekit.extraction.parse_features`).
+    store
+        Destination (written by this process only).
+    corpus
+        Corpus name (a store key component).
+    audio
+        Decoding options (default 16 kHz, natural length).
+    scheduler
+        Scheduler address (``tcp://host:8786``), scheduler file, cluster object or ``Client``;
+        None reads ``$FEATUREKIT_SCHEDULER``. Only contacted when something is missing from the store.
+    chunk_size
+        Utterances per task (default: about four tasks per worker thread, at most 16).
+    max_in_flight
+        Most tasks submitted and not yet consumed at once (default: twice the cluster's worker
+        threads, at least 4, following the cluster as it scales). Bounds the results held anywhere.
+    flush_every
+        Buffered utterances per table before a part is written.
+    retries
+        Times dask reruns a task that raised (a lost worker's tasks are rescheduled by dask anyway).
+    progress
+        Show a progress bar.
+    compact
+        Merge each table's parts at the end.
+    connect_timeout
+        Seconds to wait for the scheduler.
+
+    Returns
+    -------
+    ExtractionSummary
+        As :func:`featurekit.extraction.extract`'s.
+
+    Raises
+    ------
+    DaskNotInstalledError
+        dask.distributed is not installed (``pip install featurekit[dask]``).
+    SchedulerError
+        No scheduler given, the scheduler is unreachable, or the connection to it was lost
+        (rows received until then are stored; a rerun computes only the rest).
+
+    Notes
+    -----
+    A worker that dies has its tasks rescheduled by dask. A chunk whose task keeps killing workers
+    (``distributed.scheduler.allowed-failures``) is split and its utterances retried one by one, so
+    only a file that crashes workers by itself is reported as failed. Any other exception from the
+    cluster (e.g. featurekit not importable on the workers) stops the run after flushing.
+    """
+    t0 = time.perf_counter()
+    require_distributed()
+    audio = audio or AudioOptions()
+    summary = ExtractionSummary()
+    plan = _plan(manifest, requests, store, corpus=corpus, audio=audio, summary=summary)
+    if plan.todo:
+        with connect(scheduler, timeout=connect_timeout) as client:
+            size = chunk_size or _default_chunk_size(len(plan.todo), max(1, total_threads(client)))
+            chunks = _Chunks(plan.todo, size)
+            outputs = _outputs(client, chunks, requests, audio, retries=retries,
+                               limit=window_limit(client, max_in_flight))
+            _consume(outputs, plan.tables, summary, total=len(plan.todo), flush_every=flush_every,
+                     progress=progress)
+    _finish(plan, requests, summary, compact=compact)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _outputs(client: Any, chunks: _Chunks, requests: list[FeatureRequest], audio: AudioOptions, *, retries: int,
+             limit: Any) -> Iterator[dict]:
+    """:func:`_process_chunk` outputs as the cluster finishes them (see :func:`extract_distributed`)."""
+    from distributed import KilledWorker
+
+    def submit(chunk: list[tuple]):
+        return client.submit(_process_chunk, chunk, requests, audio, retries=retries, pure=False)
+
+    for chunk, fut in sliding_window(chunks, submit, limit):
+        try:
+            out = fut.result()
+        except KilledWorker as err:
+            if len(chunk) > 1:  # find the culprit: retry the utterances one by one
+                chunks.retries.extend([item] for item in chunk)
+                continue
+            uid, path = chunk[0][0], chunk[0][1]
+            out = {"results": {}, "failures": {uid: f"{path}: the worker processing it died repeatedly ({err})"},
+                   "notes": [], "n": 1}
+        except Exception as err:
+            if client.status != "running" or fut.status == "cancelled":
+                raise SchedulerError(f"lost the Dask scheduler at {client.scheduler.address} "
+                                     f"({type(err).__name__}: {err}); rows received so far are stored, "
+                                     f"a rerun computes only the rest") from err
+            raise
+        finally:
+            fut.release()
+        yield out

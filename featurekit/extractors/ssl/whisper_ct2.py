@@ -1,0 +1,240 @@
+"""``whisper_ct2``: Whisper encoder states from a CTranslate2 model (faster-whisper layout).
+
+The log-mel front end is :mod:`featurekit.extractors.ssl.whisper_frontend`; the encoder is
+``ctranslate2.models.Whisper(...).encode``, which returns the last layer's states (after the
+final layer norm), one 20 ms frame per two mel frames. Whisper was trained on inputs padded to
+30 s; the runtime also accepts shorter inputs, which are much faster but see less padding than in
+training. ``pad_to`` chooses:
+
+``"30s"``
+    every input zero-padded to 30 s (Whisper's training condition);
+``"none"``
+    each input padded only to a whole number of 20 ms encoder frames (inputs of one length are
+    batched together; most are encoded one at a time);
+a number of seconds ``b``
+    inputs padded to the next multiple of ``b`` seconds (at most 30 s), so inputs in the same
+    bucket share a batch.
+
+An utterance's features never depend on what else is in its batch: batches only hold inputs of
+the same padded length. ``native`` pools mean and standard deviation over the encoder frames
+that cover the audio (``ceil(n_samples / 320)``); columns
+``whisper_ct2_{tag}_L{layers:02d}_{mean|std}_{dim:04d}`` with the last layer's number (4 for
+tiny). ``lld`` gives those frames. Audio longer than 30 s is encoded in overlapping chunks
+(``chunk_s``, ``overlap_s``) whose frames are stitched.
+
+``ctranslate2`` is an optional dependency (``pip install featurekit[ssl]``), imported only when a
+model is used.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featurekit.extractors.base import register_extractor
+from featurekit.extractors.ssl import whisper_frontend as wf
+from featurekit.extractors.ssl.common import (
+    EncoderExtractor,
+    ModelError,
+    file_digest,
+    group_by_length,
+    read_json,
+    resolve_model_dir,
+)
+
+INSTALL_HINT = "pip install featurekit[ssl]  (or: pip install ctranslate2)"
+
+
+def import_ctranslate2():
+    """``ctranslate2``, or an ImportError that says how to install it."""
+    try:
+        import ctranslate2
+    except ImportError as err:
+        raise ImportError(f"the whisper_ct2 extractor needs ctranslate2, which is not installed: "
+                          f"{INSTALL_HINT}") from err
+    return ctranslate2
+
+
+def read_ct2_header(path: Path) -> dict[str, Any]:
+    """Spec name and variable shapes of a CTranslate2 ``model.bin``, without reading the weights."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    with open(path, "rb") as f:
+        def u(fmt: str) -> tuple:
+            size = struct.calcsize(fmt)
+            data = f.read(size)
+            if len(data) != size:
+                raise ModelError(f"{path}: truncated CTranslate2 model file")
+            return struct.unpack(fmt, data)
+
+        def string() -> str:
+            (n,) = u("<H")
+            return f.read(n)[:-1].decode("utf-8", errors="replace")
+
+        (version,) = u("<I")
+        if not 5 <= version <= 6:
+            raise ModelError(f"{path}: unsupported CTranslate2 model.bin binary version {version}")
+        spec = string()
+        (revision,) = u("<I")
+        (n_vars,) = u("<I")
+        for _ in range(n_vars):
+            name = string()
+            (rank,) = u("<B")
+            dims = u(f"<{rank}I") if rank else ()
+            u("<B")  # dtype id
+            (n_bytes,) = u("<I")
+            f.seek(n_bytes, 1)
+            shapes[name] = tuple(int(d) for d in dims)
+    return {"spec": spec, "revision": revision, "binary_version": version, "shapes": shapes}
+
+
+def parse_pad_to(pad_to: str | float | int | None) -> str | float:
+    """``"30s"`` | ``"none"`` | seconds (float in (0, 30]); a clear error otherwise."""
+    if pad_to is None:
+        return "none"
+    if isinstance(pad_to, str):
+        text = pad_to.strip().lower()
+        if text in ("none", "no", "off", "false"):
+            return "none"
+        if text in ("30s", "30"):
+            return "30s"
+        m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*s?", text)
+        if not m:
+            raise ValueError(f"pad_to must be '30s', 'none' or a number of seconds, got {pad_to!r}")
+        pad_to = float(m.group(1))
+    if isinstance(pad_to, bool) or not isinstance(pad_to, (int, float)):
+        raise ValueError(f"pad_to must be '30s', 'none' or a number of seconds, got {pad_to!r}")
+    if not 0 < float(pad_to) <= 30:
+        raise ValueError(f"pad_to={pad_to!r}: a bucket length must lie in (0, 30] seconds")
+    return "30s" if float(pad_to) == 30 else float(pad_to)
+
+
+@register_extractor
+class WhisperCT2(EncoderExtractor):
+    """Whisper encoder (CTranslate2, e.g. faster-whisper tiny.en): last-layer states, pooled.
+
+    Parameters
+    ----------
+    model
+        CTranslate2 Whisper model directory (``model.bin``, ``config.json``).
+    tag
+        Short model name for column names (default: from ``model``).
+    pad_to
+        ``"30s"`` (Whisper's training condition), ``"none"`` or a bucket length in seconds (see
+        module docstring).
+    compute_type
+        CTranslate2 compute type: ``"default"`` (the saved type, or float32 where the device lacks
+        it), ``"float32"``, ``"int8"``, ``"int8_float32"``, ``"float16"`` (CUDA), ...
+    device
+        ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    batch_size
+        Inputs per ``encode`` call (only inputs of equal padded length share a call).
+    threads
+        CTranslate2 ``intra_threads`` (0: its default).
+    chunk_s, overlap_s
+        Chunking of audio longer than ``chunk_s`` (``None``: 30 s, the longest Whisper input).
+    """
+
+    name = "whisper_ct2"
+    version = "1"
+    libraries = ("ctranslate2", "numpy", "librosa")
+    description = "Whisper encoder via CTranslate2 (faster-whisper models): last-layer mean/std"
+    key_excludes = ("batch_size", "threads")
+
+    def __init__(self, *, model: str | None = None, tag: str | None = None, pad_to: str | float = "30s",
+                 compute_type: str = "default", device: str = "cpu", batch_size: int = 8, threads: int = 0,
+                 chunk_s: float | None = None, overlap_s: float = 1.0) -> None:
+        self.model = model
+        self.tag = tag
+        self.pad_to = pad_to
+        self.compute_type = compute_type
+        self.device = device
+        self.batch_size = batch_size
+        self.threads = threads
+        self.chunk_s = chunk_s
+        self.overlap_s = overlap_s
+
+    # -- model facts -------------------------------------------------------------------------------
+    def _info(self) -> dict[str, Any]:
+        path = resolve_model_dir(self.model, extractor=self.name, required="model.bin",
+                                 allow_patterns=["config.json", "model.bin", "tokenizer.json", "vocabulary*"])
+        header = read_ct2_header(path / "model.bin")
+        if header["spec"] != "WhisperSpec":
+            raise ModelError(f"{self.name}: {path}/model.bin is a CTranslate2 {header['spec']}, "
+                             f"not a Whisper model")
+        shapes = header["shapes"]
+        layers = {int(m.group(1)) for n in shapes if (m := re.match(r"encoder/layer_(\d+)/", n))}
+        try:
+            positions, dim = shapes["encoder/position_encodings/encodings"]
+            n_mels = shapes["encoder/conv1/weight"][1]
+        except (KeyError, ValueError):
+            raise ModelError(f"{self.name}: {path}/model.bin lacks the Whisper encoder variables") from None
+        if not layers:
+            raise ModelError(f"{self.name}: {path}/model.bin has no encoder layers")
+        config = read_json(path / "config.json") if (path / "config.json").is_file() else {}
+        window = positions * wf.ENCODER_HOP
+        return {"path": path, "dim": dim, "layers": [max(layers) + 1], "hop": wf.ENCODER_HOP,
+                "min_samples": 1, "max_chunk": window, "default_chunk": window,
+                "time_offset": wf.ENCODER_HOP / 2 / self.sample_rate,
+                "n_mels": n_mels, "max_frames": positions,
+                "weights": {"model.bin": file_digest(path / "model.bin")},
+                "config": {"config": config, "spec": header["spec"], "revision": header["revision"],
+                           "encoder_layers": max(layers) + 1, "d_model": dim, "n_mels": n_mels}}
+
+    def _device(self) -> str:
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
+        if self.device == "cpu":
+            return "cpu"
+        ct2 = import_ctranslate2()
+        has_cuda = ct2.get_cuda_device_count() > 0
+        if self.device == "cuda" and not has_cuda:
+            raise RuntimeError("device='cuda' but CTranslate2 sees no CUDA device")
+        return "cuda" if has_cuda else "cpu"
+
+    def _runtime_key(self) -> dict[str, Any]:
+        return {"device": self._device(), "pad_to": parse_pad_to(self.pad_to)}
+
+    # -- model ---------------------------------------------------------------------------------------
+    def _load(self):
+        ct2 = import_ctranslate2()
+        info = self.info()
+        try:
+            return ct2.models.Whisper(str(info["path"]), device=self._device(),
+                                      compute_type=self.compute_type, intra_threads=int(self.threads))
+        except (RuntimeError, ValueError) as err:
+            raise ModelError(f"{self.name}: cannot load {info['path']} (compute_type={self.compute_type!r}, "
+                             f"device={self.device!r}): {err}") from err
+
+    def _model(self):
+        return self.resource("model", self._load)
+
+    def input_samples(self, n: int) -> int:
+        """Samples a chunk of ``n`` samples is padded to before the front end (see ``pad_to``)."""
+        window = self.info()["max_chunk"]
+        mode = parse_pad_to(self.pad_to)
+        if mode == "30s":
+            return window
+        unit = wf.ENCODER_HOP
+        if mode != "none":
+            unit = max(unit, int(round(float(mode) * self.sample_rate / wf.ENCODER_HOP)) * wf.ENCODER_HOP)
+        return min(window, -(-max(n, 1) // unit) * unit)
+
+    def _encode(self, chunks: list[np.ndarray], layers: list[int]) -> list[np.ndarray]:
+        ct2 = import_ctranslate2()
+        info = self.info()
+        model = self._model()
+        sizes = [self.input_samples(len(c)) for c in chunks]
+        out: list[np.ndarray] = [np.empty(0)] * len(chunks)
+        for group in group_by_length(sizes, max(1, int(self.batch_size)), exact=True):
+            mel = wf.log_mel_batch([chunks[i] for i in group], n_mels=info["n_mels"],
+                                   n_samples=sizes[group[0]])
+            encoded = model.encode(ct2.StorageView.from_array(np.ascontiguousarray(mel)), to_cpu=True)
+            states = np.asarray(encoded).astype(np.float32, copy=False)
+            for row, i in enumerate(group):
+                n = min(wf.encoder_frames_for(len(chunks[i])), states.shape[1])
+                out[i] = np.ascontiguousarray(states[row, :n])[None]
+        return out
