@@ -311,7 +311,8 @@ def _plan(manifest: pd.DataFrame, requests: list[FeatureRequest], store: Feature
     return _Plan(ids=ids, fps=fps, tables=tables, todo=todo)
 
 
-def _finish(plan: _Plan, requests: list[FeatureRequest], summary: ExtractionSummary, *, compact: bool) -> None:
+def _finish(plan: _Plan, requests: list[FeatureRequest], summary: ExtractionSummary, *,
+            compact: bool) -> None:
     """Compact tables that have several parts; record each table's rows (for the manifest) and columns."""
     for (ri, kind), t in plan.tables.items():
         if compact and len(t.parts()) >= 2:

@@ -157,6 +157,18 @@ def test_dense_head_on_vectors_and_sequence_body_on_vectors():
         assert clf.score(X, y) > 0.8
 
 
+def test_sequence_input_forms_agree(capsys):
+    X, y = order_task(30, 0)
+    equal = [s[:12] for s in X]  # every sequence has >= 12 frames
+    clf = TorchClassifier("gru(4) -> max_pool", max_epochs=2, random_state=0, n_threads=THREADS, verbose=1)
+    clf.fit(equal, y)
+    assert "epoch 2/2" in capsys.readouterr().out
+    expected = clf.predict_proba(_objects(equal))
+    for form in (equal, tuple(equal), np.stack(equal), [torch.from_numpy(s) for s in equal]):
+        np.testing.assert_allclose(clf.predict_proba(form), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(expected.sum(axis=1), 1.0)
+
+
 # --------------------------------------------------------------------------------------------- padding
 
 @pytest.mark.parametrize("spec", [
@@ -250,7 +262,7 @@ def test_multitask_regression_with_task_weights():
     pred = reg.predict(Xt)
     assert pred.shape == (200, 3) and pred.dtype == np.float64
     cccs = [ccc_numpy(pred[:, k], Yt[:, k]) for k in range(3)]
-    assert min(cccs) > 0.6
+    assert min(cccs) > 0.85
     # the weights steer training: a target with weight 0 is not learnt
     valence_only = TorchRegressor(task_weights=(1.0, 0.0, 0.0), **kwargs).fit(X, Y).predict(Xt)
     assert ccc_numpy(valence_only[:, 0], Yt[:, 0]) > 0.9
@@ -276,7 +288,8 @@ def test_save_load_classifier_gives_identical_predictions(tmp_path):
     X, y = order_task(60, 0)
     labels = np.array(["neutral", "angry"])[y]
     clf = make_head("gru", layers="gru(8, bidirectional) -> attention_pool -> dense(8) -> dropout(0.3)",
-                    max_epochs=2, random_state=0, class_weight="balanced", n_threads=THREADS).fit(X, labels)
+                    max_epochs=2, random_state=0, class_weight={"angry": 2.0}, n_threads=THREADS)
+    clf.fit(X, labels)
     save_head(clf, tmp_path / "head")
     meta = json.loads((tmp_path / "head" / "head.json").read_text())
     assert meta["estimator"] == "TorchClassifier"
@@ -315,7 +328,8 @@ def _seqs(*shapes: tuple[int, int]) -> list[np.ndarray]:
 @pytest.mark.parametrize("make_input, message", [
     (lambda: (_seqs((5, 3), (0, 3), (4, 3)), [0, 1, 0]), "sequence 1 is empty"),
     (lambda: (_seqs((5, 3), (6, 3), (4, 2)), [0, 1, 0]), "sequence 2 has 2 features"),
-    (lambda: ([*_seqs((5, 3), (6, 3)), np.array([[0.0, np.nan, 1.0]])], [0, 1, 0]), "sequence 2 contains NaN"),
+    (lambda: ([*_seqs((5, 3), (6, 3)), np.array([[0.0, np.nan, 1.0]])], [0, 1, 0]),
+     "sequence 2 contains NaN"),
     (lambda: ([*_seqs((5, 3)), np.array([[0.0, np.inf, 1.0]]), *_seqs((3, 3))], [0, 1, 0]),
      "sequence 1 contains NaN or infinite"),
     (lambda: (_seqs((5, 3), (6, 3), (4, 3)), [1, 1, 1]), "only one class"),
@@ -410,19 +424,26 @@ def test_presets_and_make_head():
         make_head("gru", task="clustering")
 
 
+IMPORT_CHECK = """
+import importlib, pathlib, sys, featurekit
+root = pathlib.Path(featurekit.__path__[0])
+names = []
+for path in sorted(root.rglob("*.py")):
+    parts = path.relative_to(root).with_suffix("").parts
+    if parts[0] != "heads":
+        names.append(".".join(("featurekit",) + parts).removesuffix(".__init__"))
+for name in names:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        continue
+    assert "torch" not in sys.modules, f"torch imported by {name}"
+"""
+
+
 def test_other_featurekit_modules_do_not_import_torch():
-    code = (
-        "import importlib, pkgutil, sys, featurekit\n"
-        "names = [m.name for m in pkgutil.walk_packages(featurekit.__path__, 'featurekit.')\n"
-        "         if not m.name.startswith('featurekit.heads')]\n"
-        "for name in names:\n"
-        "    try:\n"
-        "        importlib.import_module(name)\n"
-        "    except ImportError:\n"
-        "        pass\n"
-        "assert 'torch' not in sys.modules, [n for n in names if n in sys.modules]\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    """Only featurekit.heads may import torch at import time."""
+    subprocess.run([sys.executable, "-c", IMPORT_CHECK], check=True)
 
 
 # --------------------------------------------------------------------------------------------- sklearn API

@@ -54,8 +54,8 @@ META_NAME = "model.json"
 #: Module prefixes whose *classes* a skops file may contain (functions are always refused).
 ALLOWED_MODULES = ("sklearn.", "xgboost.", "numpy.")
 #: Distributions whose versions are recorded (and compared, with a warning, when loading).
-LIBRARIES = ("featurekit", "numpy", "scipy", "pandas", "scikit-learn", "xgboost", "skops", "torch", "opensmile",
-             "librosa", "soundfile", "soxr")
+LIBRARIES = ("featurekit", "numpy", "scipy", "pandas", "scikit-learn", "xgboost", "skops", "torch",
+             "opensmile", "librosa", "soundfile", "soxr")
 
 
 class ModelLoadError(ValueError):
@@ -111,9 +111,10 @@ def check_versions(meta: dict[str, Any], where: str) -> None:
                              f"{FORMAT!r})")
     fv = meta.get("format_version")
     if fv != FORMAT_VERSION:
+        wrote = meta.get("featurekit_version", "unknown")
         raise ModelLoadError(f"{where}: model format version {fv!r} is not supported by this featurekit "
-                             f"(which reads version {FORMAT_VERSION}); retrain the model or use the featurekit "
-                             f"version that wrote it ({meta.get('featurekit_version', 'unknown')})")
+                             f"(which reads version {FORMAT_VERSION}); retrain the model or use the "
+                             f"featurekit version that wrote it ({wrote})")
     saved, here = str(meta.get("featurekit_version", "")), featurekit_version()
     a, b = _version_tuple(saved), _version_tuple(here)
     if not a:
@@ -122,9 +123,9 @@ def check_versions(meta: dict[str, Any], where: str) -> None:
         return
     compatible = a[0] == b[0] and (a[0] > 0 or a[:2] == b[:2]) and a <= b
     if not compatible:
-        raise ModelLoadError(f"{where}: the model was saved by featurekit {saved}, which is incompatible with "
-                             f"the installed featurekit {here} (same major version, and before 1.0 the same "
-                             f"minor version, not newer); retrain it or install featurekit {saved}")
+        raise ModelLoadError(f"{where}: the model was saved by featurekit {saved}, which is incompatible "
+                             f"with the installed featurekit {here} (same major version, and before 1.0 the "
+                             f"same minor version, not newer); retrain it or install featurekit {saved}")
 
 
 # -- skops allow-list ---------------------------------------------------------------------------------
@@ -217,7 +218,8 @@ def write_model_dir(out_dir: str | os.PathLike, meta: dict[str, Any], pipelines:
                 raise FileExistsError(f"{out}: exists, is not empty and is not a model directory; choose "
                                       f"another output directory")
             if not overwrite:
-                raise FileExistsError(f"{out}: a model directory already exists (pass overwrite=True / --force)")
+                raise FileExistsError(f"{out}: a model directory already exists "
+                                      f"(pass overwrite=True / --force)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -360,7 +362,8 @@ def load_model(directory: str | os.PathLike) -> SavedModel:
             try:
                 from featurekit.heads import load_head
             except ImportError as err:  # pragma: no cover - torch missing
-                raise ModelLoadError(f"{d / entry['head']}: loading a torch head needs torch ({err})") from None
+                raise ModelLoadError(f"{d / entry['head']}: loading a torch head needs torch "
+                                     f"({err})") from None
             try:
                 head = load_head(d / entry["head"])
             except Exception as err:
@@ -386,8 +389,8 @@ def _check_extractors(meta: dict[str, Any], d: Path) -> None:
         here = EXTRACTORS.get(m["extractor"]).version
         if str(here) != str(m["version"]):
             raise ModelLoadError(f"{d / META_NAME}: the model was trained on {m['extractor']} features of "
-                                 f"extractor version {m['version']}, but this featurekit computes version {here}; "
-                                 f"its features would differ: retrain the model")
+                                 f"extractor version {m['version']}, but this featurekit computes version "
+                                 f"{here}; its features would differ: retrain the model")
 
 
 def _warn_library_versions(meta: dict[str, Any], d: Path) -> None:

@@ -1,1 +1,104 @@
-"""CLI subcommands of this package (registered on import)."""
+"""CLI subcommands of this package (registered on import): ``featurekit train`` and ``featurekit predict``.
+
+Importing this module must stay cheap (the CLI imports it to build its parser): everything heavy is
+imported inside the command functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from featurekit.cli import _args, _default_jobs, command
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="experiment spec (TOML), e.g. pipelines/emodb.toml")
+    p.add_argument("--system", default=None,
+                   help="FEATURESET:MODEL of the spec, e.g. egemaps:svm (optional if it has one of each)")
+    p.add_argument("--root", help="corpus root (default: the spec's corpus.root_env variable)")
+    p.add_argument("-o", "--out", required=True, help="model directory to write")
+    p.add_argument("--store", default=os.environ.get("FEATUREKIT_STORE", "store"),
+                   help="feature store (default: $FEATUREKIT_STORE or ./store)")
+    p.add_argument("--normalisation", choices=["none", "global", "speaker"], default=None,
+                   help="feature normalisation (default: the spec's first)")
+    p.add_argument("--jobs", type=int, default=_default_jobs(), help="worker processes (default: all cores)")
+    p.add_argument("--force", action="store_true", help="replace an existing model directory")
+    p.add_argument("--quiet", action="store_true")
+
+
+@command("train", "fit a spec's FEATURESET:MODEL on a whole corpus and save a model directory")
+@_args(_train_args)
+def cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    from featurekit.cli import resolve_root
+    from featurekit.deploy.training import train
+    from featurekit.evaluation.spec import load_spec
+
+    spec = load_spec(args.spec)
+    root = resolve_root(spec, args.root)
+    try:
+        out = train(spec, args.system, root=root, out_dir=args.out, store=args.store,
+                    normalisation=args.normalisation, jobs=args.jobs, overwrite=args.force,
+                    progress=not args.quiet)
+    except FileExistsError as err:
+        print(f"featurekit train: error: {err}", file=sys.stderr)
+        return 2
+    meta = json.loads((out / "model.json").read_text())
+    tr, model = meta["training"], meta["model"]
+    print(f"model: {out}")
+    print(f"  system {meta['system']} ({meta['task']['type']}), normalisation "
+          f"{meta['normalisation']['name']}, {meta['feature_set']['n_features']} features at "
+          f"{meta['audio']['sample_rate']} Hz")
+    print(f"  trained on {tr['n_utterances']} utterances of {tr['n_speakers']} speakers ({tr['corpus']})")
+    for target, hp in model["hyperparameters"].items():
+        s = model["search"][target]
+        score = "" if s.get("best_score") is None else \
+            f" (inner-CV {s['metric'].upper()} {s['best_score']:.3f}, {s['n_candidates']} candidates)"
+        print(f"  {target}: {hp}{score}")
+    if meta["task"]["type"] == "classification":
+        print(f"  classes: {', '.join(meta['task']['classes'])} ({meta['task']['probabilities']})")
+    return 0
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model directory written by `featurekit train`")
+    p.add_argument("audio", nargs="+", help="audio files")
+    p.add_argument("--window", type=float, default=None,
+                   help="window length in seconds (default: whole files)")
+    p.add_argument("--hop", type=float, default=None, help="hop in seconds (default: the window length)")
+    p.add_argument("-o", "--out", default=None,
+                   help="output file, .csv or .json (format from the extension); default: CSV to stdout")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes across files (default 1)")
+
+
+@command("predict", "label recordings with a saved model (per file, or in sliding windows)")
+@_args(_predict_args)
+def cmd_predict(args: argparse.Namespace) -> int:
+    import warnings
+
+    from featurekit.deploy.inference import predict, write_predictions
+
+    if args.out and os.path.splitext(args.out)[1].lower() not in (".csv", ".json"):
+        print(f"featurekit predict: error: {args.out}: use a .csv or .json output file", file=sys.stderr)
+        return 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+            warnings.simplefilter("ignore", category)
+        df = predict(args.model, args.audio, window=args.window, hop=args.hop, jobs=args.jobs)
+    for w in caught:
+        print(f"featurekit predict: warning: {w.message}", file=sys.stderr)
+    write_predictions(df, args.out)
+    failed = df[(df["level"] == "file") & df["error"].notna()]
+    for _, r in failed.iterrows():
+        print(f"featurekit predict: error: {r['error']}", file=sys.stderr)
+    if args.out:
+        print(f"{len(df)} rows -> {args.out}", file=sys.stderr)
+    if len(failed):
+        print(f"featurekit predict: {len(failed)} of {df['file'].nunique()} file(s) failed (rows with an "
+              f"error); the others are predicted", file=sys.stderr)
+        return 1
+    return 0

@@ -60,7 +60,8 @@ def check_window(window: float | None, hop: float | None) -> tuple[float | None,
     return window, hop
 
 
-def _open(path: str):
+def open_audio(path: str):
+    """A ``soundfile.SoundFile`` for ``path``, or an :class:`AudioError` naming the problem."""
     import soundfile as sf
 
     if not os.path.exists(path):
@@ -87,7 +88,7 @@ def iter_blocks(path: str | os.PathLike, sample_rate: int, *, block_frames: int 
     import soundfile as sf
 
     path = str(path)
-    f = _open(path)
+    f = open_audio(path)
     n_total = 0
     with f:
         sr_in = int(f.samplerate)
@@ -163,8 +164,8 @@ def iter_windows(path: str | os.PathLike, sample_rate: int, window: float, hop: 
         buf_start = keep_from
     n = buf_start + len(buf)
     if k == 0:
-        warnings.warn(f"{path}: {n / sample_rate:.3f} s is shorter than the {window:g} s window; predicted as "
-                      f"one window spanning the whole recording", ShortRecordingWarning, stacklevel=2)
+        warnings.warn(f"{path}: {n / sample_rate:.3f} s is shorter than the {window:g} s window; predicted "
+                      f"as one window spanning the whole recording", ShortRecordingWarning, stacklevel=2)
         yield Window(0, 0.0, n / sample_rate, buf.copy())
     elif last_end < n:
         a = n - w - buf_start

@@ -73,8 +73,8 @@ def connect(scheduler: Any = None, *, timeout: float = DEFAULT_CONNECT_TIMEOUT) 
     if hasattr(scheduler, "scheduler_address"):  # a cluster object
         scheduler = scheduler.scheduler_address
     address = resolve_scheduler(scheduler)
-    where: dict[str, Any] = ({"scheduler_file": address} if address.endswith(".json") and os.path.isfile(address)
-                             else {"address": address})
+    is_file = address.endswith(".json") and os.path.isfile(address)
+    where: dict[str, Any] = {"scheduler_file": address} if is_file else {"address": address}
     try:
         client = distributed.Client(**where, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as err:
@@ -110,19 +110,21 @@ def window_limit(client: Client, max_in_flight: int | None) -> Callable[[], int]
     return limit
 
 
-def sliding_window(tasks: Iterator[T], submit: Callable[[T], Future], limit: Callable[[], int]
+def sliding_window(client: Client, tasks: Iterator[T], submit: Callable[[T], Future], limit: Callable[[], int]
                    ) -> Iterator[tuple[T, Future]]:
-    """Submit ``tasks`` lazily, never more than ``limit()`` unconsumed at once; yield them as they finish.
+    """Submit ``tasks`` lazily, at most ``limit()`` in flight at once; yield them as they finish.
 
-    Yields ``(task, future)`` pairs in completion order; the future is done (finished or failed).
-    New tasks are submitted before each yield, so the cluster keeps working while the caller handles
-    a result. ``tasks`` is asked for more with ``next()`` whenever there is room, also after it once
-    ran dry: an iterator that the caller refills (e.g. with retries) is drained again. On exit (end,
-    error or ``close()``) the futures still in flight are cancelled.
+    ``submit`` turns a task into a future of ``client``. Yields ``(task, future)`` pairs in completion
+    order; the future is done (finished or failed). The window is refilled before each yield, so the
+    cluster keeps working while the caller handles a result: at most ``limit()`` futures are in flight
+    (or finished and waiting), plus the one the caller holds. ``tasks`` is asked for more with
+    ``next()`` whenever there is room, also after it once ran dry: an iterator that the caller refills
+    (e.g. with retries) is drained again. On exit (end, error or ``close()``) the futures still in
+    flight are cancelled.
     """
     from distributed import as_completed
 
-    ac = as_completed()
+    ac = as_completed(loop=client.loop)
     owner: dict[Future, T] = {}
 
     def fill() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -61,8 +61,8 @@ class _Chunks:
 
 def extract_distributed(manifest: pd.DataFrame, requests: list[FeatureRequest], store: FeatureStore, *,
                         corpus: str, audio: AudioOptions | None = None, scheduler: Any = None,
-                        chunk_size: int | None = None, max_in_flight: int | None = None, flush_every: int = 256,
-                        retries: int = 2, progress: bool = True, compact: bool = True,
+                        chunk_size: int | None = None, max_in_flight: int | None = None,
+                        flush_every: int = 256, retries: int = 2, progress: bool = True, compact: bool = True,
                         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> ExtractionSummary:
     """:func:`featurekit.extraction.extract`, with the computation on a dask.distributed cluster.
 
@@ -138,15 +138,15 @@ def extract_distributed(manifest: pd.DataFrame, requests: list[FeatureRequest], 
     return summary
 
 
-def _outputs(client: Any, chunks: _Chunks, requests: list[FeatureRequest], audio: AudioOptions, *, retries: int,
-             limit: Any) -> Iterator[dict]:
+def _outputs(client: Any, chunks: _Chunks, requests: list[FeatureRequest], audio: AudioOptions, *,
+             retries: int, limit: Callable[[], int]) -> Iterator[dict]:
     """:func:`_process_chunk` outputs as the cluster finishes them (see :func:`extract_distributed`)."""
     from distributed import KilledWorker
 
     def submit(chunk: list[tuple]):
         return client.submit(_process_chunk, chunk, requests, audio, retries=retries, pure=False)
 
-    for chunk, fut in sliding_window(chunks, submit, limit):
+    for chunk, fut in sliding_window(client, chunks, submit, limit):
         try:
             out = fut.result()
         except KilledWorker as err:
@@ -154,8 +154,8 @@ def _outputs(client: Any, chunks: _Chunks, requests: list[FeatureRequest], audio
                 chunks.retries.extend([item] for item in chunk)
                 continue
             uid, path = chunk[0][0], chunk[0][1]
-            out = {"results": {}, "failures": {uid: f"{path}: the worker processing it died repeatedly ({err})"},
-                   "notes": [], "n": 1}
+            reason = f"{path}: the worker processing it died repeatedly ({err})"
+            out = {"results": {}, "failures": {uid: reason}, "notes": [], "n": 1}
         except Exception as err:
             if client.status != "running" or fut.status == "cancelled":
                 raise SchedulerError(f"lost the Dask scheduler at {client.scheduler.address} "

@@ -149,9 +149,10 @@ def _head(name: str, task: str):
 
 
 for _name, _seq in (("torch_mlp", False), ("lstm", True), ("gru", True), ("conv1d", True)):
-    CLASSIFIERS.add(_name, ModelSpec(_head(_name, "classification"), {}, sequences=_seq, vectors=True,
+    CLASSIFIERS.add(_name, ModelSpec(_head(_name, "classification"), {}, sequences=_seq, vectors=not _seq,
                                      groups=True))
-    REGRESSORS.add(_name, ModelSpec(_head(_name, "regression"), {}, sequences=_seq, vectors=True, groups=True))
+    REGRESSORS.add(_name, ModelSpec(_head(_name, "regression"), {}, sequences=_seq, vectors=not _seq,
+                                    groups=True))
 
 
 def model_registry(task: str) -> Registry[ModelSpec]:

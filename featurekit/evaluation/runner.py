@@ -57,10 +57,19 @@ class Cell:
     def digest(self, spec: Spec) -> str:
         blob = json.dumps({"fs": self.feature_set.name, "model": self.model, "norm": self.normalisation,
                            "models": spec.models[self.model], "task": spec.task, "protocol": spec.protocol,
-                           "evaluation": spec.evaluation, "seed": spec.seed, "extractors": spec.extractors,
+                           "evaluation": spec.evaluation, "seed": spec.seed,
+                           "extractors": {m.extractor: spec.extractors.get(m.extractor, {})
+                                          for m in self.feature_set.members},
                            "audio": spec.audio, "corpus": spec.corpus},
                           sort_keys=True, default=str).encode()
         return hashlib.blake2b(blob, digest_size=10).hexdigest()
+
+
+def load_corpus_for(spec: Spec, root: str | os.PathLike) -> pd.DataFrame:
+    """The spec's corpus at ``root`` (with the spec's adapter options)."""
+    from featurekit.corpora import load_corpus
+
+    return load_corpus(spec.corpus["name"], root, **spec.corpus.get("options", {}))
 
 
 def prepare_manifest(spec: Spec, manifest: pd.DataFrame) -> pd.DataFrame:
@@ -248,21 +257,30 @@ def run(spec: Spec, root: str | os.PathLike, out: str | os.PathLike, *, store: s
     out = Path(out)
     jobs = jobs or os.cpu_count() or 1
     if manifest is None:
-        from featurekit.corpora import load_corpus
-
-        manifest = load_corpus(spec.corpus["name"], root, **spec.corpus.get("options", {}))
+        manifest = load_corpus_for(spec, root)
     manifest = prepare_manifest(spec, manifest)
     folds = make_folds(spec, manifest)
     protocol = PROTOCOLS.get(spec.protocol["name"])
     reg = model_registry(spec.task_type)
     cells = []
     for fs in spec.feature_sets:
-        for model in spec.models:
+        for model, cfg in spec.models.items():
             ms = reg.get(model)
-            if fs.sequences and not ms.sequences:
-                raise SpecError(f"features.sets: {fs.name!r} is LLD sequences, but model {model!r} takes vectors")
-            for norm in spec.evaluation["normalisation"]:
+            fits = ms.sequences if fs.sequences else ms.vectors
+            if "sets" in cfg:
+                if fs.name not in cfg["sets"]:
+                    continue
+                if not fits:
+                    kind = "LLD sequences" if fs.sequences else "vectors"
+                    raise SpecError(f"models.{model}.sets: {fs.name!r} is {kind}, which {model!r} does not take")
+            elif not fits:
+                continue
+            for norm in cfg.get("normalisation", spec.evaluation["normalisation"]):
                 cells.append(Cell(fs, model, norm))
+    for fs in spec.feature_sets:
+        if not any(c.feature_set is fs for c in cells):
+            raise SpecError(f"features.sets: no model in the spec takes {fs.name!r}"
+                            f"{' (LLD sequences need lstm, gru or conv1d)' if fs.sequences else ''}")
     data = FeatureData(spec, manifest, FeatureStore(store), jobs=jobs, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     (out / "cells").mkdir(exist_ok=True)

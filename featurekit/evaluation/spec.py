@@ -6,7 +6,9 @@ environment variable ``root_env``, never from the file); ``[task]`` (``type`` cl
 regression; ``target`` / ``targets``; ``subset``; ``mapping``); ``[protocol]`` (``name`` and its
 options); ``[audio]``; ``[extractors.NAME]`` parameters; ``[features]`` (``sets``,
 ``late_fusion``); ``[evaluation]`` (``normalisation``, ``balancing``, ``inner_folds``,
-``metrics``, ``bootstrap``); ``[models.NAME]`` (``grid`` and fixed ``params``).
+``metrics``, ``bootstrap``); ``[models.NAME]`` (``grid``, fixed ``params``, and optionally ``sets`` and
+``normalisation`` restricting the model to some feature sets / normalisations; by default a model runs
+on every feature set it can take: vector models on vectors, sequence models on ``lld`` sets).
 
 Feature-set syntax: ``EXTRACTOR[.KIND][@LAYER]`` joined by ``+`` for early fusion (column
 concatenation). ``KIND`` defaults to ``native`` for extractors that have native functionals and
@@ -177,11 +179,14 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
         if name not in reg:
             raise SpecError(f"models.{name}: unknown {task['type']} model; known: {', '.join(reg.names())}")
         m = dict(m or {})
-        bad = set(m) - {"grid", "params"}
+        bad = set(m) - {"grid", "params", "sets", "normalisation"}
         if bad:
-            raise SpecError(f"models.{name}: unknown key(s) {sorted(bad)}; use grid and params")
+            raise SpecError(f"models.{name}: unknown key(s) {sorted(bad)}; use grid, params, sets, normalisation")
         m.setdefault("grid", reg.get(name).grid)
         m.setdefault("params", {})
+        for k, v in m["grid"].items():
+            if not isinstance(v, list) or not v:
+                raise SpecError(f"models.{name}.grid.{k}: must be a non-empty list of values")
         models[name] = m
     feats = dict(_require(raw, "features", "spec"))
     sets = [parse_feature_set(s, where=f"features.sets[{i}]") for i, s in enumerate(_require(feats, "sets", "features"))]
@@ -193,6 +198,14 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
                                tuple(x for m in members for x in m.members), late=True, late_groups=members))
     if len({s.name for s in sets}) != len(sets):
         raise SpecError("features.sets: a feature set is listed twice")
+    names = {s.name for s in sets}
+    for name, m in models.items():
+        for key, known in (("sets", names), ("normalisation", set(norms))):
+            if key in m:
+                m[key] = [m[key]] if isinstance(m[key], str) else list(m[key])
+                unknown_vals = [v for v in m[key] if v not in known]
+                if unknown_vals:
+                    raise SpecError(f"models.{name}.{key}: {unknown_vals} not among {sorted(known)}")
     from featurekit.extractors import EXTRACTORS
 
     extractors = dict(raw.get("extractors", {}))

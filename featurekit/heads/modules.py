@@ -34,6 +34,10 @@ __all__ = [
     "lengths_to_mask",
 ]
 
+#: What every body layer returns: the transformed batch and the (possibly shortened) lengths, or
+#: ``None`` for the lengths once the batch has been pooled to vectors.
+LayerOutput = tuple[torch.Tensor, torch.Tensor | None]
+
 #: Activation name -> module factory (used by ``dense`` and ``conv1d``).
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -67,7 +71,7 @@ class Dense(nn.Module):
         self.linear = nn.Linear(in_features, units)
         self.activation = ACTIVATIONS[activation]()
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None):
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
         return self.activation(self.linear(x)), lengths
 
 
@@ -78,7 +82,7 @@ class Dropout(nn.Module):
         super().__init__()
         self.dropout = nn.Dropout(p)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None):
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
         return self.dropout(x), lengths
 
 
@@ -93,7 +97,7 @@ class BatchNorm(nn.Module):
         super().__init__()
         self.norm = nn.BatchNorm1d(num_features)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None):
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
         if lengths is None:
             return self.norm(x), lengths
         mask = lengths_to_mask(lengths, x.shape[1])
@@ -109,7 +113,7 @@ class LayerNorm(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(num_features)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None):
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
         return self.norm(x), lengths
 
 
@@ -124,7 +128,7 @@ class Recurrent(nn.Module):
         self.rnn = rnn_cls(in_features, hidden, num_layers=layers, bidirectional=bidirectional,
                            dropout=dropout, batch_first=True)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None):
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
         total = x.shape[1]
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.rnn(packed)
@@ -149,7 +153,7 @@ class MaskedConv1d(nn.Module):
         self.pad = (total // 2, total - total // 2)
         self.stride = stride
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None):
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
         y = F.pad(x.transpose(1, 2), self.pad)
         y = self.activation(self.conv(y)).transpose(1, 2)
         return y, torch.div(lengths - 1, self.stride, rounding_mode="floor") + 1
@@ -158,7 +162,7 @@ class MaskedConv1d(nn.Module):
 class MeanPool(nn.Module):
     """Mean over the valid frames."""
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None):
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
         mask = lengths_to_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
         return (x * mask).sum(1) / lengths.unsqueeze(1).to(x.dtype), None
 
@@ -166,7 +170,7 @@ class MeanPool(nn.Module):
 class MaxPool(nn.Module):
     """Maximum over the valid frames."""
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None):
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
         mask = lengths_to_mask(lengths, x.shape[1]).unsqueeze(-1)
         return x.masked_fill(~mask, float("-inf")).amax(dim=1), None
 
@@ -182,7 +186,7 @@ class LastPool(nn.Module):
         super().__init__()
         self.split_directions = split_directions
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None):
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
         batch = torch.arange(x.shape[0], device=x.device)
         last = x[batch, lengths - 1]
         if not self.split_directions:
@@ -206,7 +210,7 @@ class AttentionPool(nn.Module):
         else:
             self.score = nn.Linear(in_features, 1)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None):
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
         mask = lengths_to_mask(lengths, x.shape[1])
         scores = self.score(x).squeeze(-1).masked_fill(~mask, float("-inf"))
         weights = torch.softmax(scores, dim=1)

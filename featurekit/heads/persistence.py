@@ -65,9 +65,9 @@ def save_head(est: TorchClassifier | TorchRegressor, directory: str | Path) -> P
     params = est.get_params(deep=False)
     if not isinstance(params["random_state"], (int, np.integer, type(None))):
         params["random_state"] = None  # a RandomState instance cannot be stored as JSON
-    if isinstance(params.get("class_weight"), dict):
-        raise ValueError("save_head cannot store a dict class_weight (keys may not be JSON); refit with "
-                         "class_weight='balanced' or None, or pickle the estimator")
+    if isinstance(params.get("class_weight"), dict):  # JSON keys must be strings: store the pairs
+        pairs = [[_jsonable(k), _jsonable(v)] for k, v in params["class_weight"].items()]
+        params["class_weight"] = {"pairs": pairs}
     fitted: dict[str, Any] = {
         "n_features_in_": int(est.n_features_in_),
         "input_kind_": est.input_kind_,
@@ -119,6 +119,8 @@ def load_head(directory: str | Path) -> TorchClassifier | TorchRegressor:
     if cls is None:
         raise ValueError(f"{directory}: unknown estimator {meta['estimator']!r}")
     params = dict(meta["params"])
+    if isinstance(params.get("class_weight"), dict):
+        params["class_weight"] = {k: v for k, v in params["class_weight"]["pairs"]}
     if isinstance(params.get("task_weights"), list):
         params["task_weights"] = tuple(params["task_weights"])
     est = cls(**params)

@@ -217,9 +217,10 @@ class EncoderExtractor(Extractor):
 
     # -- facts and identity ---------------------------------------------------------------------
     def _info(self) -> dict[str, Any]:
-        """Model facts: ``n_layers`` (hidden-state layers incl. embeddings), ``dim``, ``hop``,
-        ``min_samples``, ``max_chunk`` (samples), ``default_chunk`` (samples), ``time_offset`` (s),
-        ``layers`` (which layer numbers the model outputs), ``config`` (for the key)."""
+        """Model facts: ``layers`` (the hidden-state layer numbers output, 0 = embeddings), ``dim``,
+        ``hop`` (samples per frame), ``min_samples`` (receptive field), ``max_chunk`` and
+        ``default_chunk`` (samples), ``time_offset`` (s, centre of frame 0), ``config`` and
+        ``weights`` (both enter the cache key)."""
         raise NotImplementedError
 
     def _encode(self, chunks: list[np.ndarray], layers: list[int]) -> list[np.ndarray]:

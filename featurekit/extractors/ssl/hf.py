@@ -6,8 +6,9 @@ extractor config (``preprocessor_config.json``) says is followed: ``do_normalize
 unit variance per utterance) and ``return_attention_mask`` (padded batches with masks; models
 trained without masks, such as wav2vec2-base, and data2vec-audio, whose stacked positional
 convolutions see through masks, only ever see unpadded input: a batch holds chunks of identical
-length). An utterance's features therefore do not depend on what else is in its batch. Whisper inputs are zero-padded to the model's 30 s window as in training;
-only the frames covering the audio are kept.
+length). An utterance's features therefore do not depend on what else is in its batch (up to
+float rounding). Whisper inputs are zero-padded to the model's 30 s window as in training; only
+the frames covering the audio are kept.
 
 Outputs, for hidden-state layers ``0`` (embeddings/feature projection) to ``N`` (last layer):
 ``native`` = per layer mean and standard deviation over frames, columns

@@ -83,7 +83,8 @@ def log_mel(signal: np.ndarray, *, n_mels: int = 80, n_samples: int | None = Non
     if n_samples is not None:
         # Frames past the audio plus one window see only zeros (their power is 0), so the STFT runs
         # on the audio and one window of zeros; the rest are filled with log10(1e-10) = -10.
-        x = x[:n_samples] if len(x) >= n_samples else np.pad(x, (0, min(n_samples, len(x) + 2 * N_FFT) - len(x)))
+        padded = min(n_samples, len(x) + 2 * N_FFT)
+        x = x[:n_samples] if len(x) >= n_samples else np.pad(x, (0, padded - len(x)))
     power = _power_spectrogram(x)[:, :total]
     log_spec = np.full((n_mels, total), -10.0)
     mel = mel_filters(n_mels).astype(np.float64) @ power

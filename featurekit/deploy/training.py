@@ -1,0 +1,312 @@
+"""``train``: fit one system of a spec on a whole corpus and save it as a model directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from featurekit.deploy.bundle import (
+    FORMAT,
+    FORMAT_VERSION,
+    LIBRARIES,
+    featurekit_version,
+    load_model,
+    to_jsonable,
+    write_model_dir,
+)
+
+#: With per-speaker normalisation, a file needs at least this many windows for its own statistics;
+#: with fewer, the training corpus' pooled statistics are used (see :func:`featurekit.deploy.predict`).
+MIN_WINDOWS_FOR_FILE_STATS = 2
+
+
+def resolve_system(spec, system: str | None):
+    """The spec's feature set and model named by ``"FEATURESET:MODEL"``.
+
+    ``system`` may be omitted when the spec has exactly one feature set and one model.
+    """
+    from featurekit.evaluation.spec import SpecError
+
+    names = [fs.name for fs in spec.feature_sets]
+    if system is None:
+        if len(names) == 1 and len(spec.models) == 1:
+            return spec.feature_sets[0], next(iter(spec.models))
+        raise SpecError(f"{spec.path or spec.name}: choose a system FEATURESET:MODEL; feature sets: {names}; "
+                        f"models: {list(spec.models)}")
+    fs_name, sep, model = system.rpartition(":")
+    if not sep or not fs_name or not model:
+        raise SpecError(f"system {system!r}: expected FEATURESET:MODEL, e.g. "
+                        f"{names[0]}:{next(iter(spec.models))}")
+    fs = next((f for f in spec.feature_sets if f.name == fs_name.strip()), None)
+    if fs is None:
+        raise SpecError(f"system {system!r}: feature set {fs_name!r} is not in the spec; it has {names}")
+    model = model.strip()
+    if model not in spec.models:
+        raise SpecError(f"system {system!r}: model {model!r} is not in the spec; it has {list(spec.models)}")
+    return fs, model
+
+
+def fit_final(ms, x, y: np.ndarray, groups: np.ndarray, *, task: str, normalisation: str, balancing: str,
+              grid: dict[str, list], params: dict[str, Any], inner_folds: int, seed: int, sequences: bool,
+              jobs: int = 1) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Fit a pipeline on all of ``x`` with the hyperparameter search of the evaluation.
+
+    This is :func:`featurekit.evaluation.pipeline.fit_predict` without the test fold, and with the
+    fitted pipeline returned: the same balancing, class weights, pipeline
+    (:func:`~featurekit.evaluation.pipeline.build_pipeline`), scorer and speaker-grouped inner folds
+    (:func:`~featurekit.evaluation.pipeline.inner_cv`) over all of ``groups``; the best
+    candidate is refit on everything.
+
+    Returns
+    -------
+    pipeline, best_params, search
+        ``search`` holds the inner-CV metric, the best mean score and the number of candidates/folds.
+    """
+    from featurekit.evaluation.pipeline import (
+        _balanced_weights,
+        _scorer,
+        build_pipeline,
+        grid_size,
+        inner_cv,
+        undersample,
+    )
+
+    if balancing == "undersample" and task == "classification":
+        keep = undersample(y, seed)
+        x, y, groups = x[keep], y[keep], groups[keep]
+    class_weight = "balanced" if balancing == "class_weight" and task == "classification" else None
+    fit_params: dict[str, Any] = {}
+    if class_weight and ms.sample_weight:
+        fit_params["model__sample_weight"] = _balanced_weights(y)
+    if ms.groups:
+        fit_params["model__groups"] = groups
+    pipe = build_pipeline(ms, normalisation=normalisation, seed=seed, class_weight=class_weight,
+                          params=params, sequences=sequences)
+    n_candidates = grid_size(grid)
+    metric = "uar" if task == "classification" else "ccc"
+    search_info: dict[str, Any] = {"metric": metric, "n_candidates": n_candidates, "n_samples": int(len(y))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*did not converge.*")
+        if n_candidates > 1:
+            from sklearn.model_selection import GridSearchCV
+
+            cv = inner_cv(groups, inner_folds)
+            search = GridSearchCV(pipe, {f"model__{k}": v for k, v in grid.items()}, scoring=_scorer(task),
+                                  cv=cv, n_jobs=jobs, refit=True, error_score="raise")
+            search.fit(x, y, **fit_params)
+            model = search.best_estimator_
+            best = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
+            search_info.update(inner_folds=len(cv), best_score=float(search.best_score_),
+                               scores=[{"params": {k.removeprefix("model__"): v for k, v in p.items()},
+                                        "mean": float(m), "std": float(s)}
+                                       for p, m, s in zip(search.cv_results_["params"],
+                                                          search.cv_results_["mean_test_score"],
+                                                          search.cv_results_["std_test_score"])])
+        else:
+            best = {k: v[0] for k, v in grid.items()}
+            pipe.set_params(**{f"model__{k}": v for k, v in best.items()})
+            model = pipe.fit(x, y, **fit_params)
+            search_info.update(inner_folds=0, best_score=None)
+    return model, best, search_info
+
+
+def _corpus_summary(manifest: pd.DataFrame, spec, root) -> dict[str, Any]:
+    out: dict[str, Any] = {"corpus": spec.corpus["name"], "options": spec.corpus.get("options", {}),
+                           "root": str(root) if root is not None else manifest.attrs.get("root"),
+                           "n_utterances": int(len(manifest)),
+                           "n_speakers": int(manifest["speaker"].nunique()),
+                           "per_speaker": {str(k): int(v) for k, v in
+                                           manifest["speaker"].astype(str).value_counts().sort_index().items()}}
+    if spec.task_type == "classification":
+        col = spec.targets[0]
+        out["per_label"] = {str(k): int(v) for k, v in manifest[col].value_counts().sort_index().items()}
+        out["per_speaker_label"] = {
+            str(s): {str(k): int(v) for k, v in g[col].value_counts().sort_index().items()}
+            for s, g in manifest.groupby(manifest["speaker"].astype(str))}
+    else:
+        out["targets"] = {t: {"mean": float(manifest[t].mean()), "std": float(manifest[t].std(ddof=0)),
+                              "min": float(manifest[t].min()), "max": float(manifest[t].max())}
+                          for t in spec.targets}
+    return out
+
+
+def train(spec, system: str | None = None, *, root: str | os.PathLike | None = None,
+          out_dir: str | os.PathLike, store: str | os.PathLike | None = None,
+          normalisation: str | None = None, jobs: int | None = None, manifest: pd.DataFrame | None = None,
+          overwrite: bool = False, progress: bool = False) -> Path:
+    """Fit a spec's system on the whole corpus and save it as a model directory.
+
+    Features come from the feature store (missing ones are extracted first, as ``featurekit
+    evaluate`` does). Hyperparameters are chosen on the spec's grid by a speaker-grouped inner
+    cross-validation over all speakers (the spec's ``evaluation.inner_folds``), then the best
+    candidate is refit on every utterance. The directory layout and what ``model.json`` records are
+    described in :mod:`featurekit.deploy.bundle`; the saved model is reloaded and checked against the
+    in-memory one before this returns.
+
+    Parameters
+    ----------
+    spec
+        A :class:`~featurekit.evaluation.spec.Spec` or the path of a TOML spec.
+    system
+        ``"FEATURESET:MODEL"``: a feature set and a model of the spec (optional when it has one of each).
+    root
+        Corpus root (not needed when ``manifest`` is given).
+    out_dir
+        Model directory to write.
+    store
+        Feature store (default: ``$FEATUREKIT_STORE`` or ``./store``).
+    normalisation
+        ``none``, ``global`` or ``speaker`` (default: the spec's first).
+    jobs
+        Worker processes for extraction and the hyperparameter search (default: all cores).
+    manifest
+        A corpus manifest to train on instead of the whole corpus at ``root`` (e.g. some speakers).
+    overwrite
+        Replace an existing model directory.
+    progress
+        Show extraction progress bars.
+
+    Returns
+    -------
+    Path
+        The model directory.
+    """
+    from featurekit.audio import AudioOptions
+    from featurekit.evaluation.models import model_registry
+    from featurekit.evaluation.normalisation import NORMALISATIONS, speaker_zscore, speaker_zscore_sequences
+    from featurekit.evaluation.runner import FeatureData, prepare_manifest
+    from featurekit.evaluation.spec import FeatureSet, Spec, SpecError, load_spec
+    from featurekit.extractors import EXTRACTORS, make_extractor
+    from featurekit.extractors.base import library_versions
+    from featurekit.store import FeatureStore, feature_columns
+
+    if not isinstance(spec, Spec):
+        spec = load_spec(spec)
+    fs, model_name = resolve_system(spec, system)
+    if fs.late:
+        raise SpecError(f"{fs.name}: late-fusion systems cannot be trained for deployment (yet); train "
+                        f"one of its member feature sets")
+    norm = normalisation or spec.evaluation["normalisation"][0]
+    if norm not in NORMALISATIONS:
+        raise SpecError(f"normalisation {norm!r}: use one of {NORMALISATIONS}")
+    ms = model_registry(spec.task_type).get(model_name)
+    if fs.sequences and not ms.sequences:
+        raise SpecError(f"{fs.name!r} is LLD sequences, but model {model_name!r} takes vectors")
+    if not fs.sequences and not ms.vectors:
+        raise SpecError(f"model {model_name!r} takes sequences, but {fs.name!r} is vectors")
+    jobs = jobs or os.cpu_count() or 1
+    if manifest is None:
+        if root is None:
+            raise ValueError("train: pass the corpus root (root=...) or a manifest")
+        from featurekit.corpora import load_corpus
+
+        manifest = load_corpus(spec.corpus["name"], root, **spec.corpus.get("options", {}))
+    manifest = prepare_manifest(spec, manifest)
+    store = store or os.environ.get("FEATUREKIT_STORE") or "store"
+    sub = dataclasses.replace(spec, feature_sets=[fs])
+    data = FeatureData(sub, manifest, FeatureStore(store), jobs=jobs, progress=progress)
+    speakers = manifest["speaker"].astype(str).to_numpy()
+    groups = manifest[spec.protocol.get("group", "speaker")].astype(str).to_numpy()
+
+    members = []
+    if fs.sequences:
+        x = data.sequences(fs)
+        m = fs.members[0]
+        columns = [feature_columns(data._table(m))]
+    else:
+        blocks, columns = [], []
+        for m in fs.members:
+            xb, names = data.matrix(FeatureSet(fs.name, (m,)))
+            blocks.append(xb)
+            columns.append(names)
+        x = blocks[0] if len(blocks) == 1 else np.hstack(blocks)
+    raw_params = spec.raw.get("extractors", {}) if isinstance(spec.raw, dict) else {}
+    for m, cols in zip(fs.members, columns):
+        ext = make_extractor(m.extractor, **spec.extractors.get(m.extractor, {}))
+        members.append({"extractor": m.extractor, "kind": m.kind, "layer": m.layer,
+                        "params": dict(raw_params.get(m.extractor, spec.extractors.get(m.extractor, {}))),
+                        "resolved_params": to_jsonable(ext.get_params()),
+                        "version": str(EXTRACTORS.get(m.extractor).version),
+                        "libraries": library_versions(ext.libraries), "columns": list(cols)})
+
+    norm_meta: dict[str, Any] = {"name": norm}
+    if norm == "speaker":
+        frames = np.concatenate(list(x)).astype(np.float64) if fs.sequences else x.astype(np.float64)
+        mu, sd = frames.mean(axis=0), frames.std(axis=0)
+        norm_meta.update(
+            pooled_mean=mu.tolist(), pooled_std=np.where(sd > 0, sd, 1.0).tolist(),
+            min_windows=MIN_WINDOWS_FOR_FILE_STATS,
+            predict_time=("each file is its own speaker: z-scored with the mean/std over its own windows"
+                          + (" (over all their frames)" if fs.sequences else "")
+                          + f"; with fewer than {MIN_WINDOWS_FOR_FILE_STATS} windows (e.g. no window), with "
+                            "the training corpus' pooled mean/std (pooled_mean, pooled_std)"))
+        x = speaker_zscore_sequences(x, speakers) if fs.sequences else speaker_zscore(x, speakers)
+    elif norm == "global":
+        norm_meta["predict_time"] = "StandardScaler fitted on the training corpus (inside the pipeline)"
+    else:
+        norm_meta["predict_time"] = "features as computed"
+
+    cfg = spec.models[model_name]
+    ev = spec.evaluation
+    if spec.task_type == "classification":
+        col = spec.targets[0]
+        classes = sorted(manifest[col].unique())
+        ys = {col: np.searchsorted(classes, manifest[col].to_numpy())}
+    else:
+        classes = []
+        ys = {t: manifest[t].to_numpy(np.float64) for t in spec.targets}
+    pipelines, best, searches = {}, {}, {}
+    for target, y in ys.items():
+        pipelines[target], best[target], searches[target] = fit_final(
+            ms, x, y, groups, task=spec.task_type, normalisation=norm, balancing=ev["balancing"],
+            grid=cfg["grid"], params=dict(cfg["params"]), inner_folds=ev["inner_folds"], seed=spec.seed,
+            sequences=fs.sequences, jobs=jobs)
+
+    from featurekit.deploy.inference import probability_method
+
+    task: dict[str, Any] = {"type": spec.task_type, "targets": list(ys)}
+    if spec.task_type == "classification":
+        task.update(classes=[str(c) for c in classes], mapping=spec.task.get("mapping"),
+                    subset=spec.task.get("subset"),
+                    probabilities=probability_method(next(iter(pipelines.values()))))
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "featurekit_version": featurekit_version(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "system": f"{fs.name}:{model_name}",
+        "spec": {"name": spec.name, "path": spec.path, "seed": spec.seed},
+        "task": task,
+        "feature_set": {"name": fs.name, "sequences": fs.sequences,
+                        "n_features": int(sum(len(c) for c in columns)), "members": members},
+        "audio": AudioOptions(**spec.audio).as_dict(),
+        "normalisation": norm_meta,
+        "model": {"name": model_name, "params": cfg["params"], "grid": cfg["grid"], "hyperparameters": best,
+                  "search": searches, "balancing": ev["balancing"],
+                  "group": spec.protocol.get("group", "speaker"), "seed": spec.seed},
+        "libraries": library_versions(LIBRARIES),
+        "training": _corpus_summary(manifest, spec, root),
+    }
+    out = write_model_dir(out_dir, to_jsonable(meta), pipelines, overwrite=overwrite)
+    _verify_saved(out, pipelines, x, spec.task_type)
+    return out
+
+
+def _verify_saved(out: Path, pipelines: dict[str, Any], x, task: str) -> None:
+    """Reload the saved directory and check it predicts what the in-memory pipelines predict."""
+    loaded = load_model(out)
+    n = min(len(x), 8)
+    sample = x[:n]
+    for target, pipe in pipelines.items():
+        a, b = pipe.predict(sample), loaded.pipelines[target].predict(sample)
+        same = np.array_equal(a, b) if task == "classification" else np.allclose(a, b, rtol=1e-5, atol=1e-6)
+        if not same:  # pragma: no cover - would be a bug in saving/loading
+            raise RuntimeError(f"{out}: the saved model of {target!r} predicts differently after reloading")

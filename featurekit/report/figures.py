@@ -1,0 +1,236 @@
+"""Report figures (PNG, matplotlib's Agg canvas; pyplot and its global backend are not touched).
+
+- Confusion matrices of the best systems (:func:`confusion_figures`): predictions of all folds
+  pooled, each cell the row-normalised recall with the count below it.
+- Primary metric per encoder layer (:func:`layer_figures`) for feature sets with ``@LAYER``
+  variants of one extractor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from featurekit.evaluation.metrics import confusion
+from featurekit.report.tables import (
+    METRIC_LABELS,
+    PM,
+    Experiment,
+    best_systems,
+    layer_sort_key,
+    parse_feature_set_name,
+    safe_name,
+    system_scores,
+)
+
+FIGURES_DIR = "figures"
+
+
+@dataclass
+class Figure:
+    """A written figure.
+
+    Attributes
+    ----------
+    path
+        Path relative to the report directory (``figures/NAME.png``), with ``/`` separators.
+    caption
+        What it shows.
+    kind
+        ``confusion`` or ``layers``.
+    """
+
+    path: str
+    caption: str
+    kind: str
+
+
+def _new_figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+
+    fig = MplFigure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _unique(directory: Path, stem: str, used: set[str]) -> Path:
+    name, k = f"{stem}.png", 2
+    while name in used:
+        name, k = f"{stem}_{k}.png", k + 1
+    used.add(name)
+    return directory / name
+
+
+def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], path: Path,
+                   title: str) -> Path:
+    """Write a confusion-matrix PNG: row-normalised recall (colour, value) and counts.
+
+    Parameters
+    ----------
+    y_true, y_pred
+        Class labels (strings) of the pooled predictions.
+    classes
+        Class order of rows (true) and columns (predicted).
+    path
+        Output PNG.
+    title
+        Figure title.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    counts = confusion(np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object), classes)
+    support = counts.sum(axis=1, keepdims=True)
+    recall = np.divide(counts, support, out=np.zeros(counts.shape, float), where=support > 0)
+    n = len(classes)
+    size = max(3.6, 0.75 * n + 2.2)
+    fig = _new_figure(size + 0.8, size)
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(recall, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="recall (row-normalised)")
+    fontsize = 9 if n <= 8 else 7
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{recall[i, j]:.2f}\n({counts[i, j]})", ha="center", va="center",
+                    fontsize=fontsize, color="white" if recall[i, j] > 0.55 else "black")
+    ax.set_xticks(range(n), labels=classes, rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center")
+    ax.set_yticks(range(n), labels=classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def confusion_figures(exp: Experiment, out_dir: Path, *, top: int = 3, used: set[str] | None = None
+                      ) -> list[Figure]:
+    """Confusion matrices of the best system per feature group and of the overall ``top`` systems.
+
+    Parameters
+    ----------
+    exp
+        A classification experiment with predictions.
+    out_dir
+        The report directory; PNGs go to ``out_dir/figures``.
+    top
+        How many of the overall best systems to include at least.
+    used
+        File names already taken in ``figures/`` (updated).
+
+    Returns
+    -------
+    list of Figure
+        Best system first; empty for regression or without ``predictions.csv``.
+    """
+    if exp.task_type != "classification" or exp.predictions is None:
+        return []
+    used = set() if used is None else used
+    preds = exp.predictions
+    target = exp.targets[0]
+    if "target" in preds:
+        preds = preds[preds["target"].astype(str) == target]
+    metric, _ = exp.primary
+    label = METRIC_LABELS.get(metric, metric)
+    out = []
+    for _, r in best_systems(exp, top).iterrows():
+        sel = preds[(preds["feature_set"] == r["feature_set"]) & (preds["model"] == r["model"])
+                    & (preds["normalisation"] == r["normalisation"])]
+        if sel.empty:
+            continue
+        y_true, y_pred = sel["y_true"].astype(str).to_numpy(), sel["y_pred"].astype(str).to_numpy()
+        classes = sorted(set(exp.classes) | set(y_true) | set(y_pred))
+        stem = safe_name(f"cm_{exp.key}_{r['feature_set']}_{r['model']}_{r['normalisation']}")
+        path = _unique(out_dir / FIGURES_DIR, stem, used)
+        title = (f"{r['feature_set']}\n{r['model']}, {r['normalisation']} normalisation: {label} "
+                 f"{r['score']:.3f} {PM} {r['score_std']:.3f} across folds, pooled {r['pooled']:.3f}")
+        plot_confusion(y_true, y_pred, classes, path, title)
+        caption = (f"{r['feature_set']} | {r['model']} | {r['normalisation']} ({r['group']}): confusion "
+                   f"matrix of the pooled predictions ({len(sel)} utterances); recall per true class, counts "
+                   f"in brackets. "
+                   f"{label} {r['score']:.3f} {PM} {r['score_std']:.3f} across folds.")
+        out.append(Figure(f"{FIGURES_DIR}/{path.name}", caption, "confusion"))
+    return out
+
+
+def layer_figures(exp: Experiment, out_dir: Path, *, used: set[str] | None = None) -> list[Figure]:
+    """One plot per extractor (and table kind) with ``@LAYER`` variants: metric per layer.
+
+    Each model/normalisation is a line with across-fold std error bars; classification plots show
+    the chance level. Only extractors with at least two layers get a plot.
+
+    Parameters
+    ----------
+    exp
+        The experiment.
+    out_dir
+        The report directory; PNGs go to ``out_dir/figures``.
+    used
+        File names already taken in ``figures/`` (updated).
+
+    Returns
+    -------
+    list of Figure
+    """
+    used = set() if used is None else used
+    scores = system_scores(exp)
+    if scores.empty:
+        return []
+    infos = {f: parse_feature_set_name(f) for f in scores["feature_set"].unique()}
+    scores = scores[[infos[f].layer is not None for f in scores["feature_set"]]]
+    if scores.empty:
+        return []
+    scores = scores.assign(extractor=[infos[f].extractor for f in scores["feature_set"]],
+                           kind=[infos[f].kind for f in scores["feature_set"]],
+                           layer=[infos[f].layer for f in scores["feature_set"]])
+    metric, _ = exp.primary
+    label = METRIC_LABELS.get(metric, metric)
+    if exp.task_type == "regression" and len(exp.targets) > 1:
+        label = f"mean {label} over {len(exp.targets)} targets"
+    out = []
+    for (extractor, kind), part in scores.groupby(["extractor", "kind"], sort=False):
+        layers = sorted(part["layer"].unique(), key=layer_sort_key)
+        if len(layers) < 2:
+            continue
+        x = {lay: i for i, lay in enumerate(layers)}
+        fig = _new_figure(max(5.0, 0.45 * len(layers) + 3.0), 3.8)
+        ax = fig.add_subplot(1, 1, 1)
+        for (model, norm), line in part.groupby(["model", "normalisation"], sort=False):
+            line = line.assign(pos=line["layer"].map(x)).sort_values("pos")
+            yerr = line["score_std"].to_numpy(float)
+            ax.errorbar(line["pos"], line["score"],
+                        yerr=None if np.isnan(yerr).all() else np.nan_to_num(yerr), marker="o", capsize=3,
+                        label=f"{model} / {norm}")
+        if exp.task_type == "classification" and exp.classes:
+            ax.axhline(1 / len(exp.classes), color="grey", linestyle="--", linewidth=1, label="chance")
+        ax.set_xticks(range(len(layers)), labels=[str(v) for v in layers])
+        ax.set_xlabel("encoder layer (negative: counted from the last)")
+        ax.set_ylabel(f"{label} (mean {PM} std)")
+        what = extractor if kind == parse_feature_set_name(extractor).kind else f"{extractor}.{kind}"
+        ax.set_title(f"{what}: {label} per layer", fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = _unique(out_dir / FIGURES_DIR, safe_name(f"layers_{exp.key}_{extractor}_{kind}"), used)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+        caption = (f"{what}: {label} (mean {PM} std across folds) per encoder layer, one line per model / "
+                   f"normalisation.")
+        out.append(Figure(f"{FIGURES_DIR}/{path.name}", caption, "layers"))
+    return out
+
+
+def make_figures(exp: Experiment, out_dir: Path, *, used: set[str] | None = None,
+                 top: int = 3) -> list[Figure]:
+    """All figures of one experiment (confusion matrices, then layer plots)."""
+    used = set() if used is None else used
+    return confusion_figures(exp, out_dir, top=top, used=used) + layer_figures(exp, out_dir, used=used)
+
+
+__all__ = ["FIGURES_DIR", "Figure", "confusion_figures", "layer_figures", "make_figures", "plot_confusion"]

@@ -1,0 +1,720 @@
+"""Comparison tables from ``featurekit evaluate`` results directories.
+
+A results directory holds ``results.csv`` (tidy metrics), ``predictions.csv`` and ``spec.json``
+(see :mod:`featurekit.evaluation.runner`). :func:`load_experiments` reads one or several such
+directories, concatenates them and splits the rows into *experiments*: results that share the
+corpus (and its options), the task and the protocol are comparable and land in one experiment,
+whatever directory they came from; different corpora or tasks (say ``emodb`` and
+``emodb_listening``) become separate experiments, each with its own tables.
+
+Feature-set names (``EXTRACTOR[.KIND][@LAYER]``, early fusion ``a+b``, late fusion
+``late(a|b)``) are parsed by :func:`parse_feature_set_name` into a *group* (the extractor, or
+``fusion``) and a *variant* (``native``, ``HSF1`` = ``mean_std``, ``HSF2`` =
+``mean_std_silence``, ``stats``, ``LLD`` = frame sequences, ``layer N``), so that the
+functionals of the same low-level descriptors sit next to each other in every table.
+
+Tables are :class:`Table` objects: display strings plus a mask of the cells to emphasise (the
+best value of each column); :mod:`featurekit.report.formats` renders them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SUMMARY_FOLDS = ("mean", "std", "pooled")
+KIND_LABELS = {"native": "native", "mean_std": "HSF1", "mean_std_silence": "HSF2", "stats": "stats",
+               "lld": "LLD"}
+KIND_ORDER = {k: i for i, k in enumerate(KIND_LABELS)}
+VARIANT_LEGEND = ("native = the extractor's own functionals; HSF1 = mean_std (mean and std of each LLD); "
+                  "HSF2 = mean_std_silence (HSF1 plus pause/silence features); stats = extended "
+                  "statistics (extremes, moments, percentiles, slope); LLD = frame-level sequences "
+                  "(sequence models); layer N = encoder layer N (negative: counted from the last)")
+FUSION = "fusion"
+PM = "\u00b1"  # plus-minus sign
+DASH = "\u2014"  # em dash: a missing cell
+# primary metrics in order of preference, and whether higher is better
+PRIMARY = {"classification": (("uar", True), ("macro_f1", True), ("accuracy", True)),
+           "regression": (("ccc", True), ("pearson", True), ("mae", False))}
+METRIC_LABELS = {"uar": "UAR", "macro_f1": "macro-F1", "accuracy": "accuracy", "ccc": "CCC",
+                 "pearson": "Pearson r", "mae": "MAE"}
+KEY_COLUMNS = ["feature_set", "model", "normalisation"]
+
+
+class ReportError(ValueError):
+    """A results directory is missing or unusable (the message names the file)."""
+
+
+# -- feature-set names ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FeatureSetInfo:
+    """How a feature-set name is shown and ordered in the tables.
+
+    Attributes
+    ----------
+    name
+        The feature-set name as in ``results.csv``.
+    group
+        The extractor (``mfcc``, ``egemaps``, ...) or ``"fusion"`` for early and late fusion.
+    variant
+        ``native``, ``HSF1``, ``HSF2``, ``stats``, ``LLD``, ``layer N`` (with the kind's label in
+        front when it is not the extractor's default, e.g. ``LLD layer 3``), ``early`` or ``late``.
+    extractor
+        The extractor name (``""`` for fusion).
+    kind
+        The table kind (``native``, ``mean_std``, ...; ``""`` for fusion).
+    layer
+        The ``@LAYER`` text, or ``None``.
+    """
+
+    name: str
+    group: str
+    variant: str
+    extractor: str = ""
+    kind: str = ""
+    layer: str | None = None
+
+    @property
+    def order(self) -> tuple:
+        """Sort key inside a group: kinds in KIND_LABELS order, then layers in layer order."""
+        if self.group == FUSION:
+            return (0 if self.variant == "early" else 1, 0, (), self.name)
+        return (0 if self.layer is None else 1, KIND_ORDER.get(self.kind, len(KIND_ORDER)),
+                layer_sort_key(self.layer), self.name)
+
+
+@cache
+def _default_kind(extractor: str) -> str:
+    """``native`` for extractors with native functionals, ``mean_std`` for the others."""
+    try:
+        from featurekit.extractors import EXTRACTORS
+
+        return "native" if EXTRACTORS.get(extractor).has_native else "mean_std"
+    except Exception:  # an unknown extractor (or one whose module is unavailable): the spec's default
+        return "native"
+
+
+def layer_sort_key(layer: str | None) -> tuple:
+    """Layers ``0, 1, 2, ...``, then ``-3, -2, -1`` (counted from the last), then ``mean`` and lists."""
+    if layer is None:
+        return ()
+    try:
+        n = int(layer)
+    except ValueError:
+        return (2, 0, layer)
+    return (0, n, "") if n >= 0 else (1, n, "")
+
+
+def parse_feature_set_name(name: str) -> FeatureSetInfo:
+    """Group and variant of a feature-set name (see :class:`FeatureSetInfo`).
+
+    Parameters
+    ----------
+    name
+        ``EXTRACTOR[.KIND][@LAYER]``, ``a+b`` (early fusion) or ``late(a|b|...)`` (late fusion).
+
+    Returns
+    -------
+    FeatureSetInfo
+    """
+    name = str(name).strip()
+    if name.startswith("late(") and name.endswith(")"):
+        return FeatureSetInfo(name, FUSION, "late")
+    if "+" in name:
+        return FeatureSetInfo(name, FUSION, "early")
+    body, _, layer = name.partition("@")
+    extractor, _, kind = body.partition(".")
+    default = _default_kind(extractor)
+    kind = kind or default
+    label = KIND_LABELS.get(kind, kind)
+    if layer:
+        variant = f"layer {layer}" if kind == default else f"{label} layer {layer}"
+    else:
+        variant = label
+    return FeatureSetInfo(name, extractor, variant, extractor, kind, layer or None)
+
+
+# -- loading -------------------------------------------------------------------------------------
+@dataclass
+class Experiment:
+    """Comparable results (same corpus, task and protocol), possibly from several directories.
+
+    Attributes
+    ----------
+    key
+        File-name-safe identifier (used in table and figure names).
+    title
+        Heading text, e.g. ``"emodb: classification of label (7 classes)"``.
+    task_type
+        ``classification`` or ``regression``.
+    targets
+        Target columns (``["label"]`` for classification).
+    protocol
+        The protocol label from ``results.csv`` (e.g. ``leave-one-speaker-out``).
+    speaker_independent
+        ``False`` when the protocol lets speakers occur in both training and test folds.
+    results
+        The tidy rows of ``results.csv`` (all sources), with a ``source`` column.
+    predictions
+        The rows of ``predictions.csv`` (``None`` when no source has one).
+    sources
+        The results directories.
+    specs
+        Their ``spec.json`` documents (``{}`` when absent).
+    """
+
+    key: str
+    title: str
+    task_type: str
+    targets: list[str]
+    protocol: str
+    speaker_independent: bool
+    results: pd.DataFrame
+    predictions: pd.DataFrame | None
+    sources: list[Path] = field(default_factory=list)
+    specs: list[dict] = field(default_factory=list)
+
+    @property
+    def primary(self) -> tuple[str, bool]:
+        """``(metric, higher_is_better)``: UAR for classification, CCC for regression when present."""
+        have = set(self.results["metric"])
+        for metric, higher in PRIMARY[self.task_type]:
+            if metric in have:
+                return metric, higher
+        raise ReportError(f"{self.title}: results.csv holds none of the metrics "
+                          f"{[m for m, _ in PRIMARY[self.task_type]]}")
+
+    @property
+    def folds(self) -> list[str]:
+        """The fold names (without ``mean``/``std``/``pooled``)."""
+        return sorted(set(self.results["fold"].astype(str)) - set(SUMMARY_FOLDS))
+
+    @property
+    def classes(self) -> list[str]:
+        """Class labels (from the per-class metrics, else the predictions); ``[]`` for regression."""
+        if self.task_type != "classification":
+            return []
+        found = {m[len("recall["):-1] for m in self.results["metric"].astype(str)
+                 if m.startswith("recall[") and m.endswith("]")}
+        if not found and self.predictions is not None:
+            found = set(self.predictions["y_true"].astype(str))
+        return sorted(found)
+
+    @property
+    def protocol_text(self) -> str:
+        """The protocol for captions, with a SPEAKER-DEPENDENT warning where it applies."""
+        kind = "speaker-independent" if self.speaker_independent else "speaker-DEPENDENT"
+        text = f"Protocol: {self.protocol}" + ("" if kind.lower() in self.protocol.lower() else f" ({kind})")
+        if not self.speaker_independent:
+            text += f". {speaker_dependent_warning()}"
+        return text
+
+
+def speaker_dependent_warning() -> str:
+    """The sentence shown with every table of a speaker-dependent experiment."""
+    return ("WARNING: speaker-DEPENDENT protocol: the same speakers occur in training and test folds, "
+            "so these scores overestimate performance on unseen speakers")
+
+
+def _read_dir(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
+    path = Path(path)
+    if not path.is_dir():
+        raise ReportError(f"{path}: no such results directory")
+    res_path = path / "results.csv"
+    if not res_path.is_file():
+        raise ReportError(f"{res_path}: not found (is {path} a directory written by `featurekit evaluate`?)")
+    results = pd.read_csv(res_path, dtype={"fold": str, "target": str, "feature_set": str, "model": str,
+                                           "normalisation": str, "protocol": str})
+    missing = {"feature_set", "model", "normalisation", "fold", "target", "metric", "value"} - set(results)
+    if missing:
+        raise ReportError(f"{res_path}: missing column(s) {sorted(missing)}")
+    if "protocol" not in results:
+        results["protocol"] = "unknown protocol"
+    if "speaker_independent" not in results:
+        results["speaker_independent"] = True
+    results["speaker_independent"] = results["speaker_independent"].map(_as_bool)
+    pred_path = path / "predictions.csv"
+    predictions = None
+    if pred_path.is_file():
+        predictions = pd.read_csv(pred_path, dtype={"y_true": str, "y_pred": str, "fold": str, "target": str,
+                                                    "feature_set": str, "model": str, "normalisation": str})
+    spec_path = path / "spec.json"
+    spec = json.loads(spec_path.read_text()) if spec_path.is_file() else {}
+    return results, predictions, spec
+
+
+def _as_bool(v) -> bool:
+    """``speaker_independent`` as read from CSV (bool or text); missing counts as ``True``."""
+    if isinstance(v, str):
+        return v.strip().lower() not in ("false", "0", "no", "")
+    if isinstance(v, float) and math.isnan(v):
+        return True
+    return bool(v)
+
+
+def _task_type(results: pd.DataFrame, spec: dict) -> str:
+    t = (spec.get("resolved", {}).get("task", {}).get("type")
+         or spec.get("spec", {}).get("task", {}).get("type"))
+    if t in PRIMARY:
+        return t
+    metrics = set(results["metric"])
+    return "regression" if metrics & {"ccc", "pearson", "mae"} else "classification"
+
+
+def _identity(path: Path, results: pd.DataFrame, spec: dict, task_type: str) -> str:
+    """What makes results comparable: corpus (+ options), task and protocol."""
+    raw = spec.get("spec", {})
+    resolved = spec.get("resolved", {})
+    corpus = raw.get("corpus", {})
+    task = resolved.get("task", raw.get("task", {}))
+    ident = {"corpus": corpus.get("name") or f"dir:{path.resolve()}", "options": corpus.get("options", {}),
+             "task_type": task_type, "targets": sorted(results["target"].astype(str).unique()),
+             "mapping": task.get("mapping"), "subset": task.get("subset"),
+             "protocol": sorted(results["protocol"].astype(str).unique())}
+    return json.dumps(ident, sort_keys=True, default=str)
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of ``text`` (letters, digits, ``.``, ``_``, ``-``)."""
+    text = str(text).replace("+", "_plus_").replace("@", "_at_").replace("|", "_")
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+    text = re.sub(r"_+", "_", text).strip("._-")
+    return text or "unnamed"
+
+
+def load_experiments(results_dirs: list[str | Path]) -> list[Experiment]:
+    """Read results directories, concatenate them and split them into comparable experiments.
+
+    Parameters
+    ----------
+    results_dirs
+        Directories written by ``featurekit evaluate`` (``results.csv``, ``predictions.csv``,
+        ``spec.json``).
+
+    Returns
+    -------
+    list of Experiment
+        In the order in which their first directory was given. A system (feature set, model,
+        normalisation) present in two directories of one experiment is taken from the later one.
+
+    Raises
+    ------
+    ReportError
+        When a directory or its ``results.csv`` is missing or malformed.
+    """
+    if isinstance(results_dirs, (str, Path)):
+        results_dirs = [results_dirs]
+    if not results_dirs:
+        raise ReportError("no results directories given")
+    groups: dict[str, dict] = {}
+    for d in dict.fromkeys(Path(d) for d in results_dirs):
+        path = Path(d)
+        results, predictions, spec = _read_dir(path)
+        results.insert(0, "source", str(path))
+        task_type = _task_type(results, spec)
+        ident = _identity(path, results, spec, task_type)
+        g = groups.setdefault(ident, {"results": [], "predictions": [], "sources": [], "specs": [],
+                                      "task_type": task_type})
+        g["results"].append(results)
+        if predictions is not None:
+            predictions.insert(0, "source", str(path))
+            g["predictions"].append(predictions)
+        g["sources"].append(path)
+        g["specs"].append(spec)
+    experiments, used_keys = [], set()
+    for g in groups.values():
+        results = pd.concat(g["results"], ignore_index=True)
+        results = results.drop_duplicates(KEY_COLUMNS + ["fold", "target", "metric"], keep="last")
+        preds = None
+        if g["predictions"]:
+            preds = pd.concat(g["predictions"], ignore_index=True)
+            preds = preds.drop_duplicates(KEY_COLUMNS + ["id", "target"], keep="last")
+        names = list(dict.fromkeys(s.get("spec", {}).get("name") or p.name
+                                   for s, p in zip(g["specs"], g["sources"])))
+        corpus = next((s.get("spec", {}).get("corpus", {}).get("name") for s in g["specs"]
+                       if s.get("spec", {}).get("corpus", {}).get("name")), None)
+        key = safe_name(names[0] if len(names) == 1 else corpus or names[0])
+        while key in used_keys:
+            key += "_2"
+        used_keys.add(key)
+        targets = list(dict.fromkeys(results["target"].astype(str)))
+        exp = Experiment(key=key, title="", task_type=g["task_type"], targets=targets,
+                         protocol=str(results["protocol"].iloc[0]),
+                         speaker_independent=bool(results["speaker_independent"].all()), results=results,
+                         predictions=preds, sources=g["sources"], specs=g["specs"])
+        what = (f"classification of {targets[0]} ({len(exp.classes)} classes)"
+                if exp.task_type == "classification" else f"regression of {', '.join(targets)}")
+        where = f" ({corpus})" if corpus and corpus not in names else ""
+        exp.title = " + ".join(names) + where + f": {what}"
+        experiments.append(exp)
+    return experiments
+
+
+# -- tables --------------------------------------------------------------------------------------
+@dataclass
+class Table:
+    """A table ready to render: display strings and the cells to emphasise.
+
+    Attributes
+    ----------
+    key
+        File-name stem (unique within a report).
+    title
+        Short heading.
+    caption
+        Caption: what the cells are, the protocol (and the speaker-dependent warning).
+    data
+        Display strings; the index is ignored.
+    best
+        Same shape as ``data``: ``True`` where a cell is the best of its column.
+    group_column
+        Column whose groups the md/html/tex writers separate with rules (``None``: no grouping).
+        A value of it, or of the ``variant``/``feature set`` columns after it, that repeats the row
+        above (with all columns before it equal too) is left blank there.
+    notes
+        Extra lines shown under the table.
+    warning
+        ``True`` for a speaker-dependent experiment (writers highlight the caption).
+    """
+
+    key: str
+    title: str
+    caption: str
+    data: pd.DataFrame
+    best: pd.DataFrame
+    group_column: str | None = "group"
+    notes: list[str] = field(default_factory=list)
+    warning: bool = False
+
+    @property
+    def label_columns(self) -> list[str]:
+        """The leading text columns (left-aligned); the others hold numbers."""
+        text = {"group", "variant", "feature set", "model", "normalisation", "rank"}
+        return [c for c in self.data.columns if c in text]
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    """``x`` with ``digits`` decimals, or an em dash when missing."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return DASH
+    return f"{x:.{digits}f}"
+
+
+def mean_std_text(mean: float, std: float, digits: int = 3) -> str:
+    """``"0.812 ± 0.034"``; just the mean when there is no std; an em dash when there is no mean."""
+    if mean is None or not np.isfinite(mean):
+        return DASH
+    if std is None or not np.isfinite(std):
+        return fmt(mean, digits)
+    return f"{mean:.{digits}f} {PM} {std:.{digits}f}"
+
+
+def ci_text(value: float, low: float, high: float, digits: int = 3) -> str:
+    """``"0.812 [0.780, 0.845]"``; just the value when there is no interval."""
+    if value is None or not np.isfinite(value):
+        return DASH
+    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
+        return fmt(value, digits)
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def summary_values(exp: Experiment) -> pd.DataFrame:
+    """One row per (feature set, model, normalisation, target) and one column per ``fold:metric``.
+
+    Columns are ``"mean:uar"``, ``"std:uar"``, ``"pooled:uar"``, ``"pooled:uar_ci95_low"``, ... (the
+    across-fold summaries and pooled values present in ``results.csv``).
+    """
+    r = exp.results[exp.results["fold"].isin(SUMMARY_FOLDS)]
+    wide = r.assign(col=r["fold"] + ":" + r["metric"]).pivot_table(
+        index=KEY_COLUMNS + ["target"], columns="col", values="value", aggfunc="last")
+    wide.columns.name = None
+    return wide.reset_index()
+
+
+def _systems_order(exp: Experiment) -> list[FeatureSetInfo]:
+    """Feature sets grouped by extractor (groups in order of first appearance, fusion last)."""
+    names = list(dict.fromkeys(exp.results["feature_set"].astype(str)))
+    infos = [parse_feature_set_name(n) for n in names]
+    groups = list(dict.fromkeys(i.group for i in infos if i.group != FUSION))
+    if any(i.group == FUSION for i in infos):
+        groups.append(FUSION)
+    rank = {g: k for k, g in enumerate(groups)}
+    return sorted(infos, key=lambda i: (rank[i.group], i.order))
+
+
+def _columns(exp: Experiment) -> tuple[list[tuple[str, str]], dict[tuple[str, str], str]]:
+    """Model x normalisation combinations (models in order of appearance) and their headers."""
+    r = exp.results
+    models = list(dict.fromkeys(r["model"].astype(str)))
+    norms = list(dict.fromkeys(r["normalisation"].astype(str)))
+    present = set(zip(r["model"].astype(str), r["normalisation"].astype(str)))
+    combos = [(m, n) for m in models for n in norms if (m, n) in present]
+    one_norm = len(norms) == 1
+    return combos, {c: c[0] if one_norm else f"{c[0]} / {c[1]}" for c in combos}
+
+
+def _norm_note(exp: Experiment) -> str:
+    norms = list(dict.fromkeys(exp.results["normalisation"].astype(str)))
+    if len(norms) == 1:
+        return f"Columns: models (feature normalisation: {norms[0]})."
+    about = {"none": "features as stored", "global": "z-score with training-fold statistics",
+             "speaker": "z-score per speaker"}
+    what = "; ".join(f"{n}: {about[n]}" for n in norms if n in about)
+    return f"Columns: model / feature normalisation ({what})." if what else "Columns: model / normalisation."
+
+
+def _mark_best(values: pd.DataFrame, higher: bool, digits: int = 3) -> pd.DataFrame:
+    """``True`` where a value equals its column's best after rounding to ``digits`` (ties all marked)."""
+    rounded = values.astype(float).round(digits)
+    best = rounded.max() if higher else rounded.min()
+    return rounded.eq(best, axis=1) & rounded.notna()
+
+
+def _grouped_frame(exp: Experiment, cells, values) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows of grouped feature sets: label columns + one column per model/normalisation."""
+    combos, headers = _columns(exp)
+    rows, nums = [], []
+    for info in _systems_order(exp):
+        row = {"group": info.group, "variant": info.variant, "feature set": info.name}
+        num = {}
+        for c in combos:
+            row[headers[c]] = cells(info.name, *c)
+            num[headers[c]] = values(info.name, *c)
+        rows.append(row)
+        nums.append(num)
+    return pd.DataFrame(rows), pd.DataFrame(nums, columns=[headers[c] for c in combos])
+
+
+def _lookup(exp: Experiment, target: str | None = None):
+    s = summary_values(exp)
+    if target is not None:
+        s = s[s["target"] == target]
+    table = s.set_index(KEY_COLUMNS)
+
+    def get(fs: str, model: str, norm: str, col: str) -> float:
+        try:
+            v = table.at[(fs, model, norm), col]
+        except KeyError:
+            return float("nan")
+        if isinstance(v, pd.Series):
+            v = v.iloc[-1]
+        return float(v) if pd.notna(v) else float("nan")
+
+    return get
+
+
+def _full_mask(data: pd.DataFrame, numeric_best: pd.DataFrame) -> pd.DataFrame:
+    mask = pd.DataFrame(False, index=data.index, columns=data.columns)
+    for c in numeric_best.columns:
+        mask[c] = numeric_best[c].to_numpy()
+    return mask
+
+
+def classification_table(exp: Experiment) -> Table:
+    """Feature sets x (model, normalisation): primary metric (UAR) mean ± std across folds."""
+    metric, higher = exp.primary
+    get = _lookup(exp, exp.targets[0])
+    data, nums = _grouped_frame(exp, lambda fs, m, n: mean_std_text(get(fs, m, n, f"mean:{metric}"),
+                                                                      get(fs, m, n, f"std:{metric}")),
+                                lambda fs, m, n: get(fs, m, n, f"mean:{metric}"))
+    label = METRIC_LABELS.get(metric, metric)
+    k = len(exp.folds)
+    chance = f" Chance level: {1 / len(exp.classes):.3f} ({len(exp.classes)} classes)." if exp.classes else ""
+    caption = (f"{label} (mean {PM} std across {k} folds), feature sets grouped by extractor; the best value "
+               f"of each column is marked. {_norm_note(exp)}{chance} {exp.protocol_text}.")
+    return Table(f"{exp.key}_{metric}", f"{label} by feature set", caption, data,
+                 _full_mask(data, _mark_best(nums, higher)), notes=[f"Variants: {VARIANT_LEGEND}."],
+                 warning=not exp.speaker_independent)
+
+
+def pooled_table(exp: Experiment) -> Table:
+    """Feature sets x (model, normalisation): pooled primary metric [95 % bootstrap interval]."""
+    metric, higher = exp.primary
+    get = _lookup(exp, exp.targets[0])
+    data, nums = _grouped_frame(exp, lambda fs, m, n: ci_text(get(fs, m, n, f"pooled:{metric}"),
+                                                                get(fs, m, n, f"pooled:{metric}_ci95_low"),
+                                                                get(fs, m, n, f"pooled:{metric}_ci95_high")),
+                                lambda fs, m, n: get(fs, m, n, f"pooled:{metric}"))
+    label = METRIC_LABELS.get(metric, metric)
+    caption = (f"Pooled {label} (all folds' predictions together) [95% bootstrap interval over utterances]; "
+               f"the best value of each column is marked. {_norm_note(exp)} {exp.protocol_text}.")
+    return Table(f"{exp.key}_{metric}_pooled", f"Pooled {label} with 95% intervals", caption, data,
+                 _full_mask(data, _mark_best(nums, higher)), warning=not exp.speaker_independent)
+
+
+def system_scores(exp: Experiment) -> pd.DataFrame:
+    """Every system with its group/variant and scores, best first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``feature_set, model, normalisation, group, variant, score, score_std, pooled,
+        pooled_low, pooled_high`` (classification: UAR; regression: the primary metric averaged
+        over targets) and, for regression, ``mean:METRIC[TARGET]`` per target.
+    """
+    metric, higher = exp.primary
+    s = summary_values(exp)
+    for col in (f"mean:{metric}", f"std:{metric}", f"pooled:{metric}", f"pooled:{metric}_ci95_low",
+                f"pooled:{metric}_ci95_high"):
+        if col not in s:
+            s[col] = np.nan
+    agg = s.groupby(KEY_COLUMNS, sort=False).agg(
+        score=(f"mean:{metric}", "mean"), score_std=(f"std:{metric}", "mean"),
+        pooled=(f"pooled:{metric}", "mean"),
+        pooled_low=(f"pooled:{metric}_ci95_low", "mean"), pooled_high=(f"pooled:{metric}_ci95_high", "mean"))
+    if exp.task_type == "classification":
+        for extra in ("accuracy", "macro_f1"):
+            if f"mean:{extra}" in s:
+                agg[extra] = s.groupby(KEY_COLUMNS, sort=False)[f"mean:{extra}"].mean()
+    else:
+        per = s.pivot_table(index=KEY_COLUMNS, columns="target", values=f"mean:{metric}", aggfunc="last")
+        for t in exp.targets:
+            if t in per:
+                agg[f"target:{t}"] = per[t]
+    agg = agg.reset_index()
+    infos = {i.name: i for i in _systems_order(exp)}
+    agg.insert(3, "group", [infos[f].group for f in agg["feature_set"]])
+    agg.insert(4, "variant", [infos[f].variant for f in agg["feature_set"]])
+    agg = agg[agg["score"].notna()]
+    return agg.sort_values("score", ascending=not higher, kind="stable").reset_index(drop=True)
+
+
+def best_systems(exp: Experiment, top: int = 3) -> pd.DataFrame:
+    """The best system of every feature group plus the overall ``top`` systems, best first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows of :func:`system_scores` (feature_set, model, normalisation, group, variant, score, ...).
+    """
+    scores = system_scores(exp)
+    if scores.empty:
+        return scores
+    keep = set(scores.index[:top]) | set(scores.groupby("group", sort=False).head(1).index)
+    return scores.loc[sorted(keep)].reset_index(drop=True)
+
+
+def best_systems_table(exp: Experiment, top: int = 3) -> Table:
+    """Summary: the best system per feature group and the overall top ``top``, ranked."""
+    metric, _ = exp.primary
+    label = METRIC_LABELS.get(metric, metric)
+    best = best_systems(exp, top)
+    rows = []
+    for k, r in best.iterrows():
+        row = {"rank": str(k + 1), "group": r["group"], "variant": r["variant"],
+               "feature set": r["feature_set"], "model": r["model"], "normalisation": r["normalisation"]}
+        if exp.task_type == "classification":
+            row[f"{label} (mean {PM} std)"] = mean_std_text(r["score"], r["score_std"])
+            row[f"pooled {label} [95% CI]"] = ci_text(r["pooled"], r["pooled_low"], r["pooled_high"])
+            for extra in ("accuracy", "macro_f1"):
+                if extra in best:
+                    row[METRIC_LABELS[extra]] = fmt(r[extra])
+        else:
+            for t in exp.targets:
+                row[f"{label} {t}"] = fmt(r.get(f"target:{t}", np.nan))
+            row[f"mean {label}"] = fmt(r["score"])
+        rows.append(row)
+    data = pd.DataFrame(rows)
+    extra = ("accuracy and macro-F1: means across folds" if exp.task_type == "classification"
+             else f"per-target {label}: means across folds")
+    caption = (f"Best systems: the best of each feature group and the overall top {top}, ranked by mean "
+               f"{label} across folds ({extra}). {exp.protocol_text}.")
+    return Table(f"{exp.key}_best", "Best systems", caption, data,
+                 pd.DataFrame(False, index=data.index, columns=data.columns), group_column=None,
+                 warning=not exp.speaker_independent)
+
+
+def regression_table(exp: Experiment) -> Table:
+    """Systems x targets: CCC (mean ± std across folds) per target and the mean CCC over targets."""
+    metric, higher = exp.primary
+    label = METRIC_LABELS.get(metric, metric)
+    s = summary_values(exp)
+    means = s.pivot_table(index=KEY_COLUMNS, columns="target", values=f"mean:{metric}", aggfunc="last")
+    stds = (s.pivot_table(index=KEY_COLUMNS, columns="target", values=f"std:{metric}", aggfunc="last")
+            if f"std:{metric}" in s else means * np.nan)
+    combos, _ = _columns(exp)
+    rows, nums = [], []
+    for info in _systems_order(exp):
+        for model, norm in combos:
+            key = (info.name, model, norm)
+            if key not in means.index:
+                continue
+            row = {"group": info.group, "variant": info.variant, "feature set": info.name, "model": model,
+                   "normalisation": norm}
+            num = {}
+            for t in exp.targets:
+                m = float(means.at[key, t]) if t in means else np.nan
+                sd = float(stds.at[key, t]) if t in stds else np.nan
+                row[f"{label} {t}"] = mean_std_text(m, sd)
+                num[f"{label} {t}"] = m
+            vals = [num[f"{label} {t}"] for t in exp.targets]
+            mean_all = float(np.mean(vals)) if all(np.isfinite(vals)) else np.nan
+            row[f"mean {label}"] = fmt(mean_all)
+            num[f"mean {label}"] = mean_all
+            rows.append(row)
+            nums.append(num)
+    data = pd.DataFrame(rows)
+    if len(data) and data["normalisation"].nunique() == 1:
+        data = data.drop(columns="normalisation")
+    numeric = pd.DataFrame(nums)
+    caption = (f"{label} per target (mean {PM} std across {len(exp.folds)} folds) and the mean {label} over "
+               f"the {len(exp.targets)} targets; the best value of each column is marked. "
+               f"{exp.protocol_text}.")
+    notes = [f"Variants: {VARIANT_LEGEND}."]
+    norms = exp.results["normalisation"].unique()
+    if len(norms) == 1:
+        notes.insert(0, f"Feature normalisation: {norms[0]}.")
+    return Table(f"{exp.key}_{metric}", f"{label} by feature set and target", caption, data,
+                 _full_mask(data, _mark_best(numeric, higher)) if len(numeric) else data.astype(bool),
+                 notes=notes, warning=not exp.speaker_independent)
+
+
+def pooled_regression_table(exp: Experiment) -> Table:
+    """Systems x targets: pooled CCC [95 % bootstrap interval] per target."""
+    metric, higher = exp.primary
+    label = METRIC_LABELS.get(metric, metric)
+    s = summary_values(exp).set_index(KEY_COLUMNS + ["target"])
+    combos, _ = _columns(exp)
+    rows, nums = [], []
+
+    def val(key, col):
+        return float(s.at[key, col]) if col in s and key in s.index and pd.notna(s.at[key, col]) else np.nan
+
+    for info in _systems_order(exp):
+        for model, norm in combos:
+            if not any((info.name, model, norm, t) in s.index for t in exp.targets):
+                continue
+            row = {"group": info.group, "variant": info.variant, "feature set": info.name, "model": model,
+                   "normalisation": norm}
+            num = {}
+            for t in exp.targets:
+                key = (info.name, model, norm, t)
+                v = val(key, f"pooled:{metric}")
+                row[f"{label} {t}"] = ci_text(v, val(key, f"pooled:{metric}_ci95_low"),
+                                              val(key, f"pooled:{metric}_ci95_high"))
+                num[f"{label} {t}"] = v
+            rows.append(row)
+            nums.append(num)
+    data = pd.DataFrame(rows)
+    if len(data) and data["normalisation"].nunique() == 1:
+        data = data.drop(columns="normalisation")
+    numeric = pd.DataFrame(nums)
+    caption = (f"Pooled {label} per target (all folds' predictions together) [95% bootstrap interval]; the "
+               f"best value of each column is marked. {exp.protocol_text}.")
+    return Table(f"{exp.key}_{metric}_pooled", f"Pooled {label} with 95% intervals", caption, data,
+                 _full_mask(data, _mark_best(numeric, higher)) if len(numeric) else data.astype(bool),
+                 warning=not exp.speaker_independent)
+
+
+def build_tables(exp: Experiment) -> list[Table]:
+    """All tables of one experiment: comparison, pooled with intervals, best systems."""
+    if exp.task_type == "classification":
+        return [classification_table(exp), pooled_table(exp), best_systems_table(exp)]
+    return [regression_table(exp), pooled_regression_table(exp), best_systems_table(exp)]

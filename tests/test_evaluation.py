@@ -1,0 +1,298 @@
+"""featurekit evaluate: specs, protocols, leakage, metrics, resumability and bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from featurekit.corpora.synthetic import make_synthetic_corpus
+from featurekit.evaluation import DataError, SpecError, run, validate
+from featurekit.evaluation import metrics as M
+from featurekit.evaluation import pipeline as P
+from featurekit.evaluation import runner as R
+from featurekit.evaluation.models import CLASSIFIERS, ModelSpec
+
+BASE = {
+    "name": "t", "seed": 0, "corpus": {"name": "synthetic"},
+    "task": {"type": "classification", "target": "label"},
+    "protocol": {"name": "loso", "group": "speaker"},
+    "features": {"sets": ["egemaps"]},
+    "evaluation": {"normalisation": ["global"], "bootstrap": 50},
+    "models": {"logreg": {"grid": {"C": [0.1, 1.0]}}},
+}
+
+
+def spec(**changes):
+    d = copy.deepcopy(BASE)
+    for key, value in changes.items():
+        section, _, sub = key.partition("__")
+        if sub:
+            d[section][sub] = value
+        else:
+            d[section] = value
+    return validate(d)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    m = make_synthetic_corpus(root, n_speakers=4, n_per_class=3, duration=0.8)
+    return root, m
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return tmp_path_factory.mktemp("store")
+
+
+def test_loso_classification_end_to_end(corpus, store, tmp_path):
+    root, m = corpus
+    df = run(spec(), root, tmp_path / "out", store=store, jobs=1, progress=False)
+    assert {"feature_set", "model", "protocol", "fold", "metric", "value"} <= set(df.columns)
+    folds = set(df["fold"])
+    assert {"speaker=s00", "speaker=s03", "pooled", "mean", "std"} <= folds
+    pooled = df[(df.fold == "pooled") & (df.metric == "uar")]["value"].item()
+    assert pooled > 0.7  # classes differ strongly in pitch and energy
+    preds = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert len(preds) == len(m) and np.allclose(preds.filter(like="p[").sum(axis=1), 1.0)
+    uar = M.uar(preds["y_true"].to_numpy(), preds["y_pred"].to_numpy())
+    assert uar == pytest.approx(pooled)
+    lo = df[(df.fold == "pooled") & (df.metric == "uar_ci95_low")]["value"].item()
+    hi = df[(df.fold == "pooled") & (df.metric == "uar_ci95_high")]["value"].item()
+    assert lo <= pooled <= hi
+    info = json.loads((tmp_path / "out" / "spec.json").read_text())
+    assert info["seed"] == 0 and "scikit-learn" in info["library_versions"]
+    assert df["protocol"].iloc[0] == "leave-one-speaker-out"
+
+
+def test_rerun_is_resumed_and_identical(corpus, store, tmp_path):
+    root, _ = corpus
+    s = spec(evaluation__normalisation=["global", "speaker"])
+    a = run(s, root, tmp_path / "o", store=store, jobs=2, progress=False)
+    info = json.loads((tmp_path / "o" / "spec.json").read_text())
+    assert info["cells_reused"] == 0
+    b = run(s, root, tmp_path / "o", store=store, jobs=1, progress=False)
+    assert json.loads((tmp_path / "o" / "spec.json").read_text())["cells_reused"] == 2
+    pd.testing.assert_frame_equal(a, b)
+    c = run(s, root, tmp_path / "fresh", store=store, jobs=1, progress=False)  # recomputed from scratch
+    pd.testing.assert_frame_equal(a, c)
+
+
+def test_kfold_is_labelled_speaker_dependent(corpus, store, tmp_path):
+    root, _ = corpus
+    df = run(spec(protocol={"name": "kfold", "k": 3}), root, tmp_path / "o", store=store, jobs=1, progress=False)
+    assert (df["protocol"] == "3-fold stratified (speaker-dependent)").all()
+    assert not df["speaker_independent"].any()
+
+
+def test_early_and_late_fusion_and_undersampling(corpus, store, tmp_path):
+    root, _ = corpus
+    s = spec(features={"sets": ["egemaps", "mfcc.mean_std", "egemaps+mfcc.mean_std"],
+                       "late_fusion": [["egemaps", "mfcc.mean_std"]]},
+             evaluation__balancing="undersample", models={"svm": {}})
+    df = run(s, root, tmp_path / "o", store=store, jobs=2, progress=False)
+    assert set(df["feature_set"]) == {"egemaps", "mfcc.mean_std", "egemaps+mfcc.mean_std",
+                                      "late(egemaps|mfcc.mean_std)"}
+    data = R.FeatureData(s, R.prepare_manifest(s, R.load_corpus_for(s, root)), R.FeatureStore(store), jobs=1,
+                         progress=False)
+    fused, names = data.matrix(s.feature_sets[2])
+    assert fused.shape[1] == 88 + 80 and names[0].startswith("egemaps_") and names[-1].startswith("mfcc_")
+
+
+def test_multitarget_regression_vad(corpus, store, tmp_path):
+    root, m = corpus
+    rng = np.random.default_rng(0)
+    arousal = {"neutral": 0.0, "happy": 0.6, "sad": -0.6, "angry": 0.9}
+    valence = {"neutral": 0.0, "happy": 0.8, "sad": -0.7, "angry": -0.6}
+    m = m.copy()
+    m["arousal"] = m["label"].map(arousal) + 0.1 * rng.standard_normal(len(m))
+    m["valence"] = m["label"].map(valence) + 0.1 * rng.standard_normal(len(m))
+    m["dominance"] = m["arousal"] * 0.5 + 0.1 * rng.standard_normal(len(m))
+    s = spec(task={"type": "regression", "targets": ["valence", "arousal", "dominance"]},
+             models={"ridge": {}, "svr": {}}, evaluation__normalisation=["speaker"])
+    df = run(s, root, tmp_path / "o", store=store, jobs=2, progress=False, manifest=m)
+    pooled = df[(df.fold == "pooled") & (df.metric == "ccc")]
+    assert set(pooled["target"]) == {"valence", "arousal", "dominance"}
+    assert pooled[pooled.target == "arousal"]["value"].max() > 0.6
+    preds = pd.read_csv(tmp_path / "o" / "predictions.csv")
+    sub = preds[(preds.model == "ridge") & (preds.target == "arousal")]
+    assert M.ccc(sub["y_true"].to_numpy(), sub["y_pred"].to_numpy()) == pytest.approx(
+        pooled[(pooled.model == "ridge") & (pooled.target == "arousal")]["value"].item())
+
+
+def test_ccc_and_uar_closed_form():
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    assert M.ccc(y, y) == pytest.approx(1.0)
+    assert M.ccc(y, y + 1) == pytest.approx(2 * 1.25 / (1.25 + 1.25 + 1))
+    t = np.array(["a", "a", "a", "b"])
+    assert M.uar(t, np.array(["a", "a", "a", "a"])) == pytest.approx(0.5)
+    assert M.accuracy(t, np.array(["a", "a", "a", "a"])) == pytest.approx(0.75)
+
+
+# -- leakage -------------------------------------------------------------------------------------
+class _Seen:
+    fits: list[tuple[str, set]] = []
+    test_rows: set = set()
+    inner: list = []
+
+
+class SpyScaler(P.StandardScaler):
+    def fit(self, X, y=None, sample_weight=None):
+        rows = set(np.round(X[:, 0]).astype(int).tolist())
+        _Seen.fits.append(("scaler", rows))
+        return super().fit(X, y, sample_weight)
+
+    def transform(self, X, copy=None):
+        out = super().transform(X, copy=copy)
+        out[:, 0] = X[:, 0]  # keep the row tag readable for the model spy downstream
+        return out
+
+
+def _spy_model(seed, class_weight, **params):
+    from sklearn.linear_model import LogisticRegression
+
+    class Spy(LogisticRegression):
+        def fit(self, X, y, sample_weight=None):
+            _Seen.fits.append(("model", set(np.round(X[:, 0]).astype(int).tolist())))
+            return super().fit(X, y, sample_weight)
+
+    return Spy(max_iter=500, **params)
+
+
+def test_no_test_speaker_row_reaches_any_fit(corpus, store, tmp_path, monkeypatch):
+    """Instrument every fit (scaler, model, inner search): the outer test speaker's rows never
+    appear, and inner validation folds are speaker-disjoint from their training folds."""
+    root, m = corpus
+    CLASSIFIERS._items["spy"] = ModelSpec(_spy_model, {"C": [0.1, 1.0]})
+    try:
+        monkeypatch.setattr(P, "StandardScaler", SpyScaler)
+        orig_inner = P.inner_cv
+
+        def spy_inner(groups, n_splits):
+            splits = orig_inner(groups, n_splits)
+            for tr, va in splits:
+                assert not set(groups[tr]) & set(groups[va]), "inner folds share a speaker"
+            _Seen.inner.append(set(groups))
+            return splits
+
+        monkeypatch.setattr(P, "inner_cv", spy_inner)
+        orig_inputs = R._cell_inputs
+
+        def tagged_inputs(data, fs, norm, speakers):
+            x = orig_inputs(data, fs, norm, speakers)
+            x = x.copy()
+            x[:, 0] = np.arange(len(x))  # row number in column 0, untouched by the spy's view
+            return x
+
+        monkeypatch.setattr(R, "_cell_inputs", tagged_inputs)
+        orig_fold = R._run_fold
+
+        def fold_with_check(**kw):
+            _Seen.test_rows = set(kw["fold"].test.tolist())
+            before = len(_Seen.fits)
+            out = orig_fold(**kw)
+            new = _Seen.fits[before:]
+            assert new, "no fit was observed"
+            for what, rows in new:
+                assert not rows & _Seen.test_rows, f"{what} saw test rows in {kw['fold'].name}"
+            return out
+
+        monkeypatch.setattr(R, "_run_fold", fold_with_check)
+        _Seen.fits, _Seen.inner = [], []
+        s = spec(models={"spy": {}}, evaluation__normalisation=["none", "global"])
+        run(s, root, tmp_path / "o", store=store, jobs=1, progress=False)
+        kinds = {w for w, _ in _Seen.fits}
+        assert kinds == {"scaler", "model"}
+        # inner searches ran on the 3 training speakers only, never the 4th (test) speaker
+        assert _Seen.inner and all(len(g) == 3 for g in _Seen.inner)
+        # 2 normalisations x 4 folds x (3 inner fits x 2 candidates + refit) model fits at least
+        assert sum(w == "model" for w, _ in _Seen.fits) >= 2 * 4 * 7
+    finally:
+        del CLASSIFIERS._items["spy"]
+
+
+def test_speaker_zscore_uses_only_own_rows():
+    from featurekit.evaluation.normalisation import speaker_zscore
+
+    x = np.array([[1.0], [3.0], [100.0], [300.0]], np.float32)
+    out = speaker_zscore(x, np.array(["a", "a", "b", "b"]))
+    np.testing.assert_allclose(out[:, 0], [-1, 1, -1, 1])
+
+
+# -- bad input -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("change, message", [
+    ({"models": {"svmm": {}}}, "models.svmm: unknown classification model"),
+    ({"features": {"sets": ["egemapz"]}}, r"features.sets\[0\]: unknown extractor 'egemapz'"),
+    ({"features": {"sets": ["mfcc.median"]}}, r"features.sets\[0\]: unknown kind 'median'"),
+    ({"evaluation": {"metrics": ["auc"]}}, "evaluation.metrics: unknown metric 'auc'"),
+    ({"evaluation": {"normalisation": "pca"}}, "evaluation.normalisation: unknown 'pca'"),
+    ({"protocol": {"name": "holdout"}}, "protocol.name: unknown protocol 'holdout'"),
+    ({"task": {"type": "clustering"}}, "task.type"),
+    ({"models": {"svm": {"grid": {"C": 1.0}}}}, "models.svm.grid.C: must be a non-empty list"),
+])
+def test_spec_errors_name_the_key(change, message):
+    d = copy.deepcopy(BASE)
+    d.update(change)
+    with pytest.raises(SpecError, match=message):
+        validate(d)
+
+
+def test_missing_column_before_any_compute(corpus, tmp_path):
+    root, _ = corpus
+    with pytest.raises(DataError, match="no column 'emotion'"):
+        run(spec(task={"type": "classification", "target": "emotion"}), root, tmp_path / "o",
+            store=tmp_path / "s", jobs=1, progress=False)
+    assert not (tmp_path / "s").exists()  # failed before extracting anything
+
+
+def test_label_with_too_few_samples(corpus, tmp_path):
+    root, m = corpus
+    m = m.copy()
+    m.loc[m.index[0], "label"] = "rare"
+    with pytest.raises(DataError, match=r"fewer than 2 samples: \{'rare': 1\}"):
+        run(spec(), root, tmp_path / "o", store=tmp_path / "s", jobs=1, progress=False, manifest=m)
+
+
+def test_single_speaker(corpus, tmp_path):
+    root, m = corpus
+    m = m[m.speaker == "s00"]
+    with pytest.raises(ValueError, match="at least 2 values of 'speaker'"):
+        run(spec(), root, tmp_path / "o", store=tmp_path / "s", jobs=1, progress=False, manifest=m)
+
+
+def test_training_fold_lacking_a_class(corpus, tmp_path):
+    root, m = corpus
+    m = m[~((m.label == "sad") & (m.speaker != "s01"))]  # 'sad' only from speaker s01
+    with pytest.raises(DataError, match=r"fold speaker=s01: the training fold lacks class\(es\) \['sad'\]"):
+        run(spec(), root, tmp_path / "o", store=tmp_path / "s", jobs=1, progress=False, manifest=m)
+
+
+def test_test_fold_lacking_a_class_scores_present_classes(corpus, store, tmp_path):
+    root, m = corpus
+    m = m[~((m.label == "sad") & (m.speaker == "s02"))]  # s02 has no 'sad' in its test fold
+    df = run(spec(), root, tmp_path / "o", store=store, jobs=1, progress=False, manifest=m)
+    preds = pd.read_csv(tmp_path / "o" / "predictions.csv")
+    sub = preds[preds.fold == "speaker=s02"]
+    expected = M.uar(sub["y_true"].to_numpy(), sub["y_pred"].to_numpy())
+    got = df[(df.fold == "speaker=s02") & (df.metric == "uar")]["value"].item()
+    assert got == pytest.approx(expected) and "sad" not in set(sub["y_true"])
+
+
+def test_nan_features_name_the_files(corpus, tmp_path):
+    import shutil
+
+    root, m = corpus
+    st = tmp_path / "s"
+    run(spec(), root, tmp_path / "o1", store=st, jobs=1, progress=False)
+    part = next(st.glob("synthetic/egemaps/native-*/part-*.parquet"))
+    df = pd.read_parquet(part)
+    col = [c for c in df.columns if c.startswith("egemaps_")][3]
+    df.loc[df["id"] == m["id"].iloc[5], col] = np.inf
+    df.to_parquet(part, index=False)
+    shutil.rmtree(tmp_path / "o1")
+    with pytest.raises(DataError, match=rf"NaN/inf or missing features for 1 utterance\(s\): {m['id'].iloc[5]} \("):
+        run(spec(), root, tmp_path / "o2", store=st, jobs=1, progress=False)
