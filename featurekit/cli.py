@@ -299,5 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # run as a script: use the imported module, so plug-in commands register once
+    from featurekit.cli import main as _main
+
+    sys.exit(_main())

@@ -212,6 +212,17 @@ def test_unreachable_scheduler_and_missing_address(corpus, tmp_path, monkeypatch
         map_distributed(_fail, [{"i": 0}])
 
 
+def test_workers_with_other_versions_are_refused(corpus, cluster, tmp_path, monkeypatch):
+    from featurekit.distributed import EnvironmentMismatchError
+    from featurekit.distributed import extract as dx
+
+    # the client believes in other library versions than the workers have
+    monkeypatch.setattr(dx, "_library_versions", lambda names: tuple((n, "0.0-test") for n in names))
+    with pytest.raises(EnvironmentMismatchError, match="client 0.0-test"):
+        dx.extract_distributed(corpus[1], parse_features("mfcc"), FeatureStore(tmp_path / "s"), corpus=CORPUS,
+                               scheduler=cluster.scheduler_address, retries=0, progress=False)
+
+
 def test_missing_dask_names_the_extra(monkeypatch):
     from featurekit.distributed import DaskNotInstalledError, map_distributed
 
@@ -305,13 +316,13 @@ def test_killed_worker_without_dask_retries(corpus, local_store, cluster, tmp_pa
 
     retried = []
 
-    class SpyChunks(dx._Chunks):
+    class SpyQueue(dx.TaskQueue):
         def __next__(self):
             if self.retries:
                 retried.append(self.retries[0][0][0])
             return super().__next__()
 
-    monkeypatch.setattr(dx, "_Chunks", SpyChunks)
+    monkeypatch.setattr(dx, "TaskQueue", SpyQueue)
     # distributed.scheduler.allowed-failures, changed on the running (in-process) scheduler
     monkeypatch.setattr(cluster.scheduler, "allowed_failures", 0)
     store = FeatureStore(tmp_path / "store")

@@ -24,7 +24,7 @@ from featurekit.extraction import extract, load_features, parse_features
 from featurekit.registry import UnknownNameError
 from featurekit.store import FeatureStore
 
-FEATUREKIT = [sys.executable, "-m", "featurekit.cli"]
+FEATUREKIT = [sys.executable, "-m", "featurekit"]
 
 
 @pytest.fixture(scope="module")

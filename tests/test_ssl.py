@@ -163,6 +163,12 @@ def test_hf_shapes_names_rerun_and_batch(models, family):
     # the LLD layer's mean equals that layer's native mean
     last = slice(N_LAYERS * 2 * HIDDEN, N_LAYERS * 2 * HIDDEN + HIDDEN)
     np.testing.assert_allclose(frames.values.mean(axis=0), batch[1].values[last], atol=1e-5)
+    # LLDs right after native functionals of the same signals reuse that pass's states
+    ext.native_batch(sigs, SR)
+    reused = ext.lld_batch(sigs, SR)
+    for got, fresh in zip(reused, hf(models[family], batch_size=3).lld_batch(sigs, SR)):
+        assert got.names == fresh.names
+        np.testing.assert_allclose(got.values, fresh.values, atol=1e-5)
     first = hf(models[family], lld_layer=0).lld(sigs[1], SR)
     assert first.names[0] == f"hf_encoder_{tag}_L00_0000"
     np.testing.assert_allclose(first.values.mean(axis=0), batch[1].values[:HIDDEN], atol=1e-5)

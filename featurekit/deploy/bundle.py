@@ -21,10 +21,12 @@ Loading (:func:`load_model`) refuses, with a message naming the file and the pro
 * an incompatible ``format_version`` or featurekit version (see :func:`check_versions`);
 * a ``model.json`` edited after saving (its checksum differs), a file listed in the manifest that is
   missing, or a file whose SHA-256 differs from the manifest (changed, corrupted or tampered with);
-* a skops file holding any type outside :data:`ALLOWED_MODULES` or any function: the list of types a
-  file needs is read with ``skops.io.get_untrusted_types`` *before* anything is loaded, each is
-  checked, and only then is ``skops.io.load`` called with exactly that list as ``trusted``. No pickle
-  is used anywhere, so a model directory from an untrusted source never runs arbitrary code.
+* a skops file holding any function, or any class outside :data:`ALLOWED_MODULES` (or in
+  :data:`DENIED_PREFIXES`): the list of types a file needs is read with
+  ``skops.io.get_untrusted_types`` *before* anything is loaded, each is checked, and only then is
+  ``skops.io.load`` called with exactly that list as ``trusted``. No pickle is used anywhere (torch
+  heads are state dicts loaded with ``weights_only=True``), so a model directory from an untrusted
+  source never runs arbitrary code.
 
 The hashes detect accidental changes and naive tampering; they are not a signature (whoever can
 write the directory can rewrite ``model.json`` too). The guarantee against code execution comes
@@ -53,6 +55,10 @@ FORMAT_VERSION = 1
 META_NAME = "model.json"
 #: Module prefixes whose *classes* a skops file may contain (functions are always refused).
 ALLOWED_MODULES = ("sklearn.", "xgboost.", "numpy.")
+#: Classes under those prefixes that are refused all the same (they touch files or test machinery).
+DENIED_PREFIXES = ("numpy.memmap", "numpy.lib.npyio", "numpy.lib._npyio_impl", "numpy.lib._datasource",
+                   "numpy.lib.format", "numpy.ctypeslib", "numpy.testing", "sklearn.utils._testing",
+                   "sklearn.datasets")
 #: Distributions whose versions are recorded (and compared, with a warning, when loading).
 LIBRARIES = ("featurekit", "numpy", "scipy", "pandas", "scikit-learn", "xgboost", "skops", "torch",
              "opensmile", "librosa", "soundfile", "soxr")
@@ -130,7 +136,7 @@ def check_versions(meta: dict[str, Any], where: str) -> None:
 
 # -- skops allow-list ---------------------------------------------------------------------------------
 def _is_allowed_type(name: str) -> bool:
-    if not name.startswith(ALLOWED_MODULES):
+    if not name.startswith(ALLOWED_MODULES) or name.startswith(DENIED_PREFIXES):
         return False
     module, _, attr = name.rpartition(".")
     obj = None

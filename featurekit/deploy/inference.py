@@ -60,7 +60,7 @@ def _file_inputs(path: str, computer: FeatureComputer, window: float | None, hop
     from featurekit.audio import load_audio
     from featurekit.deploy.windows import open_audio
 
-    out: dict[str, Any] = {"file": path, "rows": [], "x": [], "skipped": [], "error": None, "warnings": [],
+    out: dict[str, Any] = {"file": path, "spans": [], "x": [], "skipped": [], "error": None, "warnings": [],
                            "duration": None}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -77,7 +77,7 @@ def _file_inputs(path: str, computer: FeatureComputer, window: float | None, hop
                                   stacklevel=1)
                 signal = load_audio(path, options=computer.audio)
                 out["x"].append(computer.compute(signal, path))
-                out["rows"].append((0.0, duration))
+                out["spans"].append((0.0, duration))
                 out["duration"] = duration
             else:
                 end = 0.0
@@ -89,11 +89,11 @@ def _file_inputs(path: str, computer: FeatureComputer, window: float | None, hop
                         continue
                     try:
                         out["x"].append(computer.compute(computer.condition(w.signal, where), where))
-                        out["rows"].append((w.start, w.end))
+                        out["spans"].append((w.start, w.end))
                     except AudioError as err:
                         out["skipped"].append((w.start, w.end, str(err)))
                 out["duration"] = end
-                if not out["rows"]:
+                if not out["spans"]:
                     raise AudioError(path, "no usable window (all silent or failed)" +
                                      (f": {out['skipped'][0][2]}" if out["skipped"] else ""))
         except AudioError as err:
@@ -102,7 +102,7 @@ def _file_inputs(path: str, computer: FeatureComputer, window: float | None, hop
             out["error"] = f"{path}: {type(err).__name__}: {err}"
     out["warnings"] = [(w.category, str(w.message)) for w in caught]
     if out["error"]:
-        out["x"], out["rows"], out["skipped"] = [], [], []
+        out["x"], out["spans"], out["skipped"] = [], [], []
     return out
 
 
@@ -152,7 +152,7 @@ def _predict_file(model: SavedModel, item: dict[str, Any], windowed: bool) -> li
         labels = None
     rows = []
     if windowed:
-        wins = [(s, e, i, None) for i, (s, e) in enumerate(item["rows"])]
+        wins = [(s, e, i, None) for i, (s, e) in enumerate(item["spans"])]
         wins += [(s, e, None, reason) for s, e, reason in item["skipped"]]
         for s, e, i, reason in sorted(wins, key=lambda t: (t[0], t[1])):
             r: dict[str, Any] = {"file": path, "level": "window", "start": s, "end": e, "error": reason}
@@ -186,7 +186,10 @@ def predict(model: str | os.PathLike | SavedModel,
 
     Per-speaker normalisation: each file is its own speaker, z-scored with the mean and standard
     deviation over its own windows' features; a file with a single window (always the case without a
-    window) is z-scored with the training corpus' pooled statistics stored in ``model.json``.
+    window) is z-scored with the training corpus' pooled statistics stored in ``model.json``
+    (``normalisation.pooled_mean``/``pooled_std``). For sequence models (LLD frames) the statistics are
+    over all frames of the file's windows, so no fallback is needed. With only a few windows the
+    file's own statistics are noisy estimates; prefer windows over several seconds of speech.
 
     Class probabilities are ``predict_proba`` where the model has it, otherwise the softmax of the
     decision function (e.g. SVMs without ``probability=True``); see :func:`probability_method`.

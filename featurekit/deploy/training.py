@@ -244,10 +244,12 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
         norm_meta.update(
             pooled_mean=mu.tolist(), pooled_std=np.where(sd > 0, sd, 1.0).tolist(),
             min_windows=MIN_WINDOWS_FOR_FILE_STATS,
-            predict_time=("each file is its own speaker: z-scored with the mean/std over its own windows"
-                          + (" (over all their frames)" if fs.sequences else "")
-                          + f"; with fewer than {MIN_WINDOWS_FOR_FILE_STATS} windows (e.g. no window), with "
-                            "the training corpus' pooled mean/std (pooled_mean, pooled_std)"))
+            predict_time=(
+                "each file is its own speaker: its frames are z-scored with the mean/std over all frames "
+                "of its windows" if fs.sequences else
+                "each file is its own speaker: z-scored with the mean/std over its own windows; with "
+                f"fewer than {MIN_WINDOWS_FOR_FILE_STATS} windows (e.g. no window), with the training "
+                "corpus' pooled mean/std (pooled_mean, pooled_std)"))
         x = speaker_zscore_sequences(x, speakers) if fs.sequences else speaker_zscore(x, speakers)
     elif norm == "global":
         norm_meta["predict_time"] = "StandardScaler fitted on the training corpus (inside the pipeline)"

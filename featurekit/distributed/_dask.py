@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -87,6 +88,23 @@ def connect(scheduler: Any = None, *, timeout: float = DEFAULT_CONNECT_TIMEOUT) 
         client.close()
 
 
+def scheduler_alive(client: Client, timeout: float = 5.0) -> bool:
+    """Whether ``client`` is connected and its scheduler answers within ``timeout`` seconds."""
+    if client.status != "running":
+        return False
+    try:
+        client.sync(client.scheduler.identity, callback_timeout=timeout)
+    except Exception:  # noqa: BLE001  (any failure means: not reachable now)
+        return False
+    return True
+
+
+def lost(client: Client, err: BaseException, hint: str = "") -> SchedulerError:
+    """The error for a scheduler that went away during a run (``hint``: what the user may do now)."""
+    return SchedulerError(f"lost the Dask scheduler at {client.scheduler.address} "
+                          f"({type(err).__name__}: {err}){'; ' + hint if hint else ''}")
+
+
 def total_threads(client: Client) -> int:
     """Worker threads the cluster has now (0 while an adaptive cluster has no workers yet)."""
     return int(sum(client.nthreads().values()))
@@ -104,10 +122,30 @@ def window_limit(client: Client, max_in_flight: int | None) -> Callable[[], int]
         now = time.monotonic()
         if now - state["at"] >= _REFRESH_S:
             state["at"] = now
-            state["limit"] = max(4, 2 * total_threads(client))
+            try:
+                state["limit"] = max(4, 2 * total_threads(client))
+            except OSError:  # the scheduler is unreachable: keep the last size, futures will tell
+                pass
         return state["limit"]
 
     return limit
+
+
+class TaskQueue(Iterator[T]):
+    """Tasks from an iterable, with ``retries`` (pushed by the consumer) served first.
+
+    Unlike a generator it may run dry, be refilled through ``retries`` and give more tasks again,
+    which :func:`sliding_window` relies on.
+    """
+
+    def __init__(self, tasks: Iterable[T]) -> None:
+        self._tasks = iter(tasks)
+        self.retries: deque[T] = deque()
+
+    def __next__(self) -> T:
+        if self.retries:
+            return self.retries.popleft()
+        return next(self._tasks)
 
 
 def sliding_window(client: Client, tasks: Iterator[T], submit: Callable[[T], Future], limit: Callable[[], int]

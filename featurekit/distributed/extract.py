@@ -8,8 +8,8 @@ store as they arrive, so client memory does not grow with the corpus.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,9 +18,11 @@ import pandas as pd
 from featurekit.audio import AudioOptions
 from featurekit.distributed._dask import (
     DEFAULT_CONNECT_TIMEOUT,
-    SchedulerError,
+    TaskQueue,
     connect,
+    lost,
     require_distributed,
+    scheduler_alive,
     sliding_window,
     total_threads,
     window_limit,
@@ -34,29 +36,44 @@ from featurekit.extraction import (
     _plan,
     _process_chunk,
 )
-from featurekit.store import FeatureStore
+from featurekit.extractors.base import library_versions
+from featurekit.store import AUDIO_LIBRARIES, FeatureStore
 
 
-class _Chunks:
-    """Chunks of the plan, retries first. Unlike a generator it may be drained, refilled, drained again."""
+class EnvironmentMismatchError(RuntimeError):
+    """A worker's library or extractor versions differ from the client's.
 
-    def __init__(self, todo: list[tuple], size: int) -> None:
-        self._todo = todo
-        self._size = size
-        self._next = 0
-        self.retries: deque[list[tuple]] = deque()
+    The store keys tables by the client's versions, so rows computed with other versions would be
+    stored under the wrong key: the run stops instead.
+    """
 
-    def __iter__(self) -> _Chunks:
-        return self
 
-    def __next__(self) -> list[tuple]:
-        if self.retries:
-            return self.retries.popleft()
-        if self._next >= len(self._todo):
-            raise StopIteration
-        chunk = self._todo[self._next:self._next + self._size]
-        self._next += self._size
-        return chunk
+def _environment(requests: list[FeatureRequest]) -> tuple[tuple[str, str], ...]:
+    """What must match between client and workers: extractor code versions and library versions."""
+    libraries = sorted({*AUDIO_LIBRARIES, *(lib for r in requests for lib in r.extractor.libraries)})
+    out = {f"{r.extractor.name} (extractor version)": str(r.extractor.version) for r in requests}
+    out.update(_library_versions(tuple(libraries)))
+    return tuple(sorted(out.items()))
+
+
+@functools.lru_cache(maxsize=32)
+def _library_versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(library_versions(names).items())
+
+
+def _checked_chunk(chunk: list[tuple], requests: list[FeatureRequest], audio: AudioOptions,
+                   expected: tuple[tuple[str, str], ...]) -> dict:
+    """Worker: :func:`_process_chunk`, once this worker's versions are known to equal the client's."""
+    here = dict(_environment(requests))
+    differ = {k: (v, here.get(k, "missing")) for k, v in expected if here.get(k, "missing") != v}
+    if differ:
+        import socket
+
+        lines = ", ".join(f"{k}: client {a}, worker {b}" for k, (a, b) in differ.items())
+        raise EnvironmentMismatchError(f"worker on {socket.gethostname()} has other versions than the client "
+                                       f"({lines}); install the same environment on the workers and the "
+                                       f"client, or features would be stored under the wrong key")
+    return _process_chunk(chunk, requests, audio)
 
 
 def extract_distributed(manifest: pd.DataFrame, requests: list[FeatureRequest], store: FeatureStore, *,
@@ -115,6 +132,8 @@ def extract_distributed(manifest: pd.DataFrame, requests: list[FeatureRequest], 
 
     Notes
     -----
+    Each task first checks that the worker has the client's extractor and library versions (the
+    store's table keys are the client's); if not, the run stops with :class:`EnvironmentMismatchError`.
     A worker that dies has its tasks rescheduled by dask. A chunk whose task keeps killing workers
     (``distributed.scheduler.allowed-failures``) is split and its utterances retried one by one, so
     only a file that crashes workers by itself is reported as failed. Any other exception from the
@@ -122,13 +141,15 @@ def extract_distributed(manifest: pd.DataFrame, requests: list[FeatureRequest], 
     """
     t0 = time.perf_counter()
     require_distributed()
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, not {chunk_size}")
     audio = audio or AudioOptions()
     summary = ExtractionSummary()
     plan = _plan(manifest, requests, store, corpus=corpus, audio=audio, summary=summary)
     if plan.todo:
         with connect(scheduler, timeout=connect_timeout) as client:
             size = chunk_size or _default_chunk_size(len(plan.todo), max(1, total_threads(client)))
-            chunks = _Chunks(plan.todo, size)
+            chunks = TaskQueue(plan.todo[i:i + size] for i in range(0, len(plan.todo), size))
             outputs = _outputs(client, chunks, requests, audio, retries=retries,
                                limit=window_limit(client, max_in_flight))
             _consume(outputs, plan.tables, summary, total=len(plan.todo), flush_every=flush_every,
@@ -138,13 +159,18 @@ def extract_distributed(manifest: pd.DataFrame, requests: list[FeatureRequest], 
     return summary
 
 
-def _outputs(client: Any, chunks: _Chunks, requests: list[FeatureRequest], audio: AudioOptions, *,
-             retries: int, limit: Callable[[], int]) -> Iterator[dict]:
+def _outputs(client: Any, chunks: TaskQueue[list[tuple]], requests: list[FeatureRequest], audio: AudioOptions,
+             *, retries: int, limit: Callable[[], int]) -> Iterator[dict]:
     """:func:`_process_chunk` outputs as the cluster finishes them (see :func:`extract_distributed`)."""
+    from concurrent.futures import CancelledError
+
     from distributed import KilledWorker
 
+    expected = _environment(requests)
+    resent: dict[int, int] = {}  # id(chunk) -> times sent again after a lost result
+
     def submit(chunk: list[tuple]):
-        return client.submit(_process_chunk, chunk, requests, audio, retries=retries, pure=False)
+        return client.submit(_checked_chunk, chunk, requests, audio, expected, retries=retries, pure=False)
 
     for chunk, fut in sliding_window(client, chunks, submit, limit):
         try:
@@ -156,12 +182,15 @@ def _outputs(client: Any, chunks: _Chunks, requests: list[FeatureRequest], audio
             uid, path = chunk[0][0], chunk[0][1]
             reason = f"{path}: the worker processing it died repeatedly ({err})"
             out = {"results": {}, "failures": {uid: reason}, "notes": [], "n": 1}
-        except Exception as err:
-            if client.status != "running" or fut.status == "cancelled":
-                raise SchedulerError(f"lost the Dask scheduler at {client.scheduler.address} "
-                                     f"({type(err).__name__}: {err}); rows received so far are stored, "
-                                     f"a rerun computes only the rest") from err
-            raise
+        except (OSError, CancelledError) as err:  # the result could not be fetched
+            if not scheduler_alive(client):
+                raise lost(client, err, "the rows received until then are stored; a rerun computes only the "
+                                        "rest") from err
+            resent[id(chunk)] = resent.get(id(chunk), 0) + 1
+            if resent[id(chunk)] > 3:
+                raise
+            chunks.retries.append(chunk)
+            continue
         finally:
             fut.release()
         yield out

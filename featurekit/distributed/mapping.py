@@ -7,8 +7,11 @@ from typing import Any, TypeVar
 
 from featurekit.distributed._dask import (
     DEFAULT_CONNECT_TIMEOUT,
+    TaskQueue,
     connect,
+    lost,
     require_distributed,
+    scheduler_alive,
     sliding_window,
     window_limit,
 )
@@ -102,11 +105,23 @@ def _results(ctx: Any, client: Any, fn: Callable[..., R], calls: list[dict[str, 
                 kw[k] = shared[id(v)][1]
         return client.submit(_call, fn, kw, retries=retries, pure=False)
 
+    from concurrent.futures import CancelledError
+
+    queue: TaskQueue[int] = TaskQueue(range(len(calls)))
+    resent: dict[int, int] = {}
     try:
         limit = window_limit(client, max_in_flight)
-        for i, fut in sliding_window(client, iter(range(len(calls))), submit, limit):
+        for i, fut in sliding_window(client, queue, submit, limit):
             try:
                 result = fut.result()
+            except (OSError, CancelledError) as err:  # the result could not be fetched
+                if not scheduler_alive(client):
+                    raise lost(client, err, "featurekit evaluate reuses finished cells on a rerun") from err
+                resent[i] = resent.get(i, 0) + 1
+                if resent[i] > 3:
+                    raise
+                queue.retries.append(i)
+                continue
             finally:
                 fut.release()
             for v in calls[i].values():

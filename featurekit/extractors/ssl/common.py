@@ -336,15 +336,28 @@ class EncoderExtractor(Extractor):
     def native_batch(self, signals: list[np.ndarray], sr: int) -> list[Vector]:
         layers = self._layer_numbers()
         names = self.native_names()
-        return [Vector(values=pool_mean_std(s).reshape(-1).astype(np.float32), names=names)
-                for s in self._states(signals, sr, layers)]
+        states = self._states(signals, sr, layers)
+        # Extraction asks for native functionals and then LLDs of the same signal objects: keep the
+        # LLD layer's states of this batch (one layer, small) so the second call needs no encoding.
+        try:
+            row = layers.index(self._lld_layer())
+            self._cache_last = (list(signals), sr, [s[row:row + 1] for s in states])
+        except ValueError:
+            self._cache_last = None
+        return [Vector(values=pool_mean_std(s).reshape(-1).astype(np.float32), names=names) for s in states]
 
     def lld_batch(self, signals: list[np.ndarray], sr: int) -> list[Frames]:
         layer = self._lld_layer()
         names = self.lld_names()
         info = self.info()
+        last = self.__dict__.pop("_cache_last", None)
+        if (last is not None and last[1] == sr and len(last[0]) == len(signals)
+                and all(a is b for a, b in zip(last[0], signals))):
+            states = last[2]
+        else:
+            states = self._states(signals, sr, [layer])
         out = []
-        for s in self._states(signals, sr, [layer]):
+        for s in states:
             times = np.arange(s.shape[1]) * info["hop"] / self.sample_rate + info["time_offset"]
             out.append(Frames(values=s[0], times=times.astype(np.float64), names=names))
         return out
