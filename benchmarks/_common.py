@@ -25,7 +25,10 @@ def timed(cmd: list[str], **kw) -> tuple[float, subprocess.CompletedProcess]:
     r = subprocess.run(cmd, capture_output=True, text=True, **kw)
     dt = time.perf_counter() - t0
     if r.returncode != 0:
-        sys.exit(f"command failed ({r.returncode}): {' '.join(map(str, cmd))}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+        sys.exit(
+            f"command failed ({r.returncode}): {' '.join(map(str, cmd))}\n"
+            f"{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        )
     return dt, r
 
 

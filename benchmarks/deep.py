@@ -27,14 +27,26 @@ GRU = "gru(64, bidirectional) -> attention_pool -> dense(64) -> dropout(0.3)"
 
 def spec(device: str, threads: int) -> dict:
     return {
-        "name": "bench_gru", "seed": 0, "corpus": {"name": "emodb"},
+        "name": "bench_gru",
+        "seed": 0,
+        "corpus": {"name": "emodb"},
         "task": {"type": "classification", "target": "label"},
         "protocol": {"name": "loso", "group": "speaker"},
         "features": {"sets": ["mfcc.lld"]},
         "extractors": {"mfcc": {"hop_length": 320}},
         "evaluation": {"normalisation": ["speaker"], "bootstrap": 0},
-        "models": {"gru": {"params": {"layers": GRU, "max_epochs": 40, "patience": 8, "batch_size": 32,
-                                      "n_threads": threads, "device": device}}},
+        "models": {
+            "gru": {
+                "params": {
+                    "layers": GRU,
+                    "max_epochs": 40,
+                    "patience": 8,
+                    "batch_size": 32,
+                    "n_threads": threads,
+                    "device": device,
+                }
+            }
+        },
     }
 
 
@@ -56,11 +68,16 @@ def main() -> None:
         out = Path(tempfile.mkdtemp(prefix=f"fk-bench-deep-{device}-"))
         try:
             t0 = time.perf_counter()
-            df = run(validate(spec(device, args.threads)), root, out, store=args.store, jobs=1, progress=False)
+            df = run(
+                validate(spec(device, args.threads)), root, out, store=args.store, jobs=1, progress=False
+            )
             dt = time.perf_counter() - t0
             sel = df[(df.metric == "uar") & df.fold.isin(["mean", "pooled"])].set_index("fold")["value"]
-            print(f"GRU LOSO on Emo-DB mfcc.lld ({device}, {args.threads} threads): {dt:.0f} s, "
-                  f"UAR {sel['mean']:.3f} (pooled {sel['pooled']:.3f})", flush=True)
+            print(
+                f"GRU LOSO on Emo-DB mfcc.lld ({device}, {args.threads} threads): {dt:.0f} s, "
+                f"UAR {sel['mean']:.3f} (pooled {sel['pooled']:.3f})",
+                flush=True,
+            )
         finally:
             shutil.rmtree(out, ignore_errors=True)
 

@@ -84,9 +84,15 @@ def nkululeko_python(venv: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root")
-    ap.add_argument("--venv", default=os.environ.get("FEATUREKIT_NKULULEKO_VENV",
-                                                     str(Path.home() / ".cache" / "featurekit" / "nkululeko-venv")))
-    ap.add_argument("--grid", action="store_true", help="also time the whole pipelines/emodb.toml grid (long)")
+    ap.add_argument(
+        "--venv",
+        default=os.environ.get(
+            "FEATUREKIT_NKULULEKO_VENV", str(Path.home() / ".cache" / "featurekit" / "nkululeko-venv")
+        ),
+    )
+    ap.add_argument(
+        "--grid", action="store_true", help="also time the whole pipelines/emodb.toml grid (long)"
+    )
     ap.add_argument("--store", default="store", help="warm store for --grid")
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
@@ -97,8 +103,9 @@ def main() -> None:
 
         m = load_corpus("emodb", root)
         csv = work / "emodb_nk.csv"
-        m.rename(columns={"path": "file", "label": "emotion"})[["file", "speaker", "gender", "emotion"]].to_csv(
-            csv, index=False)
+        m.rename(columns={"path": "file", "label": "emotion"})[
+            ["file", "speaker", "gender", "emotion"]
+        ].to_csv(csv, index=False)
         spec = work / "bench.toml"
         spec.write_text(SPEC)
         ini = work / "exp.ini"
@@ -108,10 +115,39 @@ def main() -> None:
         store = work / "store"
 
         def ours(tag: str) -> float:
-            a, r1 = timed([*featurekit_cmd(), "extract", "--corpus", "emodb", "--root", str(root), "--features",
-                           "egemaps.native", "--store", str(store), "--jobs", str(args.jobs), "--quiet"])
-            b, r2 = timed([*featurekit_cmd(), "evaluate", str(spec), "--root", str(root), "--store", str(store),
-                           "--out", str(work / f"res_{tag}"), "--jobs", str(args.jobs), "--quiet"])
+            a, r1 = timed(
+                [
+                    *featurekit_cmd(),
+                    "extract",
+                    "--corpus",
+                    "emodb",
+                    "--root",
+                    str(root),
+                    "--features",
+                    "egemaps.native",
+                    "--store",
+                    str(store),
+                    "--jobs",
+                    str(args.jobs),
+                    "--quiet",
+                ]
+            )
+            b, r2 = timed(
+                [
+                    *featurekit_cmd(),
+                    "evaluate",
+                    str(spec),
+                    "--root",
+                    str(root),
+                    "--store",
+                    str(store),
+                    "--out",
+                    str(work / f"res_{tag}"),
+                    "--jobs",
+                    str(args.jobs),
+                    "--quiet",
+                ]
+            )
             line = [x for x in r2.stdout.splitlines() if "egemaps" in x][0].strip()
             print(f"  featurekit {tag}: extract {a:.1f} s + evaluate {b:.1f} s   [{line}]", flush=True)
             return a + b
@@ -119,22 +155,45 @@ def main() -> None:
         def theirs(tag: str) -> float:
             t, r = timed(nk_cmd, cwd=work)
             uar = [x for x in (r.stdout + r.stderr).splitlines() if "UAR" in x.upper()][-1:]
-            print(f"  nkululeko  {tag}: {t:.1f} s   [{uar[0].strip() if uar else 'UAR line not found'}]", flush=True)
+            print(
+                f"  nkululeko  {tag}: {t:.1f} s   [{uar[0].strip() if uar else 'UAR line not found'}]",
+                flush=True,
+            )
             return t
 
         print("eGeMAPS + SVM, leave-one-speaker-out on Emo-DB (whole processes):")
         ours_cold, nk_cold = ours("cold"), theirs("cold")
         ours_warm, nk_warm = ours("warm"), theirs("warm")
-        print(f"cold: featurekit {ours_cold:.1f} s, nkululeko {nk_cold:.1f} s, ratio {ours_cold / nk_cold:.2f} "
-              f"(target <= 0.5)")
-        print(f"warm: featurekit {ours_warm:.1f} s, nkululeko {nk_warm:.1f} s, ratio {ours_warm / nk_warm:.2f} "
-              f"(target <= 0.35)")
+        print(
+            f"cold: featurekit {ours_cold:.1f} s, nkululeko {nk_cold:.1f} s, ratio {ours_cold / nk_cold:.2f} "
+            f"(target <= 0.5)"
+        )
+        print(
+            f"warm: featurekit {ours_warm:.1f} s, nkululeko {nk_warm:.1f} s, ratio {ours_warm / nk_warm:.2f} "
+            f"(target <= 0.35)"
+        )
         if args.grid:
             t0 = time.perf_counter()
-            timed([*featurekit_cmd(), "evaluate", str(REPO / "pipelines" / "emodb.toml"), "--root", str(root),
-                   "--store", args.store, "--out", str(work / "grid"), "--jobs", str(args.jobs), "--quiet"])
-            print(f"whole pipelines/emodb.toml grid from a warm store ({args.store}): "
-                  f"{time.perf_counter() - t0:.0f} s with {args.jobs} jobs")
+            timed(
+                [
+                    *featurekit_cmd(),
+                    "evaluate",
+                    str(REPO / "pipelines" / "emodb.toml"),
+                    "--root",
+                    str(root),
+                    "--store",
+                    args.store,
+                    "--out",
+                    str(work / "grid"),
+                    "--jobs",
+                    str(args.jobs),
+                    "--quiet",
+                ]
+            )
+            print(
+                f"whole pipelines/emodb.toml grid from a warm store ({args.store}): "
+                f"{time.perf_counter() - t0:.0f} s with {args.jobs} jobs"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -31,15 +31,17 @@ PLAIN_LOOP = textwrap.dedent("""
     import glob, sys, time, numpy as np, soundfile as sf, librosa, opensmile
     from pyAudioAnalysis import ShortTermFeatures
     t0 = time.perf_counter()
-    eg = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=opensmile.FeatureLevel.Functionals)
-    co = opensmile.Smile(feature_set=opensmile.FeatureSet.ComParE_2016, feature_level=opensmile.FeatureLevel.Functionals)
+    F = opensmile.FeatureLevel.Functionals
+    eg = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=F)
+    co = opensmile.Smile(feature_set=opensmile.FeatureSet.ComParE_2016, feature_level=F)
     rows = []
     for path in sorted(glob.glob(sys.argv[1] + "/wav/*.wav")):
         y, sr = sf.read(path, dtype="float32")
         a = eg.process_signal(y, sr).to_numpy()[0]
         b = co.process_signal(y, sr).to_numpy()[0]
         m = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=40, n_mels=128, n_fft=512, win_length=400, hop_length=160)
-        p, _ = ShortTermFeatures.feature_extraction(y.astype(np.float64) * 2 ** 15, sr, 800, 400, deltas=False)
+        x = y.astype(np.float64) * 2 ** 15
+        p, _ = ShortTermFeatures.feature_extraction(x, sr, 800, 400, deltas=False)
         rows.append(np.concatenate([a, b, m.mean(1), m.std(1), p.mean(1), p.std(1)]))
     print(len(rows), len(rows[0]), time.perf_counter() - t0)
 """)
@@ -57,8 +59,21 @@ def main() -> None:
         shutil.copytree(root / "wav", corpus / "wav")  # a private copy: we change one file below
         shutil.copy(root / "erkennung.txt", corpus / "erkennung.txt")
         store = work / "store"
-        cmd = [*featurekit_cmd(), "extract", "--corpus", "emodb", "--root", str(corpus), "--features", FEATURES,
-               "--store", str(store), "--jobs", str(args.jobs), "--quiet"]
+        cmd = [
+            *featurekit_cmd(),
+            "extract",
+            "--corpus",
+            "emodb",
+            "--root",
+            str(corpus),
+            "--features",
+            FEATURES,
+            "--store",
+            str(store),
+            "--jobs",
+            str(args.jobs),
+            "--quiet",
+        ]
         cold, r = timed(cmd)
         ours_rss = children_peak_rss_mb()
         print(r.stdout.strip())
@@ -73,10 +88,15 @@ def main() -> None:
         n, dims, _ = rp.stdout.split()
         print()
         print(f"features: {FEATURES} on {n} Emo-DB files ({dims} values per file in the plain loop)")
-        print(f"featurekit extract, cold, {args.jobs} jobs (whole process): {cold:8.1f} s   peak RSS {ours_rss:.0f} MiB")
+        print(
+            f"featurekit extract, cold, {args.jobs} jobs (whole process): {cold:8.1f} s   "
+            f"peak RSS {ours_rss:.0f} MiB"
+        )
         print(f"plain sequential loop of direct library calls (whole process): {plain:8.1f} s")
         print(f"ratio featurekit / plain: {cold / plain:.2f}   (target <= 0.6)")
-        print(f"warm store, nothing changed: {warm:.2f} s = {100 * warm / cold:.1f}% of cold   (target <= 2%)")
+        print(
+            f"warm store, nothing changed: {warm:.2f} s = {100 * warm / cold:.1f}% of cold   (target <= 2%)"
+        )
         print(f"one file changed: {one:.2f} s; summary: {r1.stdout.strip().splitlines()[-1]}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

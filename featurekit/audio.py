@@ -101,8 +101,13 @@ def resample(signal: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
     return soxr.resample(signal, orig_sr, target_sr, quality="VHQ").astype(np.float32)
 
 
-def load_audio(path: str | os.PathLike, *, options: AudioOptions | None = None,
-               start: float | None = None, end: float | None = None) -> np.ndarray:
+def load_audio(
+    path: str | os.PathLike,
+    *,
+    options: AudioOptions | None = None,
+    start: float | None = None,
+    end: float | None = None,
+) -> np.ndarray:
     """Read a file as float32 mono at ``options.sample_rate``.
 
     Parameters
@@ -138,8 +143,9 @@ def load_audio(path: str | os.PathLike, *, options: AudioOptions | None = None,
     if not np.all(np.isfinite(data)):
         raise AudioError(path, "contains NaN or infinite samples")
     signal = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    signal = resample(np.ascontiguousarray(signal, dtype=np.float32), orig_sr=sr,
-                      target_sr=options.sample_rate)
+    signal = resample(
+        np.ascontiguousarray(signal, dtype=np.float32), orig_sr=sr, target_sr=options.sample_rate
+    )
     if not np.any(signal):
         raise AudioError(path, "signal is all zeros (silent file)")
     if options.trim_db is not None:
@@ -150,8 +156,12 @@ def load_audio(path: str | os.PathLike, *, options: AudioOptions | None = None,
         signal = fix_length(signal, n=int(round(options.duration * options.sample_rate)))
     min_len = int(round(MIN_DURATION_S * options.sample_rate))
     if len(signal) < min_len:
-        warnings.warn(f"{path}: {len(signal) / options.sample_rate:.3f} s is shorter than one analysis "
-                      f"frame; zero-padded to {MIN_DURATION_S} s", ShortAudioWarning, stacklevel=2)
+        warnings.warn(
+            f"{path}: {len(signal) / options.sample_rate:.3f} s is shorter than one analysis "
+            f"frame; zero-padded to {MIN_DURATION_S} s",
+            ShortAudioWarning,
+            stacklevel=2,
+        )
         signal = np.pad(signal, (0, min_len - len(signal)))
     return signal.astype(np.float32, copy=False)
 
@@ -160,7 +170,7 @@ def fix_length(signal: np.ndarray, *, n: int) -> np.ndarray:
     """Centre-crop or end-pad (zeros) ``signal`` to exactly ``n`` samples."""
     if len(signal) > n:
         a = (len(signal) - n) // 2
-        return signal[a:a + n]
+        return signal[a : a + n]
     return np.pad(signal, (0, n - len(signal)))
 
 

@@ -75,8 +75,10 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     from featurekit.corpora import corpus_summary, load_corpus
 
     m = load_corpus(args.name, args.root, **corpus_options(args.corpus_option))
-    print(f"{args.name} at {args.root}: {len(m)} utterances, {m['speaker'].nunique()} speakers, "
-          f"{m['session'].nunique()} sessions")
+    print(
+        f"{args.name} at {args.root}: {len(m)} utterances, {m['speaker'].nunique()} speakers, "
+        f"{m['session'].nunique()} sessions"
+    )
     for col, counts in corpus_summary(m).items():
         print(f"\n{col}:")
         for k, v in counts.items():
@@ -103,8 +105,10 @@ def cmd_features(args: argparse.Namespace) -> int:
                 if cls.has_lld:
                     fr = ext.lld(sig, 16000)
                     dims.append(f"lld={fr.values.shape[1]}")
-                    dims += [f"{f}={len(apply_functional(f, fr, sig, 16000, name).names)}"
-                             for f in FUNCTIONALS.names()]
+                    dims += [
+                        f"{f}={len(apply_functional(f, fr, sig, 16000, name).names)}"
+                        for f in FUNCTIONALS.names()
+                    ]
                 line += "\n" + " " * 13 + " ".join(dims)
             except Exception as err:  # e.g. an encoder that needs a model path
                 line += f"\n{' ' * 13}(dimensions depend on parameters: {type(err).__name__})"
@@ -116,22 +120,44 @@ def cmd_features(args: argparse.Namespace) -> int:
 def _extract_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", required=True, help="corpus adapter name (see `featurekit corpora`)")
     p.add_argument("--root", required=True, help="corpus root directory")
-    p.add_argument("--corpus-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="adapter option, e.g. csv=list.csv for the csv adapter (repeatable; JSON values)")
-    p.add_argument("--features", required=True,
-                   help="comma-separated extractors, or EXTRACTOR.KIND (e.g. egemaps,mfcc.stats)")
-    p.add_argument("--functionals", default="mean_std", help="HSFs for bare LLD extractors (default mean_std)")
+    p.add_argument(
+        "--corpus-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="adapter option, e.g. csv=list.csv for the csv adapter (repeatable; JSON values)",
+    )
+    p.add_argument(
+        "--features",
+        required=True,
+        help="comma-separated extractors, or EXTRACTOR.KIND (e.g. egemaps,mfcc.stats)",
+    )
+    p.add_argument(
+        "--functionals", default="mean_std", help="HSFs for bare LLD extractors (default mean_std)"
+    )
     p.add_argument("--lld", action="store_true", help="also store frame-level LLD tables")
     p.add_argument("--store", required=True, help="feature store directory")
     p.add_argument("--jobs", type=int, default=_default_jobs(), help="worker processes (default: all cores)")
     p.add_argument("--sample-rate", type=int, default=16000)
-    p.add_argument("--trim-db", type=float, default=None, help="trim leading/trailing silence (dB below peak)")
+    p.add_argument(
+        "--trim-db", type=float, default=None, help="trim leading/trailing silence (dB below peak)"
+    )
     p.add_argument("--duration", type=float, default=None, help="crop/pad every signal to this many seconds")
-    p.add_argument("--param", action="append", default=[], metavar="EXTRACTOR.NAME=VALUE",
-                   help="extractor parameter, e.g. mfcc.n_mfcc=20 (repeatable)")
-    p.add_argument("--scheduler", default=os.environ.get("FEATUREKIT_SCHEDULER"),
-                   help="dask.distributed scheduler address (or FEATUREKIT_SCHEDULER)")
-    p.add_argument("--flush-every", type=int, default=256, help="utterances buffered per table before a write")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="EXTRACTOR.NAME=VALUE",
+        help="extractor parameter, e.g. mfcc.n_mfcc=20 (repeatable)",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=os.environ.get("FEATUREKIT_SCHEDULER"),
+        help="dask.distributed scheduler address (or FEATUREKIT_SCHEDULER)",
+    )
+    p.add_argument(
+        "--flush-every", type=int, default=256, help="utterances buffered per table before a write"
+    )
     p.add_argument("--quiet", action="store_true")
 
 
@@ -161,23 +187,44 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from featurekit.store import FeatureStore
 
     t0 = time.perf_counter()
-    requests = parse_features(args.features, functionals=[f for f in args.functionals.split(",") if f],
-                              lld=args.lld, params=parse_params(args.param))
+    requests = parse_features(
+        args.features,
+        functionals=[f for f in args.functionals.split(",") if f],
+        lld=args.lld,
+        params=parse_params(args.param),
+    )
     manifest = load_corpus(args.corpus, args.root, **corpus_options(args.corpus_option))
     audio = AudioOptions(sample_rate=args.sample_rate, trim_db=args.trim_db, duration=args.duration)
     store = FeatureStore(args.store)
     if args.scheduler:
         from featurekit.distributed import extract_distributed
 
-        summary = extract_distributed(manifest, requests, store, corpus=args.corpus, audio=audio,
-                                      scheduler=args.scheduler, progress=not args.quiet)
+        summary = extract_distributed(
+            manifest,
+            requests,
+            store,
+            corpus=args.corpus,
+            audio=audio,
+            scheduler=args.scheduler,
+            progress=not args.quiet,
+        )
     else:
-        summary = extract(manifest, requests, store, corpus=args.corpus, audio=audio, jobs=args.jobs,
-                          progress=not args.quiet, flush_every=args.flush_every)
+        summary = extract(
+            manifest,
+            requests,
+            store,
+            corpus=args.corpus,
+            audio=audio,
+            jobs=args.jobs,
+            progress=not args.quiet,
+            flush_every=args.flush_every,
+        )
     summary.seconds = time.perf_counter() - t0
     print("\n".join(summary.lines()))
     if summary.failures:
-        print(f"{len(summary.failures)} file(s) failed (listed above); the others are stored.", file=sys.stderr)
+        print(
+            f"{len(summary.failures)} file(s) failed (listed above); the others are stored.", file=sys.stderr
+        )
         return 1
     return 0
 
@@ -187,11 +234,17 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="experiment spec (TOML), e.g. pipelines/emodb.toml")
     p.add_argument("--root", help="corpus root (default: the spec's corpus.root_env variable)")
     p.add_argument("--out", required=True, help="results directory")
-    p.add_argument("--store", default=os.environ.get("FEATUREKIT_STORE", "store"),
-                   help="feature store (default: $FEATUREKIT_STORE or ./store)")
+    p.add_argument(
+        "--store",
+        default=os.environ.get("FEATUREKIT_STORE", "store"),
+        help="feature store (default: $FEATUREKIT_STORE or ./store)",
+    )
     p.add_argument("--jobs", type=int, default=_default_jobs())
-    p.add_argument("--scheduler", default=os.environ.get("FEATUREKIT_SCHEDULER"),
-                   help="dask.distributed scheduler address (or FEATUREKIT_SCHEDULER)")
+    p.add_argument(
+        "--scheduler",
+        default=os.environ.get("FEATUREKIT_SCHEDULER"),
+        help="dask.distributed scheduler address (or FEATUREKIT_SCHEDULER)",
+    )
     p.add_argument("--quiet", action="store_true")
 
 
@@ -211,8 +264,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     root = resolve_root(spec, args.root)
-    df = run(spec, root, args.out, store=args.store, jobs=args.jobs, progress=not args.quiet,
-             scheduler=args.scheduler)
+    df = run(
+        spec,
+        root,
+        args.out,
+        store=args.store,
+        jobs=args.jobs,
+        progress=not args.quiet,
+        scheduler=args.scheduler,
+    )
     _print_summary(df, spec)
     print(f"results: {Path(args.out) / 'results.csv'}")
     return 0
@@ -221,12 +281,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _print_summary(df, spec) -> None:
     primary = "uar" if spec.task_type == "classification" else "ccc"
     sel = df[(df.fold.isin(["mean", "std", "pooled"])) & (df.metric == primary)]
-    piv = sel.pivot_table(index=["feature_set", "model", "normalisation", "target"], columns="fold",
-                          values="value", aggfunc="first")
+    piv = sel.pivot_table(
+        index=["feature_set", "model", "normalisation", "target"],
+        columns="fold",
+        values="value",
+        aggfunc="first",
+    )
     print(f"\n{primary.upper()} ({df['protocol'].iloc[0]}):")
     for (fs, model, norm, target), r in piv.iterrows():
         t = "" if target == "label" else f" [{target}]"
-        print(f"  {fs:40s} {model:10s} {norm:8s}{t} {r['mean']:.3f} +- {r['std']:.3f} (pooled {r['pooled']:.3f})")
+        print(
+            f"  {fs:40s} {model:10s} {norm:8s}{t} {r['mean']:.3f} +- {r['std']:.3f} "
+            f"(pooled {r['pooled']:.3f})"
+        )
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
@@ -240,7 +307,9 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from featurekit.report import write_report
 
-    paths = write_report(args.results, args.out, formats=[f.strip() for f in args.format.split(",") if f.strip()])
+    paths = write_report(
+        args.results, args.out, formats=[f.strip() for f in args.format.split(",") if f.strip()]
+    )
     for p in paths:
         print(p)
     return 0
@@ -248,8 +317,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 # -- demo ------------------------------------------------------------------------------------------
 @command("demo", "synthetic end-to-end run: corpus -> features -> evaluation (data is SYNTHETIC)")
-@_args(lambda p: (p.add_argument("--dir", default=None, help="working directory (default: a temp dir)"),
-                  p.add_argument("--jobs", type=int, default=_default_jobs())))
+@_args(
+    lambda p: (
+        p.add_argument("--dir", default=None, help="working directory (default: a temp dir)"),
+        p.add_argument("--jobs", type=int, default=_default_jobs()),
+    )
+)
 def cmd_demo(args: argparse.Namespace) -> int:
     from featurekit.demo import run_demo
 
@@ -281,7 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     from featurekit.corpora.base import CorpusLayoutError
     from featurekit.registry import UnknownNameError
 
-    expected: tuple[type[BaseException], ...] = (AudioError, CorpusLayoutError, UnknownNameError, FileNotFoundError)
+    expected: tuple[type[BaseException], ...] = (
+        AudioError,
+        CorpusLayoutError,
+        UnknownNameError,
+        FileNotFoundError,
+    )
     try:
         from featurekit.evaluation.runner import DataError
         from featurekit.evaluation.spec import SpecError

@@ -28,9 +28,11 @@ def run_demo(directory: str | None = None, *, jobs: int = 2) -> int:
     print("featurekit demo -- THE DATA IS SYNTHETIC (generated voiced sounds, not recorded speech).")
     print(f"working directory: {base}")
     manifest = make_synthetic_corpus(base / "corpus", n_speakers=6, n_per_class=5, seed=0)
-    print(f"1. wrote a synthetic corpus: {len(manifest)} utterances, {manifest['speaker'].nunique()} speakers "
-          f"(different base pitch and formants), classes {', '.join(CLASSES)} (differing in pitch level and "
-          f"range, energy and rate)")
+    print(
+        f"1. wrote a synthetic corpus: {len(manifest)} utterances, {manifest['speaker'].nunique()} speakers "
+        f"(different base pitch and formants), classes {', '.join(CLASSES)} (differing in pitch level and "
+        f"range, energy and rate)"
+    )
     spec = validate(DEMO_SPEC)
     print("2. extracting eGeMAPS (openSMILE) functionals and MFCC mean+std into the feature store, then")
     print("3. evaluating leave-one-speaker-out (6 folds) with a linear SVM and per-speaker normalisation")
@@ -41,6 +43,8 @@ def run_demo(directory: str | None = None, *, jobs: int = 2) -> int:
     for fs, r in piv.iterrows():
         print(f"  {fs:28s} {r['mean']:.3f} +- {r['std']:.3f} across speakers (pooled {r['pooled']:.3f})")
     print(f"\nresults: {base / 'results' / 'results.csv'} ; store: {base / 'store'}")
-    print(f"done in {time.perf_counter() - t0:.1f} s (synthetic data; try `featurekit evaluate "
-          f"pipelines/emodb.toml --root PATH --out results/emodb` on a real corpus)")
+    print(
+        f"done in {time.perf_counter() - t0:.1f} s (synthetic data; try `featurekit evaluate "
+        f"pipelines/emodb.toml --root PATH --out results/emodb` on a real corpus)"
+    )
     return 0

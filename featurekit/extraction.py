@@ -37,16 +37,23 @@ class FeatureRequest:
     def __post_init__(self) -> None:
         for kind in self.kinds:
             if kind == NATIVE_KIND and not self.extractor.has_native:
-                raise ValueError(f"extractor {self.extractor.name!r} has no native functionals; "
-                                 f"use one of {FUNCTIONALS.names()} or lld")
+                raise ValueError(
+                    f"extractor {self.extractor.name!r} has no native functionals; "
+                    f"use one of {FUNCTIONALS.names()} or lld"
+                )
             if kind != NATIVE_KIND and not self.extractor.has_lld:
                 raise ValueError(f"extractor {self.extractor.name!r} has no frame-level output for {kind!r}")
             if kind not in (NATIVE_KIND, LLD_KIND) and kind not in FUNCTIONALS:
                 raise ValueError(f"unknown functional {kind!r}; known: {FUNCTIONALS.names()}, native, lld")
 
 
-def parse_features(features: str | list[str], *, functionals: tuple[str, ...] | list[str] = DEFAULT_FUNCTIONALS,
-                   lld: bool = False, params: dict[str, dict] | None = None) -> list[FeatureRequest]:
+def parse_features(
+    features: str | list[str],
+    *,
+    functionals: tuple[str, ...] | list[str] = DEFAULT_FUNCTIONALS,
+    lld: bool = False,
+    params: dict[str, dict] | None = None,
+) -> list[FeatureRequest]:
     """Turn ``"egemaps,mfcc.stats"`` style lists into requests.
 
     An entry ``NAME.KIND`` asks for exactly that table. A bare ``NAME`` asks for the extractor's
@@ -74,8 +81,10 @@ def parse_features(features: str | list[str], *, functionals: tuple[str, ...] | 
                 if lld:
                     kinds.append(LLD_KIND)
     params = params or {}
-    return [FeatureRequest(make_extractor(n, **params.get(n, {})), tuple(dict.fromkeys(k)))
-            for n, k in wanted.items()]
+    return [
+        FeatureRequest(make_extractor(n, **params.get(n, {})), tuple(dict.fromkeys(k)))
+        for n, k in wanted.items()
+    ]
 
 
 @dataclass
@@ -92,8 +101,10 @@ class ExtractionSummary:
     def lines(self) -> list[str]:
         out = [f"{'table':32s} {'rows':>7s} {'columns':>8s}"]
         out += [f"{name:32s} {r:7d} {c:8d}" for name, (r, c) in self.tables.items()]
-        out.append(f"{self.seconds:.1f} s; {self.cache_hits} cache hits, {self.computed} computed, "
-                   f"{len(self.failures)} failures")
+        out.append(
+            f"{self.seconds:.1f} s; {self.cache_hits} cache hits, {self.computed} computed, "
+            f"{len(self.failures)} failures"
+        )
         out += [f"warning: {w}" for w in self.warnings]
         out += [f"FAILED {uid}: {reason}" for uid, reason in self.failures.items()]
         return out
@@ -126,7 +137,9 @@ def _batched(method, signals: list[np.ndarray], sr: int, paths: list[str]) -> li
             try:
                 out.append(method([s], sr)[0])
             except Exception as err:
-                out.append(err if isinstance(err, AudioError) else AudioError(p, f"{type(err).__name__}: {err}"))
+                out.append(
+                    err if isinstance(err, AudioError) else AudioError(p, f"{type(err).__name__}: {err}")
+                )
         return out
 
 
@@ -153,8 +166,11 @@ def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: Au
     pending: dict[str, list] = defaultdict(list)  # uid -> [((ri, kind), row)]
     for ri, req in enumerate(requests):
         ext = req.extractor
-        todo = [(uid, path, fp, dict(needs)[ri]) for uid, path, fp, _s, _e, needs in items
-                if uid in signals and ri in dict(needs)]
+        todo = [
+            (uid, path, fp, dict(needs)[ri])
+            for uid, path, fp, _s, _e, needs in items
+            if uid in signals and ri in dict(needs)
+        ]
         if not todo:
             continue
         ctx, caught = _catching()
@@ -162,13 +178,34 @@ def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: Au
             sigs = [signals[t[0]] for t in todo]
             paths = [t[1] for t in todo]
             need_native = [t for t in todo if NATIVE_KIND in t[3]]
-            natives = dict(zip([t[0] for t in need_native],
-                               _batched(ext.native_batch, [signals[t[0]] for t in need_native], sr,
-                                        [t[1] for t in need_native]))) if need_native else {}
+            natives = (
+                dict(
+                    zip(
+                        [t[0] for t in need_native],
+                        _batched(
+                            ext.native_batch,
+                            [signals[t[0]] for t in need_native],
+                            sr,
+                            [t[1] for t in need_native],
+                        ),
+                    )
+                )
+                if need_native
+                else {}
+            )
             need_lld = [i for i, t in enumerate(todo) if any(k != NATIVE_KIND for k in t[3])]
-            llds = dict(zip([todo[i][0] for i in need_lld],
-                            _batched(ext.lld_batch, [sigs[i] for i in need_lld], sr,
-                                     [paths[i] for i in need_lld]))) if need_lld else {}
+            llds = (
+                dict(
+                    zip(
+                        [todo[i][0] for i in need_lld],
+                        _batched(
+                            ext.lld_batch, [sigs[i] for i in need_lld], sr, [paths[i] for i in need_lld]
+                        ),
+                    )
+                )
+                if need_lld
+                else {}
+            )
         finally:
             ctx.__exit__(None, None, None)
         notes.extend(str(w.message) for w in caught)
@@ -186,7 +223,9 @@ def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: Au
                             raise v
                         pending[uid].append(((ri, kind), (uid, fp, v.values, v.names)))
                     elif kind == LLD_KIND:
-                        pending[uid].append(((ri, kind), (uid, fp, frames.values, frames.names, frames.times)))
+                        pending[uid].append(
+                            ((ri, kind), (uid, fp, frames.values, frames.names, frames.times))
+                        )
                     else:
                         v = apply_functional(kind, frames, signals[uid], sr, ext.name)
                         pending[uid].append(((ri, kind), (uid, fp, v.values, v.names)))
@@ -222,9 +261,19 @@ def _rows_to_frame(kind: str, rows: list) -> pd.DataFrame:
     return df
 
 
-def extract(manifest: pd.DataFrame, requests: list[FeatureRequest], store: FeatureStore, *, corpus: str,
-            audio: AudioOptions | None = None, jobs: int | None = None, chunk_size: int | None = None,
-            flush_every: int = 256, progress: bool = True, compact: bool = True) -> ExtractionSummary:
+def extract(
+    manifest: pd.DataFrame,
+    requests: list[FeatureRequest],
+    store: FeatureStore,
+    *,
+    corpus: str,
+    audio: AudioOptions | None = None,
+    jobs: int | None = None,
+    chunk_size: int | None = None,
+    flush_every: int = 256,
+    progress: bool = True,
+    compact: bool = True,
+) -> ExtractionSummary:
     """Compute every requested table for every utterance of ``manifest`` that the store lacks.
 
     Parameters
@@ -252,8 +301,17 @@ def extract(manifest: pd.DataFrame, requests: list[FeatureRequest], store: Featu
     summary = ExtractionSummary()
     plan = _plan(manifest, requests, store, corpus=corpus, audio=audio, summary=summary)
     if plan.todo:
-        _run(plan.todo, requests, audio, plan.tables, summary, jobs=jobs, chunk_size=chunk_size,
-             flush_every=flush_every, progress=progress)
+        _run(
+            plan.todo,
+            requests,
+            audio,
+            plan.tables,
+            summary,
+            jobs=jobs,
+            chunk_size=chunk_size,
+            flush_every=flush_every,
+            progress=progress,
+        )
     _finish(plan, requests, summary, compact=compact)
     summary.seconds = time.perf_counter() - t0
     return summary
@@ -273,8 +331,15 @@ class _Plan:
     todo: list[tuple]
 
 
-def _plan(manifest: pd.DataFrame, requests: list[FeatureRequest], store: FeatureStore, *, corpus: str,
-          audio: AudioOptions, summary: ExtractionSummary) -> _Plan:
+def _plan(
+    manifest: pd.DataFrame,
+    requests: list[FeatureRequest],
+    store: FeatureStore,
+    *,
+    corpus: str,
+    audio: AudioOptions,
+    summary: ExtractionSummary,
+) -> _Plan:
     """Fingerprint the files and list the (utterance, table) pairs the store lacks.
 
     Unreadable files go to ``summary.failures``; pairs already stored count as ``summary.cache_hits``.
@@ -311,8 +376,9 @@ def _plan(manifest: pd.DataFrame, requests: list[FeatureRequest], store: Feature
     return _Plan(ids=ids, fps=fps, tables=tables, todo=todo)
 
 
-def _finish(plan: _Plan, requests: list[FeatureRequest], summary: ExtractionSummary, *,
-            compact: bool) -> None:
+def _finish(
+    plan: _Plan, requests: list[FeatureRequest], summary: ExtractionSummary, *, compact: bool
+) -> None:
     """Compact tables that have several parts; record each table's rows (for the manifest) and columns."""
     for (ri, kind), t in plan.tables.items():
         if compact and len(t.parts()) >= 2:
@@ -345,19 +411,27 @@ def _default_chunk_size(n_todo: int, workers: int) -> int:
 def _run(todo, requests, audio, tables, summary, *, jobs, chunk_size, flush_every, progress) -> None:
     if chunk_size is None:
         chunk_size = _default_chunk_size(len(todo), jobs)
-    chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
+    chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
     if jobs == 1:
         outputs = (_process_chunk(c, requests, audio) for c in chunks)
     else:
         from joblib import Parallel, delayed
 
         outputs = Parallel(n_jobs=jobs, return_as="generator_unordered", pre_dispatch="2*n_jobs")(
-            delayed(_process_chunk)(c, requests, audio) for c in chunks)
+            delayed(_process_chunk)(c, requests, audio) for c in chunks
+        )
     _consume(outputs, tables, summary, total=len(todo), flush_every=flush_every, progress=progress)
 
 
-def _consume(outputs, tables: dict[tuple[int, str], FeatureTable], summary: ExtractionSummary, *, total: int,
-             flush_every: int, progress: bool) -> None:
+def _consume(
+    outputs,
+    tables: dict[tuple[int, str], FeatureTable],
+    summary: ExtractionSummary,
+    *,
+    total: int,
+    flush_every: int,
+    progress: bool,
+) -> None:
     """Collect :func:`_process_chunk` outputs (any order) into ``summary``; flush rows to the tables.
 
     Rows are buffered per table and appended as a part once ``flush_every`` are buffered; whatever is
@@ -388,8 +462,16 @@ def _consume(outputs, tables: dict[tuple[int, str], FeatureTable], summary: Extr
         bar.close()
 
 
-def load_features(store: FeatureStore, manifest: pd.DataFrame, request: FeatureRequest, kind: str, *,
-                  corpus: str, audio: AudioOptions | None = None, missing: str = "raise") -> pd.DataFrame:
+def load_features(
+    store: FeatureStore,
+    manifest: pd.DataFrame,
+    request: FeatureRequest,
+    kind: str,
+    *,
+    corpus: str,
+    audio: AudioOptions | None = None,
+    missing: str = "raise",
+) -> pd.DataFrame:
     """One call: a functional table as a DataFrame indexed by utterance id, in manifest order.
 
     ``missing="raise"`` names the utterances the store lacks; ``"drop"`` leaves them out.
@@ -408,6 +490,8 @@ def load_features(store: FeatureStore, manifest: pd.DataFrame, request: FeatureR
         got = set(out.index)
     lacking = [i for i in manifest["id"] if i not in got]
     if lacking and missing == "raise":
-        raise KeyError(f"store {store.root} lacks {request.extractor.name}.{kind} for {len(lacking)} "
-                       f"utterance(s) of {corpus} (e.g. {lacking[:3]}); run featurekit extract first")
+        raise KeyError(
+            f"store {store.root} lacks {request.extractor.name}.{kind} for {len(lacking)} "
+            f"utterance(s) of {corpus} (e.g. {lacking[:3]}); run featurekit extract first"
+        )
     return out

@@ -106,8 +106,10 @@ class FeatureTable:
     def _ensure(self) -> None:
         if not (self.directory / "key.json").exists():
             self.directory.mkdir(parents=True, exist_ok=True)
-            _atomic_write_text(json.dumps(self.key.as_dict(), indent=2, sort_keys=True, default=str),
-                               self.directory / "key.json")
+            _atomic_write_text(
+                json.dumps(self.key.as_dict(), indent=2, sort_keys=True, default=str),
+                self.directory / "key.json",
+            )
 
     def parts(self) -> list[Path]:
         if not self.directory.exists():
@@ -134,8 +136,9 @@ class FeatureTable:
             try:
                 frames.append(pq.read_table(part, columns=columns).to_pandas())
             except Exception as err:  # a corrupt part is reported, never silently dropped
-                raise OSError(f"{part}: unreadable feature-store part ({err}); delete it to recompute "
-                              f"its rows") from err
+                raise OSError(
+                    f"{part}: unreadable feature-store part ({err}); delete it to recompute its rows"
+                ) from err
         if not frames:
             return pd.DataFrame(columns=columns or list(KEY_COLUMNS))
         return pd.concat(frames, ignore_index=True)
@@ -230,8 +233,10 @@ class FeatureStore:
             out.append(fp)
         if new:
             memo_path.parent.mkdir(parents=True, exist_ok=True)
-            df = pd.DataFrame([(a, b, c, fp) for (a, b, c), fp in memo.items()],
-                              columns=["path", "size", "mtime_ns", "fingerprint"])
+            df = pd.DataFrame(
+                [(a, b, c, fp) for (a, b, c), fp in memo.items()],
+                columns=["path", "size", "mtime_ns", "fingerprint"],
+            )
             with _locked(memo_path.with_suffix(".lock"), exclusive=True):
                 _atomic_write_parquet(df, memo_path)
         return out, errors

@@ -17,7 +17,9 @@ from featurekit.evaluation import runner as R
 from featurekit.evaluation.models import CLASSIFIERS, ModelSpec
 
 BASE = {
-    "name": "t", "seed": 0, "corpus": {"name": "synthetic"},
+    "name": "t",
+    "seed": 0,
+    "corpus": {"name": "synthetic"},
     "task": {"type": "classification", "target": "label"},
     "protocol": {"name": "loso", "group": "speaker"},
     "features": {"sets": ["egemaps"]},
@@ -84,21 +86,33 @@ def test_rerun_is_resumed_and_identical(corpus, store, tmp_path):
 
 def test_kfold_is_labelled_speaker_dependent(corpus, store, tmp_path):
     root, _ = corpus
-    df = run(spec(protocol={"name": "kfold", "k": 3}), root, tmp_path / "o", store=store, jobs=1, progress=False)
+    df = run(
+        spec(protocol={"name": "kfold", "k": 3}), root, tmp_path / "o", store=store, jobs=1, progress=False
+    )
     assert (df["protocol"] == "3-fold stratified (speaker-dependent)").all()
     assert not df["speaker_independent"].any()
 
 
 def test_early_and_late_fusion_and_undersampling(corpus, store, tmp_path):
     root, _ = corpus
-    s = spec(features={"sets": ["egemaps", "mfcc.mean_std", "egemaps+mfcc.mean_std"],
-                       "late_fusion": [["egemaps", "mfcc.mean_std"]]},
-             evaluation__balancing="undersample", models={"svm": {}})
+    s = spec(
+        features={
+            "sets": ["egemaps", "mfcc.mean_std", "egemaps+mfcc.mean_std"],
+            "late_fusion": [["egemaps", "mfcc.mean_std"]],
+        },
+        evaluation__balancing="undersample",
+        models={"svm": {}},
+    )
     df = run(s, root, tmp_path / "o", store=store, jobs=2, progress=False)
-    assert set(df["feature_set"]) == {"egemaps", "mfcc.mean_std", "egemaps+mfcc.mean_std",
-                                      "late(egemaps|mfcc.mean_std)"}
-    data = R.FeatureData(s, R.prepare_manifest(s, R.load_corpus_for(s, root)), R.FeatureStore(store), jobs=1,
-                         progress=False)
+    assert set(df["feature_set"]) == {
+        "egemaps",
+        "mfcc.mean_std",
+        "egemaps+mfcc.mean_std",
+        "late(egemaps|mfcc.mean_std)",
+    }
+    data = R.FeatureData(
+        s, R.prepare_manifest(s, R.load_corpus_for(s, root)), R.FeatureStore(store), jobs=1, progress=False
+    )
     fused, names = data.matrix(s.feature_sets[2])
     assert fused.shape[1] == 88 + 80 and names[0].startswith("egemaps_") and names[-1].startswith("mfcc_")
 
@@ -112,8 +126,11 @@ def test_multitarget_regression_vad(corpus, store, tmp_path):
     m["arousal"] = m["label"].map(arousal) + 0.1 * rng.standard_normal(len(m))
     m["valence"] = m["label"].map(valence) + 0.1 * rng.standard_normal(len(m))
     m["dominance"] = m["arousal"] * 0.5 + 0.1 * rng.standard_normal(len(m))
-    s = spec(task={"type": "regression", "targets": ["valence", "arousal", "dominance"]},
-             models={"ridge": {}, "svr": {}}, evaluation__normalisation=["speaker"])
+    s = spec(
+        task={"type": "regression", "targets": ["valence", "arousal", "dominance"]},
+        models={"ridge": {}, "svr": {}},
+        evaluation__normalisation=["speaker"],
+    )
     df = run(s, root, tmp_path / "o", store=store, jobs=2, progress=False, manifest=m)
     pooled = df[(df.fold == "pooled") & (df.metric == "ccc")]
     assert set(pooled["target"]) == {"valence", "arousal", "dominance"}
@@ -121,7 +138,8 @@ def test_multitarget_regression_vad(corpus, store, tmp_path):
     preds = pd.read_csv(tmp_path / "o" / "predictions.csv")
     sub = preds[(preds.model == "ridge") & (preds.target == "arousal")]
     assert M.ccc(sub["y_true"].to_numpy(), sub["y_pred"].to_numpy()) == pytest.approx(
-        pooled[(pooled.model == "ridge") & (pooled.target == "arousal")]["value"].item())
+        pooled[(pooled.model == "ridge") & (pooled.target == "arousal")]["value"].item()
+    )
 
 
 def test_ccc_and_uar_closed_form():
@@ -224,16 +242,19 @@ def test_speaker_zscore_uses_only_own_rows():
 
 
 # -- bad input -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("change, message", [
-    ({"models": {"svmm": {}}}, "models.svmm: unknown classification model"),
-    ({"features": {"sets": ["egemapz"]}}, r"features.sets\[0\]: unknown extractor 'egemapz'"),
-    ({"features": {"sets": ["mfcc.median"]}}, r"features.sets\[0\]: unknown kind 'median'"),
-    ({"evaluation": {"metrics": ["auc"]}}, "evaluation.metrics: unknown metric 'auc'"),
-    ({"evaluation": {"normalisation": "pca"}}, "evaluation.normalisation: unknown 'pca'"),
-    ({"protocol": {"name": "holdout"}}, "protocol.name: unknown protocol 'holdout'"),
-    ({"task": {"type": "clustering"}}, "task.type"),
-    ({"models": {"svm": {"grid": {"C": 1.0}}}}, "models.svm.grid.C: must be a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"models": {"svmm": {}}}, "models.svmm: unknown classification model"),
+        ({"features": {"sets": ["egemapz"]}}, r"features.sets\[0\]: unknown extractor 'egemapz'"),
+        ({"features": {"sets": ["mfcc.median"]}}, r"features.sets\[0\]: unknown kind 'median'"),
+        ({"evaluation": {"metrics": ["auc"]}}, "evaluation.metrics: unknown metric 'auc'"),
+        ({"evaluation": {"normalisation": "pca"}}, "evaluation.normalisation: unknown 'pca'"),
+        ({"protocol": {"name": "holdout"}}, "protocol.name: unknown protocol 'holdout'"),
+        ({"task": {"type": "clustering"}}, "task.type"),
+        ({"models": {"svm": {"grid": {"C": 1.0}}}}, "models.svm.grid.C: must be a non-empty list"),
+    ],
+)
 def test_spec_errors_name_the_key(change, message):
     d = copy.deepcopy(BASE)
     d.update(change)
@@ -244,8 +265,14 @@ def test_spec_errors_name_the_key(change, message):
 def test_missing_column_before_any_compute(corpus, tmp_path):
     root, _ = corpus
     with pytest.raises(DataError, match="no column 'emotion'"):
-        run(spec(task={"type": "classification", "target": "emotion"}), root, tmp_path / "o",
-            store=tmp_path / "s", jobs=1, progress=False)
+        run(
+            spec(task={"type": "classification", "target": "emotion"}),
+            root,
+            tmp_path / "o",
+            store=tmp_path / "s",
+            jobs=1,
+            progress=False,
+        )
     assert not (tmp_path / "s").exists()  # failed before extracting anything
 
 
@@ -294,5 +321,7 @@ def test_nan_features_name_the_files(corpus, tmp_path):
     df.loc[df["id"] == m["id"].iloc[5], col] = np.inf
     df.to_parquet(part, index=False)
     shutil.rmtree(tmp_path / "o1")
-    with pytest.raises(DataError, match=rf"NaN/inf or missing features for 1 utterance\(s\): {m['id'].iloc[5]} \("):
+    with pytest.raises(
+        DataError, match=rf"NaN/inf or missing features for 1 utterance\(s\): {m['id'].iloc[5]} \("
+    ):
         run(spec(), root, tmp_path / "o2", store=st, jobs=1, progress=False)

@@ -52,19 +52,29 @@ def test_equals_direct_library_calls(emodb_few, tmp_path):
         y, sr = sf.read(row["path"], dtype="float32")
         assert sr == 16000
         for name, fs in (("egemaps", "eGeMAPSv02"), ("compare", "ComParE_2016")):
-            direct = opensmile.Smile(feature_set=opensmile.FeatureSet[fs],
-                                     feature_level=opensmile.FeatureLevel.Functionals).process_signal(y, sr)
+            direct = opensmile.Smile(
+                feature_set=opensmile.FeatureSet[fs], feature_level=opensmile.FeatureLevel.Functionals
+            ).process_signal(y, sr)
             ours = load_features(store, emodb_few.loc[[row["id"]]], by[name], "native", corpus="emodb")
             np.testing.assert_allclose(ours.to_numpy()[0], direct.to_numpy()[0], rtol=1e-5, atol=1e-5)
-        lld = {n: load_features(store, emodb_few.loc[[row["id"]]], by[n], "lld", corpus="emodb")
-               for n in ("mfcc", "logmel", "paa")}
-        mf = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=40, n_mels=128, n_fft=512, win_length=400, hop_length=160)
+        lld = {
+            n: load_features(store, emodb_few.loc[[row["id"]]], by[n], "lld", corpus="emodb")
+            for n in ("mfcc", "logmel", "paa")
+        }
+        mf = librosa.feature.mfcc(
+            y=y, sr=sr, n_mfcc=40, n_mels=128, n_fft=512, win_length=400, hop_length=160
+        )
         np.testing.assert_allclose(lld["mfcc"].filter(like="mfcc_").to_numpy(), mf.T, rtol=1e-4, atol=1e-3)
-        mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_mels=128, n_fft=512,
-                                                                 win_length=400, hop_length=160),
-                                  ref=1.0, amin=1e-10, top_db=None)
-        np.testing.assert_allclose(lld["logmel"].filter(like="logmel_").to_numpy(), mel.T, rtol=1e-4, atol=1e-3)
-        pa, _ = ShortTermFeatures.feature_extraction(y.astype(np.float64) * 2 ** 15, sr, 800, 400, deltas=False)
+        mel = librosa.power_to_db(
+            librosa.feature.melspectrogram(y=y, sr=sr, n_mels=128, n_fft=512, win_length=400, hop_length=160),
+            ref=1.0,
+            amin=1e-10,
+            top_db=None,
+        )
+        np.testing.assert_allclose(
+            lld["logmel"].filter(like="logmel_").to_numpy(), mel.T, rtol=1e-4, atol=1e-3
+        )
+        pa, _ = ShortTermFeatures.feature_extraction(y.astype(np.float64) * 2**15, sr, 800, 400, deltas=False)
         np.testing.assert_allclose(lld["paa"].filter(like="paa_").to_numpy(), pa.T, rtol=1e-4, atol=1e-5)
 
 
@@ -72,8 +82,17 @@ def test_dimensions_on_emodb(emodb_few, tmp_path):
     reqs = parse_features("egemaps,gemaps,compare,paa,paa_d,mfcc,logmel", functionals=["mean_std"], lld=True)
     s = extract(emodb_few, reqs, FeatureStore(tmp_path), corpus="emodb", jobs=2, progress=False)
     n = len(emodb_few)
-    expected = {"egemaps.native": 88, "gemaps.native": 62, "compare.native": 6373, "paa.lld": 34, "paa_d.lld": 68,
-                "mfcc.lld": 40, "logmel.lld": 128, "mfcc.mean_std": 80, "paa_d.mean_std": 136}
+    expected = {
+        "egemaps.native": 88,
+        "gemaps.native": 62,
+        "compare.native": 6373,
+        "paa.lld": 34,
+        "paa_d.lld": 68,
+        "mfcc.lld": 40,
+        "logmel.lld": 128,
+        "mfcc.mean_std": 80,
+        "paa_d.mean_std": 136,
+    }
     for table, cols in expected.items():
         rows, got = s.tables[table]
         assert (rows if not table.endswith(".lld") else n) == n and got == cols, table
@@ -123,9 +142,25 @@ def test_incremental_and_changed_file(synth, tmp_path):
 
 
 def _run_extract(root: Path, store: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([*FEATUREKIT, "extract", "--corpus", "synthetic", "--root", str(root),
-                             "--features", "mfcc,egemaps", "--store", str(store), "--quiet", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            *FEATUREKIT,
+            "extract",
+            "--corpus",
+            "synthetic",
+            "--root",
+            str(root),
+            "--features",
+            "mfcc,egemaps",
+            "--store",
+            str(store),
+            "--quiet",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_sigkill_mid_run_then_rerun_equals_uninterrupted(tmp_path):
@@ -182,8 +217,23 @@ def test_bad_files_in_a_batch(tmp_path):
     rows.append({"path": str(tmp_path / "zeros.wav"), "label": "neutral", "speaker": "b"})
     pd.DataFrame(rows).to_csv(tmp_path / "list.csv", index=False)
     store = tmp_path / "store"
-    cmd = [*FEATUREKIT, "extract", "--corpus", "csv", "--root", str(tmp_path), "--corpus-option", "csv=list.csv",
-           "--features", "mfcc", "--store", str(store), "--jobs", "2", "--quiet"]
+    cmd = [
+        *FEATUREKIT,
+        "extract",
+        "--corpus",
+        "csv",
+        "--root",
+        str(tmp_path),
+        "--corpus-option",
+        "csv=list.csv",
+        "--features",
+        "mfcc",
+        "--store",
+        str(store),
+        "--jobs",
+        "2",
+        "--quiet",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stderr
     for name in ("missing.wav", "empty.wav", "text.wav", "zeros.wav"):
@@ -202,8 +252,22 @@ def test_unknown_extractor_and_layout(tmp_path):
     (tmp_path / "random").mkdir()
     with pytest.raises(CorpusLayoutError, match="random"):
         load_corpus("emodb", tmp_path / "random")
-    r = subprocess.run([*FEATUREKIT, "extract", "--corpus", "emodb", "--root", str(tmp_path / "random"),
-                        "--features", "mfcc", "--store", str(tmp_path / "s")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            *FEATUREKIT,
+            "extract",
+            "--corpus",
+            "emodb",
+            "--root",
+            str(tmp_path / "random"),
+            "--features",
+            "mfcc",
+            "--store",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "random" in r.stderr and "error" in r.stderr
 
 

@@ -69,11 +69,14 @@ def require_dir(root: str | os.PathLike, corpus: str, *children: str) -> Path:
     for child in children:
         if not (root / child).exists():
             raise CorpusLayoutError(
-                f"{root}: not a {corpus} corpus: missing {child!r} (see `featurekit corpora` for layouts)")
+                f"{root}: not a {corpus} corpus: missing {child!r} (see `featurekit corpora` for layouts)"
+            )
     return root
 
 
-def finalize_manifest(rows: list[dict] | pd.DataFrame, *, corpus: str, root: str | os.PathLike) -> pd.DataFrame:
+def finalize_manifest(
+    rows: list[dict] | pd.DataFrame, *, corpus: str, root: str | os.PathLike
+) -> pd.DataFrame:
     """Build and validate a manifest from adapter rows; sorts by id and indexes by id."""
     df = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
     if df.empty:

@@ -51,20 +51,25 @@ def map_columns(header: list[str], columns: dict[str, str] | None, source: Path)
     listing = ", ".join(header)
     for target, col in mapping.items():
         if col not in header:
-            raise CorpusLayoutError(f"{source}: no column {col!r} (mapped to {target!r}); "
-                                    f"columns are {listing}")
+            raise CorpusLayoutError(
+                f"{source}: no column {col!r} (mapped to {target!r}); columns are {listing}"
+            )
     for target in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
         if target not in mapping and target in header:
             mapping[target] = target
     lacking = [t for t in NEEDED_COLUMNS if t not in mapping]
     if lacking:
-        raise CorpusLayoutError(f"{source}: missing column(s) {', '.join(lacking)}; columns are {listing} "
-                                f"(map them with columns={{{lacking[0]!r}: '<CSV column>'}})")
+        raise CorpusLayoutError(
+            f"{source}: missing column(s) {', '.join(lacking)}; columns are {listing} "
+            f"(map them with columns={{{lacking[0]!r}: '<CSV column>'}})"
+        )
     used = set(mapping.values())
     for col in header:
         if col not in used and col in mapping:
-            raise CorpusLayoutError(f"{source}: column {col!r} would overwrite the {col!r} taken from "
-                                    f"{mapping[col]!r}; rename it, e.g. columns={{'csv_{col}': {col!r}}}")
+            raise CorpusLayoutError(
+                f"{source}: column {col!r} would overwrite the {col!r} taken from "
+                f"{mapping[col]!r}; rename it, e.g. columns={{'csv_{col}': {col!r}}}"
+            )
     return mapping
 
 
@@ -85,8 +90,10 @@ def check_filled(df: pd.DataFrame, cols: list[str], source: Path) -> None:
     for col in cols:
         empty = df.index[df[col].isna() | (df[col].astype(str).str.strip() == "")]
         if len(empty):
-            raise CorpusLayoutError(f"{source}: empty {col!r} on line(s) {(empty[:5] + 2).tolist()}"
-                                    f"{' ...' if len(empty) > 5 else ''}")
+            raise CorpusLayoutError(
+                f"{source}: empty {col!r} on line(s) {(empty[:5] + 2).tolist()}"
+                f"{' ...' if len(empty) > 5 else ''}"
+            )
 
 
 def resolve_paths(paths: pd.Series, root: Path, source: Path) -> pd.Series:
@@ -99,11 +106,16 @@ def resolve_paths(paths: pd.Series, root: Path, source: Path) -> pd.Series:
     resolved = [(p if p.is_absolute() else root / p).resolve() for p in map(Path, paths)]
     missing = [str(p) for p in resolved if not p.exists()]
     if missing and len(missing) == len(resolved):
-        raise CorpusLayoutError(f"{source}: none of the {len(missing)} audio files exists (relative paths are "
-                                f"taken against {root}), e.g. {', '.join(missing[:3])}")
+        raise CorpusLayoutError(
+            f"{source}: none of the {len(missing)} audio files exists (relative paths are "
+            f"taken against {root}), e.g. {', '.join(missing[:3])}"
+        )
     if missing:
-        warnings.warn(f"{source}: {len(missing)} audio file(s) not found (relative paths are taken against "
-                      f"{root}), e.g. {', '.join(missing[:3])}", stacklevel=2)
+        warnings.warn(
+            f"{source}: {len(missing)} audio file(s) not found (relative paths are taken against "
+            f"{root}), e.g. {', '.join(missing[:3])}",
+            stacklevel=2,
+        )
     return pd.Series([str(p) for p in resolved], index=paths.index)
 
 
@@ -113,8 +125,10 @@ def default_ids(paths: pd.Series, source: Path) -> pd.Series:
     dup = ids[ids.duplicated(keep=False)]
     if len(dup):
         examples = ", ".join(f"{i} ({p})" for i, p in zip(dup.iloc[:4], paths[dup.index[:4]]))
-        raise CorpusLayoutError(f"{source}: file stems are not unique ids: {examples}; add an id column "
-                                "(columns={'id': '<CSV column>'})")
+        raise CorpusLayoutError(
+            f"{source}: file stems are not unique ids: {examples}; add an id column "
+            "(columns={'id': '<CSV column>'})"
+        )
     return ids
 
 
@@ -148,8 +162,13 @@ def build_frame(table: pd.DataFrame, root: Path, source: Path) -> pd.DataFrame:
 
 
 @register_corpus("csv", "any corpus listed in a CSV: read(root, csv=..., columns={manifest: CSV column})")
-def read_csv_manifest(root: str | os.PathLike, *, csv: str | os.PathLike,
-                      columns: dict[str, str] | None = None, name: str = "csv") -> pd.DataFrame:
+def read_csv_manifest(
+    root: str | os.PathLike,
+    *,
+    csv: str | os.PathLike,
+    columns: dict[str, str] | None = None,
+    name: str = "csv",
+) -> pd.DataFrame:
     """Read the utterances listed in the CSV file ``csv``.
 
     Parameters

@@ -9,8 +9,15 @@ import pandas as pd
 
 from featurekit.corpora.base import CorpusLayoutError, finalize_manifest, register_corpus, require_dir
 
-EMOTIONS = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness",
-            "T": "sadness", "N": "neutral"}
+EMOTIONS = {
+    "W": "anger",
+    "L": "boredom",
+    "E": "disgust",
+    "A": "fear",
+    "F": "happiness",
+    "T": "sadness",
+    "N": "neutral",
+}
 FEMALE_SPEAKERS = {"08", "09", "13", "14", "16"}
 
 
@@ -51,9 +58,18 @@ def read_emodb(root: str | os.PathLike, *, listening_test: bool = True) -> pd.Da
         if len(stem) != 7 or stem[5] not in EMOTIONS:
             raise CorpusLayoutError(f"{wav}: not an Emo-DB file name (SSTTTEV.wav)")
         spk = stem[:2]
-        rows.append({"id": stem, "path": str(wav.resolve()), "speaker": spk, "session": spk,
-                     "label": EMOTIONS[stem[5]], "gender": "f" if spk in FEMALE_SPEAKERS else "m",
-                     "sentence": stem[2:5], "version": stem[6]})
+        rows.append(
+            {
+                "id": stem,
+                "path": str(wav.resolve()),
+                "speaker": spk,
+                "session": spk,
+                "label": EMOTIONS[stem[5]],
+                "gender": "f" if spk in FEMALE_SPEAKERS else "m",
+                "sentence": stem[2:5],
+                "version": stem[6],
+            }
+        )
     df = finalize_manifest(rows, corpus="emodb", root=root)
     erk = root / "erkennung.txt"
     if listening_test:

@@ -44,8 +44,17 @@ def _resonator(x: np.ndarray, freq: float, bw: float) -> np.ndarray:
     return lfilter([1 - r], a, x)
 
 
-def synth_utterance(*, rng: np.random.Generator, f0: float, formants: tuple[float, ...], pitch: float,
-                    range_st: float, energy: float, rate: float, duration: float) -> np.ndarray:
+def synth_utterance(
+    *,
+    rng: np.random.Generator,
+    f0: float,
+    formants: tuple[float, ...],
+    pitch: float,
+    range_st: float,
+    energy: float,
+    rate: float,
+    duration: float,
+) -> np.ndarray:
     """One voiced utterance (float32, 16 kHz); see the module docstring for the model."""
     n = int(duration * SR)
     t = np.arange(n) / SR
@@ -58,14 +67,20 @@ def synth_utterance(*, rng: np.random.Generator, f0: float, formants: tuple[floa
     voiced = sum(_resonator(source, f, 60 + 0.08 * f) for f in formants)
     # syllables: raised-cosine bursts at the speaking rate, with short pauses between phrases
     syl = np.maximum(0, np.sin(np.pi * rate * t + rng.uniform(0, np.pi))) ** 1.5
-    syl *= (np.sin(2 * np.pi * 0.4 * t + rng.uniform(0, np.pi)) > -0.8)
+    syl *= np.sin(2 * np.pi * 0.4 * t + rng.uniform(0, np.pi)) > -0.8
     y = voiced * syl * energy + 0.003 * rng.standard_normal(n)
     y = y / (np.abs(y).max() + 1e-9) * min(0.9, 0.3 * energy)
     return y.astype(np.float32)
 
 
-def make_synthetic_corpus(directory: str | os.PathLike, *, n_speakers: int = 6, n_per_class: int = 5,
-                          duration: float = 1.5, seed: int = 0) -> pd.DataFrame:
+def make_synthetic_corpus(
+    directory: str | os.PathLike,
+    *,
+    n_speakers: int = 6,
+    n_per_class: int = 5,
+    duration: float = 1.5,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Write a synthetic corpus (WAV files + ``synthetic.csv``) and return its manifest.
 
     Parameters
@@ -96,17 +111,28 @@ def make_synthetic_corpus(directory: str | os.PathLike, *, n_speakers: int = 6, 
         for label, cls in CLASSES.items():
             for k in range(n_per_class):
                 uid = f"{spk}_{label}_{k:02d}"
-                y = synth_utterance(rng=rng, f0=f0, formants=formants, duration=duration * rng.uniform(0.8, 1.2),
-                                    **cls)
+                y = synth_utterance(
+                    rng=rng, f0=f0, formants=formants, duration=duration * rng.uniform(0.8, 1.2), **cls
+                )
                 path = directory / "wav" / f"{uid}.wav"
                 sf.write(path, y, SR, subtype="PCM_16")
-                rows.append({"id": uid, "path": f"wav/{uid}.wav", "speaker": spk, "session": spk, "label": label,
-                             "gender": "f" if female else "m"})
+                rows.append(
+                    {
+                        "id": uid,
+                        "path": f"wav/{uid}.wav",
+                        "speaker": spk,
+                        "session": spk,
+                        "label": label,
+                        "gender": "f" if female else "m",
+                    }
+                )
     pd.DataFrame(rows).to_csv(directory / MANIFEST_NAME, index=False)
     return read_synthetic(directory)
 
 
-@register_corpus("synthetic", "featurekit's seeded synthetic demo corpus (synthetic.csv + wav/), NOT real speech")
+@register_corpus(
+    "synthetic", "featurekit's seeded synthetic demo corpus (synthetic.csv + wav/), NOT real speech"
+)
 def read_synthetic(root: str | os.PathLike) -> pd.DataFrame:
     """Read a corpus written by :func:`make_synthetic_corpus`."""
     root = require_dir(root, "synthetic", MANIFEST_NAME)

@@ -81,8 +81,15 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> np.
     return m
 
 
-def bootstrap_ci(metric: Callable, y_true: np.ndarray, y_pred: np.ndarray, *, n: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    metric: Callable,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    *,
+    n: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
     """Percentile bootstrap interval of ``metric`` over utterances (resampled with replacement)."""
     rng = np.random.default_rng(seed)
     m = len(y_true)

@@ -61,16 +61,27 @@ def _mlp_c(seed, class_weight, **p):
     from sklearn.neural_network import MLPClassifier
 
     p = {"hidden_layer_sizes": (256,), "max_iter": 500, "early_stopping": False, **p}
-    p["hidden_layer_sizes"] = tuple(p["hidden_layer_sizes"]) if isinstance(p["hidden_layer_sizes"], list) \
+    p["hidden_layer_sizes"] = (
+        tuple(p["hidden_layer_sizes"])
+        if isinstance(p["hidden_layer_sizes"], list)
         else p["hidden_layer_sizes"]
+    )
     return MLPClassifier(random_state=seed, **p)
 
 
 def _xgb_c(seed, class_weight, **p):
     from xgboost import XGBClassifier
 
-    p = {"n_estimators": 300, "learning_rate": 0.1, "max_depth": 4, "subsample": 0.8, "colsample_bytree": 0.5,
-         "tree_method": "hist", "n_jobs": 1, **p}
+    p = {
+        "n_estimators": 300,
+        "learning_rate": 0.1,
+        "max_depth": 4,
+        "subsample": 0.8,
+        "colsample_bytree": 0.5,
+        "tree_method": "hist",
+        "n_jobs": 1,
+        **p,
+    }
     return XGBClassifier(random_state=seed, **p)
 
 
@@ -111,16 +122,27 @@ def _mlp_r(seed, class_weight, **p):
     from sklearn.neural_network import MLPRegressor
 
     p = {"hidden_layer_sizes": (256,), "max_iter": 500, **p}
-    p["hidden_layer_sizes"] = tuple(p["hidden_layer_sizes"]) if isinstance(p["hidden_layer_sizes"], list) \
+    p["hidden_layer_sizes"] = (
+        tuple(p["hidden_layer_sizes"])
+        if isinstance(p["hidden_layer_sizes"], list)
         else p["hidden_layer_sizes"]
+    )
     return MLPRegressor(random_state=seed, **p)
 
 
 def _xgb_r(seed, class_weight, **p):
     from xgboost import XGBRegressor
 
-    p = {"n_estimators": 300, "learning_rate": 0.05, "max_depth": 4, "subsample": 0.8, "colsample_bytree": 0.5,
-         "tree_method": "hist", "n_jobs": 1, **p}
+    p = {
+        "n_estimators": 300,
+        "learning_rate": 0.05,
+        "max_depth": 4,
+        "subsample": 0.8,
+        "colsample_bytree": 0.5,
+        "tree_method": "hist",
+        "n_jobs": 1,
+        **p,
+    }
     return XGBRegressor(random_state=seed, **p)
 
 
@@ -149,10 +171,12 @@ def _head(name: str, task: str):
 
 
 for _name, _seq in (("torch_mlp", False), ("lstm", True), ("gru", True), ("conv1d", True)):
-    CLASSIFIERS.add(_name, ModelSpec(_head(_name, "classification"), {}, sequences=_seq, vectors=not _seq,
-                                     groups=True))
-    REGRESSORS.add(_name, ModelSpec(_head(_name, "regression"), {}, sequences=_seq, vectors=not _seq,
-                                    groups=True))
+    CLASSIFIERS.add(
+        _name, ModelSpec(_head(_name, "classification"), {}, sequences=_seq, vectors=not _seq, groups=True)
+    )
+    REGRESSORS.add(
+        _name, ModelSpec(_head(_name, "regression"), {}, sequences=_seq, vectors=not _seq, groups=True)
+    )
 
 
 def model_registry(task: str) -> Registry[ModelSpec]:

@@ -22,13 +22,22 @@ def inner_cv(groups: np.ndarray, n_splits: int) -> list[tuple[np.ndarray, np.nda
     """Speaker-grouped inner folds (explicit list, so callers can inspect them)."""
     n_groups = len(np.unique(groups))
     if n_groups < 2:
-        raise ValueError("the training fold has a single speaker: no speaker-grouped hyperparameter search "
-                         "is possible (use a grid with one value per parameter)")
+        raise ValueError(
+            "the training fold has a single speaker: no speaker-grouped hyperparameter search "
+            "is possible (use a grid with one value per parameter)"
+        )
     return list(GroupKFold(n_splits=min(n_splits, n_groups)).split(np.zeros(len(groups)), groups=groups))
 
 
-def build_pipeline(spec: ModelSpec, *, normalisation: str, seed: int, class_weight: str | None,
-                   params: dict[str, Any], sequences: bool) -> Pipeline:
+def build_pipeline(
+    spec: ModelSpec,
+    *,
+    normalisation: str,
+    seed: int,
+    class_weight: str | None,
+    params: dict[str, Any],
+    sequences: bool,
+) -> Pipeline:
     steps = []
     if normalisation == "global" and not sequences:
         steps.append(("scale", StandardScaler()))
@@ -58,9 +67,23 @@ def _scorer(task: str):
     return make_scorer(uar) if task == "classification" else make_scorer(ccc)
 
 
-def fit_predict(spec: ModelSpec, x_train, y_train: np.ndarray, g_train: np.ndarray, x_test, *, task: str,
-                normalisation: str, balancing: str, grid: dict[str, list], params: dict[str, Any],
-                inner_folds: int, seed: int, sequences: bool, proba: bool) -> dict[str, Any]:
+def fit_predict(
+    spec: ModelSpec,
+    x_train,
+    y_train: np.ndarray,
+    g_train: np.ndarray,
+    x_test,
+    *,
+    task: str,
+    normalisation: str,
+    balancing: str,
+    grid: dict[str, list],
+    params: dict[str, Any],
+    inner_folds: int,
+    seed: int,
+    sequences: bool,
+    proba: bool,
+) -> dict[str, Any]:
     """Fit on one training fold (with nested search) and predict the test fold.
 
     Returns ``pred``, ``proba`` (classification, when available, else None) and ``best_params``.
@@ -75,8 +98,14 @@ def fit_predict(spec: ModelSpec, x_train, y_train: np.ndarray, g_train: np.ndarr
         fit_params["model__sample_weight"] = _balanced_weights(y_train)
     if spec.groups:
         fit_params["model__groups"] = g_train
-    pipe = build_pipeline(spec, normalisation=normalisation, seed=seed, class_weight=class_weight,
-                          params=params, sequences=sequences)
+    pipe = build_pipeline(
+        spec,
+        normalisation=normalisation,
+        seed=seed,
+        class_weight=class_weight,
+        params=params,
+        sequences=sequences,
+    )
     n_candidates = int(np.prod([len(v) for v in grid.values()])) if grid else 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
@@ -84,11 +113,20 @@ def fit_predict(spec: ModelSpec, x_train, y_train: np.ndarray, g_train: np.ndarr
         if n_candidates > 1:
             from sklearn.model_selection import GridSearchCV
 
-            search = GridSearchCV(pipe, {f"model__{k}": v for k, v in grid.items()}, scoring=_scorer(task),
-                                  cv=inner_cv(g_train, inner_folds), n_jobs=1, refit=True, error_score="raise")
+            search = GridSearchCV(
+                pipe,
+                {f"model__{k}": v for k, v in grid.items()},
+                scoring=_scorer(task),
+                cv=inner_cv(g_train, inner_folds),
+                n_jobs=1,
+                refit=True,
+                error_score="raise",
+            )
             search.fit(x_train, y_train, **fit_params)
-            model, best = search.best_estimator_, {k.removeprefix("model__"): v
-                                                   for k, v in search.best_params_.items()}
+            model, best = (
+                search.best_estimator_,
+                {k.removeprefix("model__"): v for k, v in search.best_params_.items()},
+            )
         else:
             one = {k: v[0] for k, v in grid.items()}
             pipe.set_params(**{f"model__{k}": v for k, v in one.items()})
@@ -106,8 +144,10 @@ def fit_predict(spec: ModelSpec, x_train, y_train: np.ndarray, g_train: np.ndarr
 
 def _has_proba(model) -> bool:
     try:
-        return bool(getattr(model, "predict_proba", None)) and not (
-            getattr(model[-1], "probability", True) is False)
+        return (
+            bool(getattr(model, "predict_proba", None))
+            and getattr(model[-1], "probability", True) is not False
+        )
     except (AttributeError, TypeError):
         return True
 

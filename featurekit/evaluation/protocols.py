@@ -49,8 +49,9 @@ def _kfold(manifest: pd.DataFrame, *, k: int = 5, seed: int = 0, y=None, **_) ->
     return [Fold(f"kfold={i}", tr, te) for i, (tr, te) in enumerate(skf.split(np.zeros(len(labels)), labels))]
 
 
-def _split(manifest: pd.DataFrame, *, column: str = "split", train: list | None = None,
-           test: list | None = None, **_) -> list[Fold]:
+def _split(
+    manifest: pd.DataFrame, *, column: str = "split", train: list | None = None, test: list | None = None, **_
+) -> list[Fold]:
     if column not in manifest:
         raise ValueError(f"protocol.column: the manifest has no column {column!r}")
     v = manifest[column].astype(str).to_numpy()

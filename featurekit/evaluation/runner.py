@@ -36,8 +36,19 @@ from featurekit.extractors import make_extractor
 from featurekit.extractors.base import library_versions
 from featurekit.store import FeatureStore, align, feature_columns, to_sequences
 
-VERSIONED = ("featurekit", "numpy", "pandas", "scikit-learn", "xgboost", "librosa", "opensmile", "pyAudioAnalysis",
-             "torch", "soundfile", "soxr")
+VERSIONED = (
+    "featurekit",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "xgboost",
+    "librosa",
+    "opensmile",
+    "pyAudioAnalysis",
+    "torch",
+    "soundfile",
+    "soxr",
+)
 
 
 class DataError(ValueError):
@@ -55,13 +66,25 @@ class Cell:
         return f"{self.feature_set.name} | {self.model} | {self.normalisation}"
 
     def digest(self, spec: Spec) -> str:
-        blob = json.dumps({"fs": self.feature_set.name, "model": self.model, "norm": self.normalisation,
-                           "models": spec.models[self.model], "task": spec.task, "protocol": spec.protocol,
-                           "evaluation": spec.evaluation, "seed": spec.seed,
-                           "extractors": {m.extractor: spec.extractors.get(m.extractor, {})
-                                          for m in self.feature_set.members},
-                           "audio": spec.audio, "corpus": spec.corpus},
-                          sort_keys=True, default=str).encode()
+        blob = json.dumps(
+            {
+                "fs": self.feature_set.name,
+                "model": self.model,
+                "norm": self.normalisation,
+                "models": spec.models[self.model],
+                "task": spec.task,
+                "protocol": spec.protocol,
+                "evaluation": spec.evaluation,
+                "seed": spec.seed,
+                "extractors": {
+                    m.extractor: spec.extractors.get(m.extractor, {}) for m in self.feature_set.members
+                },
+                "audio": spec.audio,
+                "corpus": spec.corpus,
+            },
+            sort_keys=True,
+            default=str,
+        ).encode()
         return hashlib.blake2b(blob, digest_size=10).hexdigest()
 
 
@@ -77,7 +100,9 @@ def prepare_manifest(spec: Spec, manifest: pd.DataFrame) -> pd.DataFrame:
     task = spec.task
     for col in spec.targets:
         if col not in manifest.columns:
-            raise DataError(f"task: the corpus manifest has no column {col!r}; columns: {list(manifest.columns)}")
+            raise DataError(
+                f"task: the corpus manifest has no column {col!r}; columns: {list(manifest.columns)}"
+            )
     group = spec.protocol.get("group", "speaker")
     if group not in manifest.columns:
         raise DataError(f"protocol.group: the manifest has no column {group!r}")
@@ -96,8 +121,10 @@ def prepare_manifest(spec: Spec, manifest: pd.DataFrame) -> pd.DataFrame:
         min_n = int(task.get("min_per_class", 2))
         few = counts[counts < min_n]
         if len(few):
-            raise DataError(f"task: label(s) with fewer than {min_n} samples: {few.to_dict()} "
-                            f"(drop them with task.subset or merge with task.mapping)")
+            raise DataError(
+                f"task: label(s) with fewer than {min_n} samples: {few.to_dict()} "
+                f"(drop them with task.subset or merge with task.mapping)"
+            )
     else:
         for col in spec.targets:
             v = pd.to_numeric(m[col], errors="coerce")
@@ -121,16 +148,19 @@ def make_folds(spec: Spec, manifest: pd.DataFrame) -> list[Fold]:
         for f in folds:
             lacking = labels - set(manifest[col].iloc[f.train])
             if lacking:
-                raise DataError(f"fold {f.name}: the training fold lacks class(es) {sorted(lacking)}; the model "
-                                f"could never predict them (drop them with task.subset)")
+                raise DataError(
+                    f"fold {f.name}: the training fold lacks class(es) {sorted(lacking)}; the model "
+                    f"could never predict them (drop them with task.subset)"
+                )
     return folds
 
 
 class FeatureData:
     """Feature matrices of the spec's feature sets, aligned with the manifest rows."""
 
-    def __init__(self, spec: Spec, manifest: pd.DataFrame, store: FeatureStore, *, jobs: int,
-                 progress: bool) -> None:
+    def __init__(
+        self, spec: Spec, manifest: pd.DataFrame, store: FeatureStore, *, jobs: int, progress: bool
+    ) -> None:
         self.spec, self.manifest, self.store = spec, manifest, store
         self.audio = AudioOptions(**spec.audio)
         self.corpus = spec.corpus["name"]
@@ -149,12 +179,21 @@ class FeatureData:
         kinds: dict[str, list[str]] = {}
         for m in self._members():
             kinds.setdefault(m.extractor, []).append(m.kind)
-        return [FeatureRequest(make_extractor(n, **self.spec.extractors.get(n, {})), tuple(dict.fromkeys(k)))
-                for n, k in kinds.items()]
+        return [
+            FeatureRequest(make_extractor(n, **self.spec.extractors.get(n, {})), tuple(dict.fromkeys(k)))
+            for n, k in kinds.items()
+        ]
 
     def _extract(self, jobs: int, progress: bool):
-        summary = extract(self.manifest, self.requests(), self.store, corpus=self.corpus, audio=self.audio,
-                          jobs=jobs, progress=progress)
+        summary = extract(
+            self.manifest,
+            self.requests(),
+            self.store,
+            corpus=self.corpus,
+            audio=self.audio,
+            jobs=jobs,
+            progress=progress,
+        )
         if summary.failures:
             lines = "\n".join(f"  {k}: {v}" for k, v in list(summary.failures.items())[:20])
             raise DataError(f"feature extraction failed for {len(summary.failures)} file(s):\n{lines}")
@@ -184,7 +223,9 @@ class FeatureData:
             if bad.any():
                 rows = self.manifest.iloc[np.flatnonzero(bad)[:5]]
                 files = ", ".join(f"{i} ({p})" for i, p in zip(rows["id"], rows["path"]))
-                raise DataError(f"{m.table}: NaN/inf or missing features for {int(bad.sum())} utterance(s): {files}")
+                raise DataError(
+                    f"{m.table}: NaN/inf or missing features for {int(bad.sum())} utterance(s): {files}"
+                )
             blocks.append(x)
             names += cols
         return np.hstack(blocks), names
@@ -212,6 +253,7 @@ def _layer_columns(columns, layer: str) -> list[str]:
 
 def _cell_inputs(data: FeatureData, fs: FeatureSet, norm: str, speakers: np.ndarray):
     """The model input(s) of a cell: one matrix/sequence array, or a list for late fusion."""
+
     def one(f: FeatureSet):
         x = data.sequences(f) if f.sequences else data.matrix(f)[0]
         if norm == "speaker":
@@ -221,9 +263,23 @@ def _cell_inputs(data: FeatureData, fs: FeatureSet, norm: str, speakers: np.ndar
     return [one(g) for g in fs.late_groups] if fs.late else one(fs)
 
 
-def _run_fold(cell_key: str, fold: Fold, inputs, y: np.ndarray, groups: np.ndarray, *, spec_models: dict,
-              task: str, model: str, norm: str, balancing: str, inner_folds: int, seed: int,
-              sequences: list[bool], late: bool) -> dict:
+def _run_fold(
+    cell_key: str,
+    fold: Fold,
+    inputs,
+    y: np.ndarray,
+    groups: np.ndarray,
+    *,
+    spec_models: dict,
+    task: str,
+    model: str,
+    norm: str,
+    balancing: str,
+    inner_folds: int,
+    seed: int,
+    sequences: list[bool],
+    late: bool,
+) -> dict:
     reg = model_registry(task)
     ms = reg.get(model)
     cfg = spec_models[model]
@@ -233,22 +289,51 @@ def _run_fold(cell_key: str, fold: Fold, inputs, y: np.ndarray, groups: np.ndarr
         params = dict(cfg["params"])
         if late and model == "svm":
             params.setdefault("probability", True)
-        outs.append(fit_predict(ms, x[fold.train], y[fold.train], groups[fold.train], x[fold.test], task=task,
-                                normalisation=norm, balancing=balancing, grid=cfg["grid"], params=params,
-                                inner_folds=inner_folds, seed=seed, sequences=seq, proba=late or task ==
-                                "classification"))
+        outs.append(
+            fit_predict(
+                ms,
+                x[fold.train],
+                y[fold.train],
+                groups[fold.train],
+                x[fold.test],
+                task=task,
+                normalisation=norm,
+                balancing=balancing,
+                grid=cfg["grid"],
+                params=params,
+                inner_folds=inner_folds,
+                seed=seed,
+                sequences=seq,
+                proba=late or task == "classification",
+            )
+        )
     if late:
         proba = np.mean([o["proba"] for o in outs], axis=0)
         pred = proba.argmax(axis=1)
         best = {f"member{i}": o["best_params"] for i, o in enumerate(outs)}
     else:
         pred, proba, best = outs[0]["pred"], outs[0]["proba"], outs[0]["best_params"]
-    return {"cell": cell_key, "fold": fold.name, "test": fold.test, "pred": pred, "proba": proba, "best": best}
+    return {
+        "cell": cell_key,
+        "fold": fold.name,
+        "test": fold.test,
+        "pred": pred,
+        "proba": proba,
+        "best": best,
+    }
 
 
-def run(spec: Spec, root: str | os.PathLike, out: str | os.PathLike, *, store: str | os.PathLike,
-        jobs: int | None = None, progress: bool = True, manifest: pd.DataFrame | None = None,
-        scheduler: str | None = None) -> pd.DataFrame:
+def run(
+    spec: Spec,
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    store: str | os.PathLike,
+    jobs: int | None = None,
+    progress: bool = True,
+    manifest: pd.DataFrame | None = None,
+    scheduler: str | None = None,
+) -> pd.DataFrame:
     """Run ``spec`` on the corpus at ``root``; write the output directory; return results.csv's frame.
 
     ``scheduler``: a dask.distributed scheduler address; cells' folds then run on that cluster.
@@ -272,15 +357,19 @@ def run(spec: Spec, root: str | os.PathLike, out: str | os.PathLike, *, store: s
                     continue
                 if not fits:
                     kind = "LLD sequences" if fs.sequences else "vectors"
-                    raise SpecError(f"models.{model}.sets: {fs.name!r} is {kind}, which {model!r} does not take")
+                    raise SpecError(
+                        f"models.{model}.sets: {fs.name!r} is {kind}, which {model!r} does not take"
+                    )
             elif not fits:
                 continue
             for norm in cfg.get("normalisation", spec.evaluation["normalisation"]):
                 cells.append(Cell(fs, model, norm))
     for fs in spec.feature_sets:
         if not any(c.feature_set is fs for c in cells):
-            raise SpecError(f"features.sets: no model in the spec takes {fs.name!r}"
-                            f"{' (LLD sequences need lstm, gru or conv1d)' if fs.sequences else ''}")
+            raise SpecError(
+                f"features.sets: no model in the spec takes {fs.name!r}"
+                f"{' (LLD sequences need lstm, gru or conv1d)' if fs.sequences else ''}"
+            )
     data = FeatureData(spec, manifest, FeatureStore(store), jobs=jobs, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     (out / "cells").mkdir(exist_ok=True)
@@ -298,15 +387,34 @@ def run(spec: Spec, root: str | os.PathLike, out: str | os.PathLike, *, store: s
     tasks = []
     for c in todo:
         inputs = _cell_inputs(data, c.feature_set, c.normalisation, speakers)
-        seqs = [g.sequences for g in c.feature_set.late_groups] if c.feature_set.late else [c.feature_set.sequences]
+        seqs = (
+            [g.sequences for g in c.feature_set.late_groups]
+            if c.feature_set.late
+            else [c.feature_set.sequences]
+        )
         for target, y in ys.items():
             for f in folds:
-                tasks.append(((c, target), dict(cell_key=f"{c.digest(spec)}|{target}", fold=f, inputs=inputs, y=y,
-                                                groups=groups, spec_models=spec.models, task=spec.task_type,
-                                                model=c.model, norm=c.normalisation,
-                                                balancing=spec.evaluation["balancing"],
-                                                inner_folds=spec.evaluation["inner_folds"], seed=spec.seed,
-                                                sequences=seqs, late=c.feature_set.late)))
+                tasks.append(
+                    (
+                        (c, target),
+                        dict(
+                            cell_key=f"{c.digest(spec)}|{target}",
+                            fold=f,
+                            inputs=inputs,
+                            y=y,
+                            groups=groups,
+                            spec_models=spec.models,
+                            task=spec.task_type,
+                            model=c.model,
+                            norm=c.normalisation,
+                            balancing=spec.evaluation["balancing"],
+                            inner_folds=spec.evaluation["inner_folds"],
+                            seed=spec.seed,
+                            sequences=seqs,
+                            late=c.feature_set.late,
+                        ),
+                    )
+                )
     pending: dict[str, list] = {}
     expected = len(ys) * len(folds)
     from tqdm.auto import tqdm
@@ -322,7 +430,8 @@ def run(spec: Spec, root: str | os.PathLike, out: str | os.PathLike, *, store: s
         from joblib import Parallel, delayed
 
         results = Parallel(n_jobs=jobs, return_as="generator_unordered", pre_dispatch="2*n_jobs")(
-            delayed(_run_fold)(**kw) for _, kw in tasks)
+            delayed(_run_fold)(**kw) for _, kw in tasks
+        )
     by_key = {f"{c.digest(spec)}": c for c in todo}
     for r in results:
         bar.update(1)
@@ -336,12 +445,18 @@ def run(spec: Spec, root: str | os.PathLike, out: str | os.PathLike, *, store: s
     return results_df
 
 
-def _save_cell(out: Path, spec: Spec, cell: Cell, parts: list, manifest: pd.DataFrame, classes: list,
-               protocol) -> None:
+def _save_cell(
+    out: Path, spec: Spec, cell: Cell, parts: list, manifest: pd.DataFrame, classes: list, protocol
+) -> None:
     """Compute a finished cell's metrics and write them atomically (json last = cell done)."""
     rows, preds, params = [], [], []
-    base = {"feature_set": cell.feature_set.name, "model": cell.model, "normalisation": cell.normalisation,
-            "protocol": _protocol_label(spec, protocol), "speaker_independent": protocol.speaker_independent}
+    base = {
+        "feature_set": cell.feature_set.name,
+        "model": cell.model,
+        "normalisation": cell.normalisation,
+        "protocol": _protocol_label(spec, protocol),
+        "speaker_independent": protocol.speaker_independent,
+    }
     by_target: dict[str, list] = {}
     for target, r in parts:
         by_target.setdefault(target, []).append(r)
@@ -361,12 +476,27 @@ def _save_cell(out: Path, spec: Spec, cell: Cell, parts: list, manifest: pd.Data
             pooled_pred[test] = yp
             reg = M.CLASSIFICATION_METRICS if classes else M.REGRESSION_METRICS
             for name in ev["metrics"]:
-                rows.append({**base, "fold": r["fold"], "target": target, "metric": name,
-                             "value": reg.get(name)(yt, yp)})
-            params.append({**base, "fold": r["fold"], "target": target, "params": json.dumps(r["best"],
-                                                                                           default=str)})
-            p = pd.DataFrame({"id": manifest["id"].iloc[test].to_numpy(), "fold": r["fold"], "target": target,
-                              "y_true": yt, "y_pred": yp})
+                rows.append(
+                    {
+                        **base,
+                        "fold": r["fold"],
+                        "target": target,
+                        "metric": name,
+                        "value": reg.get(name)(yt, yp),
+                    }
+                )
+            params.append(
+                {**base, "fold": r["fold"], "target": target, "params": json.dumps(r["best"], default=str)}
+            )
+            p = pd.DataFrame(
+                {
+                    "id": manifest["id"].iloc[test].to_numpy(),
+                    "fold": r["fold"],
+                    "target": target,
+                    "y_true": yt,
+                    "y_pred": yp,
+                }
+            )
             if classes and r["proba"] is not None:
                 for k, c in enumerate(classes):
                     p[f"p[{c}]"] = np.asarray(r["proba"])[:, k]
@@ -381,15 +511,23 @@ def _save_cell(out: Path, spec: Spec, cell: Cell, parts: list, manifest: pd.Data
         for name in ev["metrics"]:
             v = fold_vals[fold_vals.metric == name]["value"]
             rows.append({**base, "fold": "mean", "target": target, "metric": name, "value": float(v.mean())})
-            rows.append({**base, "fold": "std", "target": target, "metric": name, "value": float(v.std(ddof=0))})
+            rows.append(
+                {**base, "fold": "std", "target": target, "metric": name, "value": float(v.std(ddof=0))}
+            )
             fn = reg.get(name)
-            rows.append({**base, "fold": "pooled", "target": target, "metric": name, "value": fn(yt_all, yp_all)})
+            rows.append(
+                {**base, "fold": "pooled", "target": target, "metric": name, "value": fn(yt_all, yp_all)}
+            )
             if ev["bootstrap"]:
-                lo, hi = M.bootstrap_ci(fn, np.asarray(yt_all), np.asarray(yp_all), n=int(ev["bootstrap"]),
-                                        seed=spec.seed)
-                rows.append({**base, "fold": "pooled", "target": target, "metric": f"{name}_ci95_low", "value": lo})
-                rows.append({**base, "fold": "pooled", "target": target, "metric": f"{name}_ci95_high",
-                             "value": hi})
+                lo, hi = M.bootstrap_ci(
+                    fn, np.asarray(yt_all), np.asarray(yp_all), n=int(ev["bootstrap"]), seed=spec.seed
+                )
+                rows.append(
+                    {**base, "fold": "pooled", "target": target, "metric": f"{name}_ci95_low", "value": lo}
+                )
+                rows.append(
+                    {**base, "fold": "pooled", "target": target, "metric": f"{name}_ci95_high", "value": hi}
+                )
         if classes:
             for k, v in M.per_class(np.asarray(yt_all), np.asarray(yp_all), classes).items():
                 rows.append({**base, "fold": "pooled", "target": target, "metric": k, "value": v})
@@ -431,25 +569,44 @@ def _assemble(out: Path, spec: Spec, cells: list[Cell]) -> pd.DataFrame:
     return df
 
 
-def _write_spec(out: Path, spec: Spec, data: FeatureData, folds: list[Fold], protocol, *, seconds: float,
-                reused: int) -> None:
-    info = {"spec": spec.raw, "resolved": {"task": spec.task, "protocol": spec.protocol,
-                                           "evaluation": spec.evaluation, "models": spec.models,
-                                           "feature_sets": [fs.name for fs in spec.feature_sets],
-                                           "extractors": {r.extractor.name: r.extractor.key()
-                                                          for r in data.requests()}},
-            "seed": spec.seed, "spec_path": spec.path, "protocol_speaker_independent": protocol.speaker_independent,
-            "folds": [{"name": f.name, "n_train": len(f.train), "n_test": len(f.test)} for f in folds],
-            "n_utterances": len(data.manifest), "library_versions": library_versions(VERSIONED),
-            "seconds": round(seconds, 2), "cells_reused": reused}
+def _write_spec(
+    out: Path, spec: Spec, data: FeatureData, folds: list[Fold], protocol, *, seconds: float, reused: int
+) -> None:
+    info = {
+        "spec": spec.raw,
+        "resolved": {
+            "task": spec.task,
+            "protocol": spec.protocol,
+            "evaluation": spec.evaluation,
+            "models": spec.models,
+            "feature_sets": [fs.name for fs in spec.feature_sets],
+            "extractors": {r.extractor.name: r.extractor.key() for r in data.requests()},
+        },
+        "seed": spec.seed,
+        "spec_path": spec.path,
+        "protocol_speaker_independent": protocol.speaker_independent,
+        "folds": [{"name": f.name, "n_train": len(f.train), "n_test": len(f.test)} for f in folds],
+        "n_utterances": len(data.manifest),
+        "library_versions": library_versions(VERSIONED),
+        "seconds": round(seconds, 2),
+        "cells_reused": reused,
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         (out / "spec.json").write_text(json.dumps(info, indent=2, default=str))
 
 
-def evaluate_table(features: pd.DataFrame, manifest: pd.DataFrame, *, model: str = "svm",
-                   normalisation: str = "speaker", protocol: str = "loso_speaker", seed: int = 0,
-                   grid: dict | None = None, jobs: int = 1) -> dict[str, Any]:
+def evaluate_table(
+    features: pd.DataFrame,
+    manifest: pd.DataFrame,
+    *,
+    model: str = "svm",
+    normalisation: str = "speaker",
+    protocol: str = "loso_speaker",
+    seed: int = 0,
+    grid: dict | None = None,
+    jobs: int = 1,
+) -> dict[str, Any]:
     """Evaluate one feature table (indexed by utterance id) without a spec or store.
 
     Returns ``{"uar", "accuracy", "macro_f1", "uar_folds"}`` (classification of ``label``);
@@ -470,10 +627,22 @@ def evaluate_table(features: pd.DataFrame, manifest: pd.DataFrame, *, model: str
     ms = CLASSIFIERS.get(model)
 
     def one(f: Fold):
-        r = fit_predict(ms, x[f.train], y[f.train], speakers[f.train], x[f.test], task="classification",
-                        normalisation="global" if normalisation != "none" else "none",
-                        balancing="class_weight", grid=grid or ms.grid, params={}, inner_folds=3, seed=seed,
-                        sequences=False, proba=False)
+        r = fit_predict(
+            ms,
+            x[f.train],
+            y[f.train],
+            speakers[f.train],
+            x[f.test],
+            task="classification",
+            normalisation="global" if normalisation != "none" else "none",
+            balancing="class_weight",
+            grid=grid or ms.grid,
+            params={},
+            inner_folds=3,
+            seed=seed,
+            sequences=False,
+            proba=False,
+        )
         return f, r["pred"]
 
     from joblib import Parallel, delayed
@@ -484,5 +653,9 @@ def evaluate_table(features: pd.DataFrame, manifest: pd.DataFrame, *, model: str
     for f, p in res:
         pred[f.test] = p
         per_fold.append(M.uar(y[f.test], p))
-    return {"uar": M.uar(y, pred), "accuracy": M.accuracy(y, pred), "macro_f1": M.macro_f1(y, pred),
-            "uar_folds": per_fold}
+    return {
+        "uar": M.uar(y, pred),
+        "accuracy": M.accuracy(y, pred),
+        "macro_f1": M.macro_f1(y, pred),
+        "uar_folds": per_fold,
+    }

@@ -37,8 +37,20 @@ from featurekit.evaluation.normalisation import NORMALISATIONS
 from featurekit.evaluation.protocols import PROTOCOLS
 
 BALANCING = ("none", "class_weight", "undersample")
-KNOWN_TOP = {"name", "seed", "corpus", "task", "protocol", "audio", "extractors", "features", "evaluation",
-             "models", "description", "store"}
+KNOWN_TOP = {
+    "name",
+    "seed",
+    "corpus",
+    "task",
+    "protocol",
+    "audio",
+    "extractors",
+    "features",
+    "evaluation",
+    "models",
+    "description",
+    "store",
+}
 
 
 class SpecError(ValueError):
@@ -103,13 +115,16 @@ def parse_feature_set(text: str, *, where: str) -> FeatureSet:
         body, _, layer = part.partition("@")
         name, _, kind = body.partition(".")
         if name not in EXTRACTORS:
-            raise SpecError(f"{where}: unknown extractor {name!r} in feature set {text!r}; known: "
-                            f"{', '.join(EXTRACTORS.names())}")
+            raise SpecError(
+                f"{where}: unknown extractor {name!r} in feature set {text!r}; known: "
+                f"{', '.join(EXTRACTORS.names())}"
+            )
         cls = EXTRACTORS.get(name)
         kind = kind or ("native" if cls.has_native else "mean_std")
         if kind not in ("native", "lld") and kind not in FUNCTIONALS:
-            raise SpecError(f"{where}: unknown kind {kind!r} in {text!r}; use native, lld or one of "
-                            f"{FUNCTIONALS.names()}")
+            raise SpecError(
+                f"{where}: unknown kind {kind!r} in {text!r}; use native, lld or one of {FUNCTIONALS.names()}"
+            )
         if kind == "native" and not cls.has_native:
             raise SpecError(f"{where}: extractor {name!r} has no native functionals ({text!r})")
         members.append(Member(name, kind, layer or None))
@@ -135,7 +150,9 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
     from featurekit.corpora import CORPORA
 
     if corpus["name"] not in CORPORA:
-        raise SpecError(f"corpus.name: unknown corpus {corpus['name']!r}; known: {', '.join(CORPORA.names())}")
+        raise SpecError(
+            f"corpus.name: unknown corpus {corpus['name']!r}; known: {', '.join(CORPORA.names())}"
+        )
     task = dict(raw.get("task", {}))
     task.setdefault("type", "classification")
     if task["type"] not in ("classification", "regression"):
@@ -149,7 +166,9 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
         task["targets"] = [t] if isinstance(t, str) else list(t)
     protocol = dict(raw.get("protocol", {"name": "loso", "group": "speaker"}))
     if protocol.get("name", "loso") not in PROTOCOLS:
-        raise SpecError(f"protocol.name: unknown protocol {protocol.get('name')!r}; known: {PROTOCOLS.names()}")
+        raise SpecError(
+            f"protocol.name: unknown protocol {protocol.get('name')!r}; known: {PROTOCOLS.names()}"
+        )
     protocol.setdefault("name", "loso")
     if protocol["name"] == "loso":
         protocol.setdefault("group", "speaker")
@@ -169,8 +188,9 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
     ev.setdefault("metrics", metric_reg.names())
     for m in ev["metrics"]:
         if m not in metric_reg:
-            raise SpecError(f"evaluation.metrics: unknown metric {m!r} for {task['type']}; known: "
-                            f"{metric_reg.names()}")
+            raise SpecError(
+                f"evaluation.metrics: unknown metric {m!r} for {task['type']}; known: {metric_reg.names()}"
+            )
     reg = model_registry(task["type"])
     models = dict(_require(raw, "models", "spec"))
     if not models:
@@ -181,7 +201,9 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
         m = dict(m or {})
         bad = set(m) - {"grid", "params", "sets", "normalisation"}
         if bad:
-            raise SpecError(f"models.{name}: unknown key(s) {sorted(bad)}; use grid, params, sets, normalisation")
+            raise SpecError(
+                f"models.{name}: unknown key(s) {sorted(bad)}; use grid, params, sets, normalisation"
+            )
         m.setdefault("grid", reg.get(name).grid)
         m.setdefault("params", {})
         for k, v in m["grid"].items():
@@ -189,13 +211,22 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
                 raise SpecError(f"models.{name}.grid.{k}: must be a non-empty list of values")
         models[name] = m
     feats = dict(_require(raw, "features", "spec"))
-    sets = [parse_feature_set(s, where=f"features.sets[{i}]") for i, s in enumerate(_require(feats, "sets", "features"))]
+    sets = [
+        parse_feature_set(s, where=f"features.sets[{i}]")
+        for i, s in enumerate(_require(feats, "sets", "features"))
+    ]
     for i, group in enumerate(feats.get("late_fusion", [])):
         members = tuple(parse_feature_set(s, where=f"features.late_fusion[{i}]") for s in group)
         if len(members) < 2:
             raise SpecError(f"features.late_fusion[{i}]: needs at least two feature sets")
-        sets.append(FeatureSet("late(" + "|".join(m.name for m in members) + ")",
-                               tuple(x for m in members for x in m.members), late=True, late_groups=members))
+        sets.append(
+            FeatureSet(
+                "late(" + "|".join(m.name for m in members) + ")",
+                tuple(x for m in members for x in m.members),
+                late=True,
+                late_groups=members,
+            )
+        )
     if len({s.name for s in sets}) != len(sets):
         raise SpecError("features.sets: a feature set is listed twice")
     names = {s.name for s in sets}
@@ -217,9 +248,20 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
         if bad:
             raise SpecError(f"extractors.{name}: unknown parameter(s) {sorted(bad)}; it takes {ok}")
         extractors[name] = {k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in params.items()}
-    return Spec(name=raw.get("name", Path(path).stem or "experiment"), seed=int(raw.get("seed", 0)), corpus=corpus,
-                task=task, protocol=protocol, audio=dict(raw.get("audio", {})), extractors=extractors,
-                feature_sets=sets, evaluation=ev, models=models, raw=raw, path=str(path))
+    return Spec(
+        name=raw.get("name", Path(path).stem or "experiment"),
+        seed=int(raw.get("seed", 0)),
+        corpus=corpus,
+        task=task,
+        protocol=protocol,
+        audio=dict(raw.get("audio", {})),
+        extractors=extractors,
+        feature_sets=sets,
+        evaluation=ev,
+        models=models,
+        raw=raw,
+        path=str(path),
+    )
 
 
 def load_spec(path: str | os.PathLike) -> Spec:

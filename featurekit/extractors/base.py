@@ -108,8 +108,12 @@ class Extractor:
     # -- identity ----------------------------------------------------------------------------
     def key(self) -> dict[str, Any]:
         """Everything that determines the output: name, version, parameters, library versions."""
-        return {"extractor": self.name, "version": self.version, "params": self.get_params(),
-                "libraries": library_versions(self.libraries)}
+        return {
+            "extractor": self.name,
+            "version": self.version,
+            "params": self.get_params(),
+            "libraries": library_versions(self.libraries),
+        }
 
     def key_hash(self) -> str:
         """Short stable hash of :meth:`key`."""
@@ -169,6 +173,7 @@ def make_extractor(name: str, **params: Any) -> Extractor:
     cls = EXTRACTORS.get(name)
     unknown = set(params) - set(cls._param_names())
     if unknown:
-        raise ValueError(f"extractor {name!r} has no parameter(s) {sorted(unknown)}; "
-                         f"it takes {cls._param_names()}")
+        raise ValueError(
+            f"extractor {name!r} has no parameter(s) {sorted(unknown)}; it takes {cls._param_names()}"
+        )
     return cls(**params)

@@ -62,11 +62,19 @@ def silence_features(signal: np.ndarray, sr: int, prefix: str) -> Vector:
     runs = ends - starts
     pauses = runs[runs >= MIN_PAUSE_FRAMES]
     duration = len(signal) / sr
-    values = np.array([low.mean(), len(pauses) / duration,
-                       (pauses.mean() * _HOP) if len(pauses) else 0.0,
-                       pauses.sum() * _HOP / duration], dtype=np.float32)
-    names = [f"{prefix}_silence_{s}" for s in ("low_energy_ratio", "pauses_per_s", "pause_mean_s",
-                                                "pause_time_ratio")]
+    values = np.array(
+        [
+            low.mean(),
+            len(pauses) / duration,
+            (pauses.mean() * _HOP) if len(pauses) else 0.0,
+            pauses.sum() * _HOP / duration,
+        ],
+        dtype=np.float32,
+    )
+    names = [
+        f"{prefix}_silence_{s}"
+        for s in ("low_energy_ratio", "pauses_per_s", "pause_mean_s", "pause_time_ratio")
+    ]
     return Vector(values=values, names=names)
 
 
@@ -88,13 +96,25 @@ def stats(frames: Frames, signal: np.ndarray, sr: int, prefix: str) -> Vector:
     p = np.nanpercentile(x, [1, 25, 50, 75, 99], axis=0)
     t = frames.times.astype(np.float64)
     tc = t - t.mean()
-    denom = (tc ** 2).sum()
+    denom = (tc**2).sum()
     xc = np.nan_to_num(x - mean)
     slope = (tc[:, None] * xc).sum(axis=0) / denom if denom > 0 else np.zeros(x.shape[1])
-    out = {"min": np.nanmin(x, axis=0), "max": np.nanmax(x, axis=0), "mean": mean, "std": std,
-           "skew": np.nanmean(z ** 3, axis=0), "kurtosis": np.nanmean(z ** 4, axis=0) - 3.0,
-           "p01": p[0], "p25": p[1], "p50": p[2], "p75": p[3], "p99": p[4], "iqr": p[3] - p[1],
-           "slope": slope, "intercept": mean - slope * t.mean()}
+    out = {
+        "min": np.nanmin(x, axis=0),
+        "max": np.nanmax(x, axis=0),
+        "mean": mean,
+        "std": std,
+        "skew": np.nanmean(z**3, axis=0),
+        "kurtosis": np.nanmean(z**4, axis=0) - 3.0,
+        "p01": p[0],
+        "p25": p[1],
+        "p50": p[2],
+        "p75": p[3],
+        "p99": p[4],
+        "iqr": p[3] - p[1],
+        "slope": slope,
+        "intercept": mean - slope * t.mean(),
+    }
     return _named({k: _safe(v) for k, v in out.items()}, frames.names)
 
 

@@ -28,8 +28,10 @@ class OpenSmileExtractor(Extractor):
         def build():
             import opensmile
 
-            return opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set],
-                                   feature_level=opensmile.FeatureLevel[level])
+            return opensmile.Smile(
+                feature_set=opensmile.FeatureSet[self.feature_set],
+                feature_level=opensmile.FeatureLevel[level],
+            )
 
         return self.resource(level, build)
 

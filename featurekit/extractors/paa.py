@@ -26,8 +26,9 @@ class _PAA(Extractor):
         from pyAudioAnalysis import ShortTermFeatures
 
         win, step = int(self.window * sr), int(self.step * sr)
-        feats, names = ShortTermFeatures.feature_extraction(signal.astype(np.float64) * 2 ** 15, sr, win, step,
-                                                            deltas=self.with_deltas)
+        feats, names = ShortTermFeatures.feature_extraction(
+            signal.astype(np.float64) * 2**15, sr, win, step, deltas=self.with_deltas
+        )
         times = np.arange(feats.shape[1]) * self.step + self.window / 2
         clean = [f"{self.name}_" + n.replace(" ", "_") for n in names]
         return Frames(values=feats.T.astype(np.float32), times=times, names=clean)

@@ -24,9 +24,18 @@ class MFCC(Extractor):
     libraries = ("librosa", "numpy", "scipy")
     description = "librosa MFCC (40 coefficients, 25 ms / 10 ms), optional deltas"
 
-    def __init__(self, *, n_mfcc: int = 40, n_mels: int = 128, n_fft: int = 512, win_length: int = 400,
-                 hop_length: int = 160, fmin: float = 0.0, fmax: float | None = None,
-                 deltas: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        n_mfcc: int = 40,
+        n_mels: int = 128,
+        n_fft: int = 512,
+        win_length: int = 400,
+        hop_length: int = 160,
+        fmin: float = 0.0,
+        fmax: float | None = None,
+        deltas: bool = False,
+    ) -> None:
         self.n_mfcc = n_mfcc
         self.n_mels = n_mels
         self.n_fft = n_fft
@@ -39,16 +48,26 @@ class MFCC(Extractor):
     def lld(self, signal: np.ndarray, sr: int) -> Frames:
         import librosa
 
-        m = librosa.feature.mfcc(y=signal, sr=sr, n_mfcc=self.n_mfcc, n_mels=self.n_mels, n_fft=self.n_fft,
-                                 win_length=self.win_length, hop_length=self.hop_length, fmin=self.fmin,
-                                 fmax=self.fmax)
+        m = librosa.feature.mfcc(
+            y=signal,
+            sr=sr,
+            n_mfcc=self.n_mfcc,
+            n_mels=self.n_mels,
+            n_fft=self.n_fft,
+            win_length=self.win_length,
+            hop_length=self.hop_length,
+            fmin=self.fmin,
+            fmax=self.fmax,
+        )
         names = [f"mfcc_{i:02d}" for i in range(self.n_mfcc)]
         if self.deltas:
             width = min(9, m.shape[1] if m.shape[1] % 2 else m.shape[1] - 1)
             d = librosa.feature.delta(m, width=max(width, 3), mode="nearest")
             m = np.vstack([m, d])
             names += [f"mfcc_d{i:02d}" for i in range(self.n_mfcc)]
-        return Frames(values=m.T.astype(np.float32), times=_times(m.shape[1], self.hop_length, sr), names=names)
+        return Frames(
+            values=m.T.astype(np.float32), times=_times(m.shape[1], self.hop_length, sr), names=names
+        )
 
 
 @register_extractor
@@ -64,8 +83,16 @@ class LogMel(Extractor):
     libraries = ("librosa", "numpy", "scipy")
     description = "librosa log-mel spectrogram (128 bands, dB, 25 ms / 10 ms)"
 
-    def __init__(self, *, n_mels: int = 128, n_fft: int = 512, win_length: int = 400, hop_length: int = 160,
-                 fmin: float = 0.0, fmax: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        n_mels: int = 128,
+        n_fft: int = 512,
+        win_length: int = 400,
+        hop_length: int = 160,
+        fmin: float = 0.0,
+        fmax: float | None = None,
+    ) -> None:
         self.n_mels = n_mels
         self.n_fft = n_fft
         self.win_length = win_length
@@ -76,9 +103,18 @@ class LogMel(Extractor):
     def lld(self, signal: np.ndarray, sr: int) -> Frames:
         import librosa
 
-        s = librosa.feature.melspectrogram(y=signal, sr=sr, n_mels=self.n_mels, n_fft=self.n_fft,
-                                           win_length=self.win_length, hop_length=self.hop_length,
-                                           fmin=self.fmin, fmax=self.fmax)
+        s = librosa.feature.melspectrogram(
+            y=signal,
+            sr=sr,
+            n_mels=self.n_mels,
+            n_fft=self.n_fft,
+            win_length=self.win_length,
+            hop_length=self.hop_length,
+            fmin=self.fmin,
+            fmax=self.fmax,
+        )
         db = librosa.power_to_db(s, ref=1.0, amin=1e-10, top_db=None)
         names = [f"logmel_{i:03d}" for i in range(self.n_mels)]
-        return Frames(values=db.T.astype(np.float32), times=_times(db.shape[1], self.hop_length, sr), names=names)
+        return Frames(
+            values=db.T.astype(np.float32), times=_times(db.shape[1], self.hop_length, sr), names=names
+        )
