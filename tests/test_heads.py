@@ -430,7 +430,7 @@ root = pathlib.Path(featurekit.__path__[0])
 names = []
 for path in sorted(root.rglob("*.py")):
     parts = path.relative_to(root).with_suffix("").parts
-    if parts[0] != "heads":
+    if parts[0] != "heads" and parts[-1] != "__main__":  # __main__ runs the CLI
         names.append(".".join(("featurekit",) + parts).removesuffix(".__init__"))
 for name in names:
     try:
