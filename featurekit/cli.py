@@ -361,10 +361,11 @@ def main(argv: list[str] | None = None) -> int:
         FileNotFoundError,
     )
     try:
+        from featurekit.distributed import DaskNotInstalledError, EnvironmentMismatchError, SchedulerError
         from featurekit.evaluation.runner import DataError
         from featurekit.evaluation.spec import SpecError
 
-        expected += (SpecError, DataError)
+        expected += (SpecError, DataError, DaskNotInstalledError, EnvironmentMismatchError, SchedulerError)
     except ImportError:  # pragma: no cover
         pass
     try:

@@ -18,14 +18,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from featurekit.distributed._dask import SCHEDULER_ENV, DaskNotInstalledError, SchedulerError
-    from featurekit.distributed.extract import EnvironmentMismatchError, extract_distributed
+    from featurekit.distributed._dask import (
+        SCHEDULER_ENV,
+        DaskNotInstalledError,
+        EnvironmentMismatchError,
+        SchedulerError,
+    )
+    from featurekit.distributed.extract import extract_distributed
     from featurekit.distributed.mapping import map_distributed
 
 __all__ = ["SCHEDULER_ENV", "DaskNotInstalledError", "EnvironmentMismatchError", "SchedulerError",
            "extract_distributed", "map_distributed"]
 
-_WHERE = {"extract_distributed": "extract", "EnvironmentMismatchError": "extract",
+_WHERE = {"extract_distributed": "extract", "EnvironmentMismatchError": "_dask",
           "map_distributed": "mapping", "SCHEDULER_ENV": "_dask", "DaskNotInstalledError": "_dask",
           "SchedulerError": "_dask"}
 

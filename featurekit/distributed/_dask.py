@@ -34,6 +34,14 @@ class SchedulerError(ConnectionError):
     """No scheduler was given, or the one given cannot be reached (or was lost)."""
 
 
+class EnvironmentMismatchError(RuntimeError):
+    """A worker's library or extractor versions differ from the client's.
+
+    The store keys tables by the client's versions, so rows computed with other versions would be
+    stored under the wrong key: the run stops instead.
+    """
+
+
 def require_distributed() -> Any:
     """The ``distributed`` module; raises :class:`DaskNotInstalledError` with the install hint."""
     try:

@@ -18,6 +18,7 @@ import pandas as pd
 from featurekit.audio import AudioOptions
 from featurekit.distributed._dask import (
     DEFAULT_CONNECT_TIMEOUT,
+    EnvironmentMismatchError,
     TaskQueue,
     connect,
     lost,
@@ -38,14 +39,6 @@ from featurekit.extraction import (
 )
 from featurekit.extractors.base import library_versions
 from featurekit.store import AUDIO_LIBRARIES, FeatureStore
-
-
-class EnvironmentMismatchError(RuntimeError):
-    """A worker's library or extractor versions differ from the client's.
-
-    The store keys tables by the client's versions, so rows computed with other versions would be
-    stored under the wrong key: the run stops instead.
-    """
 
 
 def _environment(requests: list[FeatureRequest]) -> tuple[tuple[str, str], ...]:
@@ -129,6 +122,8 @@ def extract_distributed(manifest: pd.DataFrame, requests: list[FeatureRequest], 
     SchedulerError
         No scheduler given, the scheduler is unreachable, or the connection to it was lost
         (rows received until then are stored; a rerun computes only the rest).
+    EnvironmentMismatchError
+        A worker has other extractor or library versions than this process.
 
     Notes
     -----

@@ -71,10 +71,11 @@ class Cell:
                 "fs": self.feature_set.name,
                 "model": self.model,
                 "norm": self.normalisation,
-                "models": spec.models[self.model],
+                # only what changes the cell's numbers: selectors (sets, normalisation lists) stay out
+                "models": {k: spec.models[self.model][k] for k in ("grid", "params")},
                 "task": spec.task,
                 "protocol": spec.protocol,
-                "evaluation": spec.evaluation,
+                "evaluation": {k: v for k, v in spec.evaluation.items() if k != "normalisation"},
                 "seed": spec.seed,
                 "extractors": {
                     m.extractor: spec.extractors.get(m.extractor, {}) for m in self.feature_set.members
@@ -159,9 +160,17 @@ class FeatureData:
     """Feature matrices of the spec's feature sets, aligned with the manifest rows."""
 
     def __init__(
-        self, spec: Spec, manifest: pd.DataFrame, store: FeatureStore, *, jobs: int, progress: bool
+        self,
+        spec: Spec,
+        manifest: pd.DataFrame,
+        store: FeatureStore,
+        *,
+        jobs: int,
+        progress: bool,
+        scheduler: str | None = None,
     ) -> None:
         self.spec, self.manifest, self.store = spec, manifest, store
+        self.scheduler = scheduler
         self.audio = AudioOptions(**spec.audio)
         self.corpus = spec.corpus["name"]
         self._tables: dict[str, pd.DataFrame] = {}
@@ -185,15 +194,28 @@ class FeatureData:
         ]
 
     def _extract(self, jobs: int, progress: bool):
-        summary = extract(
-            self.manifest,
-            self.requests(),
-            self.store,
-            corpus=self.corpus,
-            audio=self.audio,
-            jobs=jobs,
-            progress=progress,
-        )
+        if self.scheduler:  # missing features are computed on the cluster too; the client writes the store
+            from featurekit.distributed import extract_distributed
+
+            summary = extract_distributed(
+                self.manifest,
+                self.requests(),
+                self.store,
+                corpus=self.corpus,
+                audio=self.audio,
+                scheduler=self.scheduler,
+                progress=progress,
+            )
+        else:
+            summary = extract(
+                self.manifest,
+                self.requests(),
+                self.store,
+                corpus=self.corpus,
+                audio=self.audio,
+                jobs=jobs,
+                progress=progress,
+            )
         if summary.failures:
             lines = "\n".join(f"  {k}: {v}" for k, v in list(summary.failures.items())[:20])
             raise DataError(f"feature extraction failed for {len(summary.failures)} file(s):\n{lines}")
@@ -216,7 +238,9 @@ class FeatureData:
         blocks, names = [], []
         for m in fs.members:
             t = self._table(m)
-            cols = feature_columns(t.reset_index()) if m.layer is None else _layer_columns(t.columns, m.layer)
+            if m.layer is not None:
+                t = _select_layers(t, m.layer)
+            cols = feature_columns(t.reset_index())
             t = t.reindex(self.manifest["id"])
             x = t[cols].to_numpy(np.float32)
             bad = ~np.isfinite(x).all(axis=1)
@@ -245,10 +269,21 @@ class FeatureData:
         return self._seqs[m.table]
 
 
-def _layer_columns(columns, layer: str) -> list[str]:
+def parse_layer(text: str) -> int | list[int] | str:
+    """``"-1"`` -> -1, ``"3,4"`` -> [3, 4], ``"mean"`` -> "mean" (the ``@LAYER`` of a feature set)."""
+    if text == "mean":
+        return text
+    try:
+        parts = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise SpecError(f"layer {text!r}: use an index, indices joined by ',' or 'mean'") from None
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _select_layers(table: pd.DataFrame, layer: str) -> pd.DataFrame:
     from featurekit.extractors.ssl.layers import select_layers
 
-    return select_layers(list(columns), layer)
+    return select_layers(table, parse_layer(layer))
 
 
 def _cell_inputs(data: FeatureData, fs: FeatureSet, norm: str, speakers: np.ndarray):
@@ -370,7 +405,7 @@ def run(
                 f"features.sets: no model in the spec takes {fs.name!r}"
                 f"{' (LLD sequences need lstm, gru or conv1d)' if fs.sequences else ''}"
             )
-    data = FeatureData(spec, manifest, FeatureStore(store), jobs=jobs, progress=progress)
+    data = FeatureData(spec, manifest, FeatureStore(store), jobs=jobs, progress=progress, scheduler=scheduler)
     out.mkdir(parents=True, exist_ok=True)
     (out / "cells").mkdir(exist_ok=True)
     speakers = manifest["speaker"].astype(str).to_numpy()
