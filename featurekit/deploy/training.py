@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from featurekit.deploy.bundle import (
     to_jsonable,
     write_model_dir,
 )
+from featurekit.evaluation.pipeline import fit_searched
 
 #: With per-speaker normalisation, a file needs at least this many windows for its own statistics;
 #: with fewer, the training corpus' pooled statistics are used (see :func:`featurekit.deploy.predict`).
@@ -51,71 +51,6 @@ def resolve_system(spec, system: str | None):
     if model not in spec.models:
         raise SpecError(f"system {system!r}: model {model!r} is not in the spec; it has {list(spec.models)}")
     return fs, model
-
-
-def fit_final(ms, x, y: np.ndarray, groups: np.ndarray, *, task: str, normalisation: str, balancing: str,
-              grid: dict[str, list], params: dict[str, Any], inner_folds: int, seed: int, sequences: bool,
-              jobs: int = 1) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """Fit a pipeline on all of ``x`` with the hyperparameter search of the evaluation.
-
-    This is :func:`featurekit.evaluation.pipeline.fit_predict` without the test fold, and with the
-    fitted pipeline returned: the same balancing, class weights, pipeline
-    (:func:`~featurekit.evaluation.pipeline.build_pipeline`), scorer and speaker-grouped inner folds
-    (:func:`~featurekit.evaluation.pipeline.inner_cv`) over all of ``groups``; the best
-    candidate is refit on everything.
-
-    Returns
-    -------
-    pipeline, best_params, search
-        ``search`` holds the inner-CV metric, the best mean score and the number of candidates/folds.
-    """
-    from featurekit.evaluation.pipeline import (
-        _balanced_weights,
-        _scorer,
-        build_pipeline,
-        grid_size,
-        inner_cv,
-        undersample,
-    )
-
-    if balancing == "undersample" and task == "classification":
-        keep = undersample(y, seed)
-        x, y, groups = x[keep], y[keep], groups[keep]
-    class_weight = "balanced" if balancing == "class_weight" and task == "classification" else None
-    fit_params: dict[str, Any] = {}
-    if class_weight and ms.sample_weight:
-        fit_params["model__sample_weight"] = _balanced_weights(y)
-    if ms.groups:
-        fit_params["model__groups"] = groups
-    pipe = build_pipeline(ms, normalisation=normalisation, seed=seed, class_weight=class_weight,
-                          params=params, sequences=sequences)
-    n_candidates = grid_size(grid)
-    metric = "uar" if task == "classification" else "ccc"
-    search_info: dict[str, Any] = {"metric": metric, "n_candidates": n_candidates, "n_samples": int(len(y))}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
-        warnings.filterwarnings("ignore", message=".*did not converge.*")
-        if n_candidates > 1:
-            from sklearn.model_selection import GridSearchCV
-
-            cv = inner_cv(groups, inner_folds)
-            search = GridSearchCV(pipe, {f"model__{k}": v for k, v in grid.items()}, scoring=_scorer(task),
-                                  cv=cv, n_jobs=jobs, refit=True, error_score="raise")
-            search.fit(x, y, **fit_params)
-            model = search.best_estimator_
-            best = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
-            search_info.update(inner_folds=len(cv), best_score=float(search.best_score_),
-                               scores=[{"params": {k.removeprefix("model__"): v for k, v in p.items()},
-                                        "mean": float(m), "std": float(s)}
-                                       for p, m, s in zip(search.cv_results_["params"],
-                                                          search.cv_results_["mean_test_score"],
-                                                          search.cv_results_["std_test_score"])])
-        else:
-            best = {k: v[0] for k, v in grid.items()}
-            pipe.set_params(**{f"model__{k}": v for k, v in best.items()})
-            model = pipe.fit(x, y, **fit_params)
-            search_info.update(inner_folds=0, best_score=None)
-    return model, best, search_info
 
 
 def _corpus_summary(manifest: pd.DataFrame, spec, root) -> dict[str, Any]:
@@ -267,7 +202,7 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
         ys = {t: manifest[t].to_numpy(np.float64) for t in spec.targets}
     pipelines, best, searches = {}, {}, {}
     for target, y in ys.items():
-        pipelines[target], best[target], searches[target] = fit_final(
+        pipelines[target], best[target], searches[target] = fit_searched(
             ms, x, y, groups, task=spec.task_type, normalisation=norm, balancing=ev["balancing"],
             grid=cfg["grid"], params=dict(cfg["params"]), inner_folds=ev["inner_folds"], seed=spec.seed,
             sequences=fs.sequences, jobs=jobs)

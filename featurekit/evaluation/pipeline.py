@@ -67,6 +67,98 @@ def _scorer(task: str):
     return make_scorer(uar) if task == "classification" else make_scorer(ccc)
 
 
+def fit_searched(
+    ms,
+    x,
+    y: np.ndarray,
+    groups: np.ndarray,
+    *,
+    task: str,
+    normalisation: str,
+    balancing: str,
+    grid: dict[str, list],
+    params: dict[str, Any],
+    inner_folds: int,
+    seed: int,
+    sequences: bool,
+    jobs: int = 1,
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Fit a pipeline on all of ``x`` with the hyperparameter search of the evaluation.
+
+    Balancing (undersampling or class weights), the pipeline (:func:`build_pipeline`), and, when the
+    grid has more than one candidate, a search scored by UAR (CCC for regression) over
+    speaker-grouped inner folds (:func:`inner_cv`) of ``groups``; the best candidate is refit on all
+    of ``x``. Used for every training fold by :func:`fit_predict` and for final models by
+    :mod:`featurekit.deploy`.
+
+    Returns
+    -------
+    pipeline, best_params, search
+        ``search`` holds the inner-CV metric, the best mean score and the number of candidates/folds.
+    """
+    if balancing == "undersample" and task == "classification":
+        keep = undersample(y, seed)
+        x, y, groups = x[keep], y[keep], groups[keep]
+    class_weight = "balanced" if balancing == "class_weight" and task == "classification" else None
+    fit_params: dict[str, Any] = {}
+    if class_weight and ms.sample_weight:
+        fit_params["model__sample_weight"] = _balanced_weights(y)
+    if ms.groups:
+        fit_params["model__groups"] = groups
+    pipe = build_pipeline(
+        ms,
+        normalisation=normalisation,
+        seed=seed,
+        class_weight=class_weight,
+        params=params,
+        sequences=sequences,
+    )
+    n_candidates = grid_size(grid)
+    metric = "uar" if task == "classification" else "ccc"
+    search_info: dict[str, Any] = {"metric": metric, "n_candidates": n_candidates, "n_samples": int(len(y))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*did not converge.*")
+        if n_candidates > 1:
+            from sklearn.model_selection import GridSearchCV
+
+            cv = inner_cv(groups, inner_folds)
+            search = GridSearchCV(
+                pipe,
+                {f"model__{k}": v for k, v in grid.items()},
+                scoring=_scorer(task),
+                cv=cv,
+                n_jobs=jobs,
+                refit=True,
+                error_score="raise",
+            )
+            search.fit(x, y, **fit_params)
+            model = search.best_estimator_
+            best = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
+            search_info.update(
+                inner_folds=len(cv),
+                best_score=float(search.best_score_),
+                scores=[
+                    {
+                        "params": {k.removeprefix("model__"): v for k, v in p.items()},
+                        "mean": float(m),
+                        "std": float(s),
+                    }
+                    for p, m, s in zip(
+                        search.cv_results_["params"],
+                        search.cv_results_["mean_test_score"],
+                        search.cv_results_["std_test_score"],
+                    )
+                ],
+            )
+        else:
+            best = {k: v[0] for k, v in grid.items()}
+            pipe.set_params(**{f"model__{k}": v for k, v in best.items()})
+            model = pipe.fit(x, y, **fit_params)
+            search_info.update(inner_folds=0, best_score=None)
+    return model, best, search_info
+
+
 def fit_predict(
     spec: ModelSpec,
     x_train,
@@ -88,49 +180,20 @@ def fit_predict(
 
     Returns ``pred``, ``proba`` (classification, when available, else None) and ``best_params``.
     """
-    if balancing == "undersample" and task == "classification":
-        keep = undersample(y_train, seed)
-        x_train = x_train[keep]
-        y_train, g_train = y_train[keep], g_train[keep]
-    class_weight = "balanced" if balancing == "class_weight" and task == "classification" else None
-    fit_params: dict[str, Any] = {}
-    if class_weight and spec.sample_weight:
-        fit_params["model__sample_weight"] = _balanced_weights(y_train)
-    if spec.groups:
-        fit_params["model__groups"] = g_train
-    pipe = build_pipeline(
+    model, best, _ = fit_searched(
         spec,
+        x_train,
+        y_train,
+        g_train,
+        task=task,
         normalisation=normalisation,
-        seed=seed,
-        class_weight=class_weight,
+        balancing=balancing,
+        grid=grid,
         params=params,
+        inner_folds=inner_folds,
+        seed=seed,
         sequences=sequences,
     )
-    n_candidates = int(np.prod([len(v) for v in grid.values()])) if grid else 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
-        warnings.filterwarnings("ignore", message=".*did not converge.*")
-        if n_candidates > 1:
-            from sklearn.model_selection import GridSearchCV
-
-            search = GridSearchCV(
-                pipe,
-                {f"model__{k}": v for k, v in grid.items()},
-                scoring=_scorer(task),
-                cv=inner_cv(g_train, inner_folds),
-                n_jobs=1,
-                refit=True,
-                error_score="raise",
-            )
-            search.fit(x_train, y_train, **fit_params)
-            model, best = (
-                search.best_estimator_,
-                {k.removeprefix("model__"): v for k, v in search.best_params_.items()},
-            )
-        else:
-            one = {k: v[0] for k, v in grid.items()}
-            pipe.set_params(**{f"model__{k}": v for k, v in one.items()})
-            model, best = pipe.fit(x_train, y_train, **fit_params), one
     out: dict[str, Any] = {"pred": model.predict(x_test), "proba": None, "best_params": best}
     if task == "classification" and proba:
         if hasattr(model, "predict_proba") and _has_proba(model):
