@@ -385,22 +385,12 @@ def _finish(
             t.compact()
         keys = t.keys()
         ok = keys.merge(pd.DataFrame({"id": plan.ids, "fingerprint": plan.fps}), on=["id", "fingerprint"])
-        n_cols = _n_columns(t)
+        n_cols = t.n_features()
         summary.tables[_table_name(requests[ri], kind)] = (len(ok), n_cols)
 
 
 def _none(x):
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
-
-
-def _n_columns(t: FeatureTable) -> int:
-    import pyarrow.parquet as pq
-
-    parts = t.parts()
-    if not parts:
-        return 0
-    names = pq.read_schema(parts[0]).names
-    return len([n for n in names if n not in ("id", "fingerprint", "frame", "time")])
 
 
 def _default_chunk_size(n_todo: int, workers: int) -> int:

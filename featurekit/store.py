@@ -4,7 +4,9 @@ Layout::
 
     STORE/<corpus>/<extractor>/<kind>-<hash>/key.json      what the table holds (see TableKey)
     STORE/<corpus>/<extractor>/<kind>-<hash>/part-*.parquet  rows, appended in chunks
-    STORE/<corpus>/_fingerprints.parquet                    path/size/mtime -> content hash memo
+    STORE/<corpus>/<extractor>/<kind>-<hash>/part-*.parquet.keys.json  each part's (id, fingerprint)
+                                                            pairs and width, so a warm run needs no parquet
+    STORE/<corpus>/_fingerprints.json                       path/size/mtime -> content hash memo
 
 ``kind`` is ``native`` (the toolkit's own functionals), an HSF functional name (``mean_std``,
 ``mean_std_silence``, ``stats``) or ``lld`` (frame level). ``hash`` covers the extractor's name,
@@ -26,6 +28,7 @@ import json
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -74,6 +77,22 @@ def _atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
             tmp.unlink()
 
 
+def _sidecar(part: Path) -> Path:
+    """The keys index written beside a part (see :meth:`FeatureTable.keys`)."""
+    return part.with_name(part.name + ".keys.json")
+
+
+def _part_index(df: pd.DataFrame) -> str:
+    pairs = df[list(KEY_COLUMNS)].drop_duplicates()
+    return json.dumps(
+        {
+            "ids": pairs["id"].astype(str).tolist(),
+            "fingerprints": pairs["fingerprint"].astype(str).tolist(),
+            "n_features": len(feature_columns(df)),
+        }
+    )
+
+
 def _atomic_write_text(text: str, path: Path) -> None:
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     tmp.write_text(text)
@@ -98,6 +117,7 @@ class FeatureTable:
         self.directory = directory
         self.key = key
         self._lock = directory / ".lock"
+        self._index: dict[Path, dict] = {}  # part -> its keys index (parts are immutable)
 
     @property
     def kind(self) -> str:
@@ -124,7 +144,13 @@ class FeatureTable:
         if missing:
             raise ValueError(f"rows for {self.directory} lack {missing}")
         self._ensure()
+        return self._write_part(df)
+
+    def _write_part(self, df: pd.DataFrame) -> Path:
+        # the index goes first: a part is visible only once complete, and by then its index exists
+        # (an index whose part never arrived, e.g. after a kill, is ignored and later removed)
         path = self.directory / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        _atomic_write_text(_part_index(df), _sidecar(path))
         _atomic_write_parquet(df, path)
         return path
 
@@ -143,11 +169,46 @@ class FeatureTable:
             return pd.DataFrame(columns=columns or list(KEY_COLUMNS))
         return pd.concat(frames, ignore_index=True)
 
+    def _part_index(self, part: Path) -> dict:
+        """A part's keys and width: from its index file, else (older stores) from the parquet file."""
+        if part not in self._index:
+            try:
+                info = json.loads(_sidecar(part).read_text())
+            except (OSError, ValueError):
+                import pyarrow.parquet as pq
+
+                try:
+                    pairs = pq.read_table(part, columns=list(KEY_COLUMNS)).to_pandas().drop_duplicates()
+                    names = pq.read_schema(part).names
+                except Exception as err:
+                    raise OSError(
+                        f"{part}: unreadable feature-store part ({err}); delete it to recompute its rows"
+                    ) from err
+                info = {
+                    "ids": pairs["id"].astype(str).tolist(),
+                    "fingerprints": pairs["fingerprint"].astype(str).tolist(),
+                    "n_features": len([n for n in names if n not in (*KEY_COLUMNS, "frame", "time")]),
+                }
+            self._index[part] = info
+        return self._index[part]
+
     def keys(self) -> pd.DataFrame:
-        """The (id, fingerprint) pairs present (cheap: reads two columns)."""
+        """The (id, fingerprint) pairs present (cheap: reads the parts' small index files)."""
         with _locked(self._lock, exclusive=False):
-            df = self._read_parts(list(KEY_COLUMNS))
+            infos = [self._part_index(p) for p in self.parts()]
+        df = pd.DataFrame(
+            {
+                "id": [i for info in infos for i in info["ids"]],
+                "fingerprint": [f for info in infos for f in info["fingerprints"]],
+            }
+        )
         return df.drop_duplicates(list(KEY_COLUMNS))
+
+    def n_features(self) -> int:
+        """Number of feature columns (0 for an empty table)."""
+        with _locked(self._lock, exclusive=False):
+            parts = self.parts()
+            return self._part_index(parts[0])["n_features"] if parts else 0
 
     def read(self, columns: list[str] | None = None) -> pd.DataFrame:
         """All rows (de-duplicated on id, fingerprint and, for LLDs, frame)."""
@@ -161,18 +222,23 @@ class FeatureTable:
         """Merge all parts into one (exclusive lock); also removes stale temporary files."""
         with _locked(self._lock, exclusive=True):
             parts = self.parts()
-            for tmp in self.directory.glob(".tmp-*"):
-                if time.time() - tmp.stat().st_mtime > 3600:  # left by a killed writer
+            now = time.time()
+            for tmp in self.directory.glob(".tmp-*"):  # left by a killed writer
+                if now - tmp.stat().st_mtime > 3600:
                     tmp.unlink(missing_ok=True)
+            for index in self.directory.glob("part-*.parquet.keys.json"):  # its part never arrived
+                part = index.with_name(index.name.removesuffix(".keys.json"))
+                if not part.exists() and now - index.stat().st_mtime > 3600:
+                    index.unlink(missing_ok=True)
             if len(parts) < 2:
                 return
             df = self._read_parts(None)
             subset = [*KEY_COLUMNS, "frame"] if "frame" in df.columns else list(KEY_COLUMNS)
-            df = df.drop_duplicates(subset, keep="last")
-            path = self.directory / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-            _atomic_write_parquet(df, path)
+            self._write_part(df.drop_duplicates(subset, keep="last"))
             for part in parts:
                 part.unlink(missing_ok=True)
+                _sidecar(part).unlink(missing_ok=True)
+                self._index.pop(part, None)
 
 
 class FeatureStore:
@@ -202,11 +268,17 @@ class FeatureStore:
 
         Returns the fingerprints (None for an unreadable file) and ``{path: reason}`` for those.
         """
-        memo_path = self.root / corpus / "_fingerprints.parquet"
+        memo_path = self.root / corpus / "_fingerprints.json"
         memo: dict[tuple[str, int, int], str] = {}
-        if memo_path.exists():
-            m = pd.read_parquet(memo_path)
-            memo = dict(zip(zip(m["path"], m["size"], m["mtime_ns"]), m["fingerprint"]))
+        try:
+            rows = json.loads(memo_path.read_text())
+            memo = {(p, size, mtime): fp for p, size, mtime, fp in rows}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, TypeError) as err:  # a damaged memo only costs re-hashing
+            warnings.warn(
+                f"{memo_path}: unreadable fingerprint memo ({err}); re-hashing the files", stacklevel=2
+            )
         out: list[str | None] = []
         errors: dict[str, str] = {}
         new = 0
@@ -233,12 +305,9 @@ class FeatureStore:
             out.append(fp)
         if new:
             memo_path.parent.mkdir(parents=True, exist_ok=True)
-            df = pd.DataFrame(
-                [(a, b, c, fp) for (a, b, c), fp in memo.items()],
-                columns=["path", "size", "mtime_ns", "fingerprint"],
-            )
+            rows = [[p, size, mtime, fp] for (p, size, mtime), fp in memo.items()]
             with _locked(memo_path.with_suffix(".lock"), exclusive=True):
-                _atomic_write_parquet(df, memo_path)
+                _atomic_write_text(json.dumps(rows), memo_path)
         return out, errors
 
 

@@ -233,6 +233,45 @@ def test_no_test_speaker_row_reaches_any_fit(corpus, store, tmp_path, monkeypatc
         del CLASSIFIERS._items["spy"]
 
 
+def test_svm_classifier_is_a_sklearn_estimator():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    from featurekit.evaluation.svm import SVMClassifier
+
+    check_estimator(SVMClassifier())
+    check_estimator(SVMClassifier(multiclass="ovr"))
+
+
+def test_svm_scale_c_is_svc_with_c_per_feature():
+    from sklearn.svm import SVC
+
+    from featurekit.evaluation.svm import SVMClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 40))
+    y = (x[:, 0] + 0.5 * rng.normal(size=60) > 0).astype(int) + (x[:, 1] > 1)
+    ours = SVMClassifier(C=2.0).fit(x, y)
+    plain = SVC(kernel="linear", C=2.0 / 40).fit(x, y)
+    np.testing.assert_allclose(ours.decision_function(x), plain.decision_function(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(SVMClassifier(C=0.05, scale_C=False).fit(x, y).predict(x),
+                                  SVC(kernel="linear", C=0.05).fit(x, y).predict(x))
+    ovr = SVMClassifier(multiclass="ovr").fit(x, y)
+    assert ovr.decision_function(x).shape == (60, 3) and set(ovr.predict(x)) <= {0, 1, 2}
+
+
+def test_labelled_model_entries_run_side_by_side(corpus, store, tmp_path):
+    root, m = corpus
+    s = spec(models={
+        "svm": {"grid": {"kernel": ["linear"], "C": [1.0]}},
+        "svm_rbf": {"model": "svm", "grid": {"kernel": ["rbf"], "C": [1.0]}},
+    })
+    res = run(s, root=root, out=tmp_path / "r", store=store, jobs=1, progress=False)
+    assert set(res["model"]) == {"svm", "svm_rbf"}
+    params = pd.concat(pd.read_csv(p) for p in (tmp_path / "r" / "cells").glob("*.params.csv"))
+    kernels = {row.model: json.loads(row.params).get("kernel") for row in params.itertuples()}
+    assert kernels == {"svm": "linear", "svm_rbf": "rbf"}  # each entry ran with its own settings
+
+
 def test_speaker_zscore_uses_only_own_rows():
     from featurekit.evaluation.normalisation import speaker_zscore
 
@@ -253,6 +292,7 @@ def test_speaker_zscore_uses_only_own_rows():
         ({"protocol": {"name": "holdout"}}, "protocol.name: unknown protocol 'holdout'"),
         ({"task": {"type": "clustering"}}, "task.type"),
         ({"models": {"svm": {"grid": {"C": 1.0}}}}, "models.svm.grid.C: must be a non-empty list"),
+        ({"models": {"svm_rbf": {"model": "svn"}}}, "models.svm_rbf.model: unknown classification model 'svn'"),
     ],
 )
 def test_spec_errors_name_the_key(change, message):

@@ -279,3 +279,35 @@ def test_corrupt_part_is_reported_not_dropped(synth, tmp_path):
     part.write_bytes(b"garbage")
     with pytest.raises(OSError, match="unreadable feature-store part"):
         load_features(store, synth, reqs[0], "mean_std", corpus="s")
+
+
+def test_warm_run_reads_part_indexes_not_parquet(synth, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    reqs = parse_features("mfcc", functionals=["mean_std", "stats"])
+    store = FeatureStore(tmp_path)
+    extract(synth, reqs, store, corpus="s", jobs=1, progress=False)
+    indexes = sorted(tmp_path.glob("s/mfcc/*/part-*.parquet.keys.json"))
+    assert len(indexes) == 2
+
+    def no_parquet(*args, **kwargs):
+        raise AssertionError("a warm run should not read parquet files")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(pq, "read_table", no_parquet)
+        mp.setattr(pq, "read_schema", no_parquet)
+        warm = extract(synth, reqs, store, corpus="s", jobs=1, progress=False)
+    assert warm.computed == 0 and warm.cache_hits == 2 * len(synth)
+    assert warm.tables["mfcc.mean_std"] == (len(synth), 80)
+
+    # a store written before the indexes existed: keys come from the parquet files instead
+    for index in indexes:
+        index.unlink()
+    again = extract(synth, reqs, FeatureStore(tmp_path), corpus="s", jobs=1, progress=False)
+    assert again.computed == 0 and again.tables["mfcc.mean_std"] == (len(synth), 80)
+
+    # an index whose part never arrived (writer killed in between) is ignored
+    orphan = indexes[0].with_name("part-00000000000000000001-deadbeef.parquet.keys.json")
+    orphan.write_text('{"ids": ["ghost"], "fingerprints": ["x"], "n_features": 80}')
+    t = FeatureStore(tmp_path).table("s", reqs[0].extractor, "mean_std", AudioOptions())
+    assert "ghost" not in set(t.keys()["id"])

@@ -73,7 +73,7 @@ def ccc_numpy(x: np.ndarray, y: np.ndarray) -> float:
 
 def test_registry_holds_all_layer_kinds():
     kinds = {"dense", "dropout", "lstm", "gru", "conv1d", "batchnorm", "layernorm", "last_pool", "mean_pool",
-             "max_pool", "attention_pool"}
+             "max_pool", "attention_pool", "stats_pool"}
     assert isinstance(LAYER_REGISTRY, dict)
     assert kinds <= set(LAYER_REGISTRY)
 
@@ -178,6 +178,7 @@ def test_sequence_input_forms_agree(capsys):
     "conv1d(8, 5) -> conv1d(8, 4, stride=2, dilation=2) -> max_pool -> dense(8)",
     "dense(8) -> batchnorm -> layernorm -> conv1d(8, 3) -> mean_pool -> batchnorm",
     "conv1d(8, 3) -> attention_pool(hidden=4)",
+    "conv1d(8, 3) -> stats_pool -> dense(8)",
 ])
 def test_padding_does_not_change_predictions(spec):
     X, y = order_task(40, 0)
@@ -188,6 +189,20 @@ def test_padding_does_not_change_predictions(spec):
         alone = clf.predict_proba(_objects([short]))[0]
         batched = clf.predict_proba(_objects([long, short]))[1]
         np.testing.assert_allclose(batched, alone, rtol=0, atol=1e-5)
+
+
+def test_stats_pool_is_mean_and_std_of_the_valid_frames():
+    from featurekit.heads.modules import StatsPool
+
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(5, 3)), rng.normal(size=(9, 3))
+    padded, lengths = pad_sequences([a.astype(np.float32), b.astype(np.float32)])
+    out, _ = StatsPool()(torch.from_numpy(padded).double(), torch.from_numpy(lengths))
+    for i, x in enumerate((a, b)):
+        np.testing.assert_allclose(out[i, :3].numpy(), x.mean(0), atol=1e-6)
+        np.testing.assert_allclose(out[i, 3:].numpy(), np.sqrt(x.var(0) + 1e-6), atol=1e-6)
+    net, _ = build_network("stats_pool -> dense(4)", 3, 2)
+    assert net(torch.from_numpy(padded), torch.from_numpy(lengths)).shape == (2, 2)
 
 
 def test_padding_in_the_network_itself():

@@ -115,7 +115,6 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
         The model directory.
     """
     from featurekit.audio import AudioOptions
-    from featurekit.evaluation.models import model_registry
     from featurekit.evaluation.normalisation import NORMALISATIONS, speaker_zscore, speaker_zscore_sequences
     from featurekit.evaluation.runner import FeatureData, prepare_manifest
     from featurekit.evaluation.spec import FeatureSet, Spec, SpecError, load_spec
@@ -132,7 +131,7 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
     norm = normalisation or spec.evaluation["normalisation"][0]
     if norm not in NORMALISATIONS:
         raise SpecError(f"normalisation {norm!r}: use one of {NORMALISATIONS}")
-    ms = model_registry(spec.task_type).get(model_name)
+    ms = spec.model_spec(model_name)
     if fs.sequences and not ms.sequences:
         raise SpecError(f"{fs.name!r} is LLD sequences, but model {model_name!r} takes vectors")
     if not fs.sequences and not ms.vectors:

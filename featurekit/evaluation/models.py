@@ -45,9 +45,9 @@ REGRESSORS: Registry[ModelSpec] = Registry("regressor")
 
 
 def _svc(seed, class_weight, **p):
-    from sklearn.svm import SVC
+    from featurekit.evaluation.svm import SVMClassifier
 
-    return SVC(random_state=seed, class_weight=class_weight, **p)
+    return SVMClassifier(random_state=seed, class_weight=class_weight, **p)
 
 
 def _rf_c(seed, class_weight, **p):
@@ -97,7 +97,11 @@ def _logreg(seed, class_weight, **p):
     return LogisticRegression(random_state=seed, class_weight=class_weight, max_iter=2000, **p)
 
 
-CLASSIFIERS.add("svm", ModelSpec(_svc, {"kernel": ["linear"], "C": [0.001, 0.01, 0.1, 1.0]}))
+# C is per feature (featurekit.evaluation.svm): one grid suits 88 and 6373 dimensions alike
+CLASSIFIERS.add(
+    "svm",
+    ModelSpec(_svc, {"kernel": ["linear"], "C": [0.1, 0.3, 1.0, 3.0, 10.0], "multiclass": ["ovo", "ovr"]}),
+)
 CLASSIFIERS.add("rf", ModelSpec(_rf_c, {"max_features": ["sqrt"]}))
 CLASSIFIERS.add("mlp", ModelSpec(_mlp_c, {"alpha": [0.01, 1.0]}, sample_weight=True))
 CLASSIFIERS.add("xgb", ModelSpec(_xgb_c, {"max_depth": [4]}, sample_weight=True))

@@ -65,6 +65,13 @@ class Cell:
     def label(self) -> str:
         return f"{self.feature_set.name} | {self.model} | {self.normalisation}"
 
+    def _model_config(self, spec: Spec) -> dict:
+        cfg = spec.models[self.model]
+        out = {k: cfg[k] for k in ("grid", "params")}
+        if cfg["model"] != self.model:  # a labelled entry: which registered model it configures
+            out["registered"] = cfg["model"]
+        return out
+
     def digest(self, spec: Spec) -> str:
         blob = json.dumps(
             {
@@ -72,7 +79,7 @@ class Cell:
                 "model": self.model,
                 "norm": self.normalisation,
                 # only what changes the cell's numbers: selectors (sets, normalisation lists) stay out
-                "models": {k: spec.models[self.model][k] for k in ("grid", "params")},
+                "models": self._model_config(spec),
                 "task": spec.task,
                 "protocol": spec.protocol,
                 "evaluation": {k: v for k, v in spec.evaluation.items() if k != "normalisation"},
@@ -315,15 +322,12 @@ def _run_fold(
     sequences: list[bool],
     late: bool,
 ) -> dict:
-    reg = model_registry(task)
-    ms = reg.get(model)
     cfg = spec_models[model]
+    ms = model_registry(task).get(cfg["model"])
     members = inputs if late else [inputs]
     outs = []
     for x, seq in zip(members, sequences):
         params = dict(cfg["params"])
-        if late and model == "svm":
-            params.setdefault("probability", True)
         outs.append(
             fit_predict(
                 ms,
@@ -381,11 +385,10 @@ def run(
     manifest = prepare_manifest(spec, manifest)
     folds = make_folds(spec, manifest)
     protocol = PROTOCOLS.get(spec.protocol["name"])
-    reg = model_registry(spec.task_type)
     cells = []
     for fs in spec.feature_sets:
         for model, cfg in spec.models.items():
-            ms = reg.get(model)
+            ms = spec.model_spec(model)
             fits = ms.sequences if fs.sequences else ms.vectors
             if "sets" in cfg:
                 if fs.name not in cfg["sets"]:

@@ -8,7 +8,9 @@ options); ``[audio]``; ``[extractors.NAME]`` parameters; ``[features]`` (``sets`
 ``late_fusion``); ``[evaluation]`` (``normalisation``, ``balancing``, ``inner_folds``,
 ``metrics``, ``bootstrap``); ``[models.NAME]`` (``grid``, fixed ``params``, and optionally ``sets`` and
 ``normalisation`` restricting the model to some feature sets / normalisations; by default a model runs
-on every feature set it can take: vector models on vectors, sequence models on ``lld`` sets).
+on every feature set it can take: vector models on vectors, sequence models on ``lld`` sets). NAME is
+a registered model, or any label with ``model = "REGISTERED"`` naming the model it configures, so one
+model can appear twice with different settings (e.g. ``[models.svm_rbf]`` with ``model = "svm"``).
 
 Feature-set syntax: ``EXTRACTOR[.KIND][@LAYER]`` joined by ``+`` for early fusion (column
 concatenation). ``KIND`` defaults to ``native`` for extractors that have native functionals and
@@ -32,7 +34,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from featurekit.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
-from featurekit.evaluation.models import model_registry
+from featurekit.evaluation.models import ModelSpec, model_registry
 from featurekit.evaluation.normalisation import NORMALISATIONS
 from featurekit.evaluation.protocols import PROTOCOLS
 
@@ -104,6 +106,10 @@ class Spec:
     @property
     def targets(self) -> list[str]:
         return self.task["targets"]
+
+    def model_spec(self, name: str) -> ModelSpec:
+        """The registered model behind the spec's ``[models.NAME]`` entry."""
+        return model_registry(self.task_type).get(self.models[name]["model"])
 
 
 def parse_feature_set(text: str, *, where: str) -> FeatureSet:
@@ -196,15 +202,19 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
     if not models:
         raise SpecError("models: no models given")
     for name, m in models.items():
-        if name not in reg:
-            raise SpecError(f"models.{name}: unknown {task['type']} model; known: {', '.join(reg.names())}")
         m = dict(m or {})
-        bad = set(m) - {"grid", "params", "sets", "normalisation"}
+        m.setdefault("model", name)
+        if m["model"] not in reg:
+            key = f"models.{name}" + (".model" if m["model"] != name else "")
+            raise SpecError(
+                f"{key}: unknown {task['type']} model {m['model']!r}; known: {', '.join(reg.names())}"
+            )
+        bad = set(m) - {"model", "grid", "params", "sets", "normalisation"}
         if bad:
             raise SpecError(
-                f"models.{name}: unknown key(s) {sorted(bad)}; use grid, params, sets, normalisation"
+                f"models.{name}: unknown key(s) {sorted(bad)}; use model, grid, params, sets, normalisation"
             )
-        m.setdefault("grid", reg.get(name).grid)
+        m.setdefault("grid", reg.get(m["model"]).grid)
         m.setdefault("params", {})
         for k, v in m["grid"].items():
             if not isinstance(v, list) or not v:

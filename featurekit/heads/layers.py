@@ -36,6 +36,7 @@ from featurekit.heads.modules import (
     MaxPool,
     MeanPool,
     Recurrent,
+    StatsPool,
 )
 
 __all__ = [
@@ -534,6 +535,11 @@ def _build_last_pool(args: dict[str, Any], ctx: BuildContext) -> tuple[nn.Module
 @register_layer("mean_pool", stage="pool")
 def _build_mean_pool(args: dict[str, Any], ctx: BuildContext) -> tuple[nn.Module, int]:
     return MeanPool(), ctx.in_features
+
+
+@register_layer("stats_pool", stage="pool")
+def _build_stats_pool(args: dict[str, Any], ctx: BuildContext) -> tuple[nn.Module, int]:
+    return StatsPool(), 2 * ctx.in_features
 
 
 @register_layer("max_pool", stage="pool")

@@ -167,6 +167,21 @@ class MeanPool(nn.Module):
         return (x * mask).sum(1) / lengths.unsqueeze(1).to(x.dtype), None
 
 
+class StatsPool(nn.Module):
+    """Mean and standard deviation over the valid frames, concatenated (statistics pooling).
+
+    The learnt counterpart of the mean+std functionals (HSF1), as in x-vector speaker embeddings
+    (Snyder et al., 2018). The output is twice as wide as the input.
+    """
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
+        mask = lengths_to_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
+        n = lengths.unsqueeze(1).to(x.dtype)
+        mean = (x * mask).sum(1) / n
+        var = (((x - mean.unsqueeze(1)) * mask) ** 2).sum(1) / n
+        return torch.cat([mean, torch.sqrt(var + 1e-6)], dim=1), None
+
+
 class MaxPool(nn.Module):
     """Maximum over the valid frames."""
 
