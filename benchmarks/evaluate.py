@@ -43,8 +43,7 @@ sets = ["egemaps"]
 [evaluation]
 normalisation = ["global"]
 bootstrap = 0
-[models.svm]
-grid = { kernel = ["linear"], C = [0.001, 0.01, 0.1, 1.0] }
+[models.svm]  # the default grid: linear, C x one-vs-one/one-vs-rest, speaker-grouped nested search
 """
 INI = """
 [EXP]

@@ -233,6 +233,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="experiment spec (TOML), e.g. pipelines/emodb.toml")
     p.add_argument("--root", help="corpus root (default: the spec's corpus.root_env variable)")
+    p.add_argument(
+        "--test-root",
+        help="root of a cross_corpus protocol's test corpus (default: its protocol.test_corpus.root_env)",
+    )
     p.add_argument("--out", required=True, help="results directory")
     p.add_argument(
         "--store",
@@ -264,6 +268,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     root = resolve_root(spec, args.root)
+    test_root = args.test_root
+    if test_root is None and spec.protocol["name"] == "cross_corpus":
+        env = spec.protocol["test_corpus"].get("root_env")
+        test_root = os.environ.get(env) if env else None
     df = run(
         spec,
         root,
@@ -272,6 +280,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         progress=not args.quiet,
         scheduler=args.scheduler,
+        test_root=test_root,
     )
     _print_summary(df, spec)
     print(f"results: {Path(args.out) / 'results.csv'}")

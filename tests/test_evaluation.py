@@ -365,3 +365,36 @@ def test_nan_features_name_the_files(corpus, tmp_path):
         DataError, match=rf"NaN/inf or missing features for 1 utterance\(s\): {m['id'].iloc[5]} \("
     ):
         run(spec(), root, tmp_path / "o2", store=st, jobs=1, progress=False)
+
+
+def test_cross_corpus_train_on_a_test_on_b(corpus, store, tmp_path):
+    root, m = corpus
+    other = tmp_path / "other"
+    mb = make_synthetic_corpus(other, n_speakers=2, n_per_class=3, duration=0.8, seed=7)
+    # corpus B names its classes differently; the spec maps them onto A's labels
+    mb.assign(emotion=mb["label"].replace({"angry": "anger", "happy": "joy"}))[
+        ["path", "emotion", "speaker"]
+    ].to_csv(other / "meta.csv", index=False)
+    test_corpus = {
+        "name": "csv",
+        "options": {"csv": "meta.csv", "columns": {"label": "emotion"}},
+        "mapping": {"anger": "angry", "joy": "happy"},
+    }
+    s = spec(protocol={"name": "cross_corpus", "test_corpus": test_corpus})
+    res = run(s, root=root, out=tmp_path / "r", store=store, jobs=1, progress=False, test_root=other)
+    folds = set(res["fold"]) - {"mean", "std", "pooled"}
+    assert folds == {"synthetic->csv"}
+    pred = pd.read_csv(tmp_path / "r" / "predictions.csv")
+    assert len(pred) == len(mb) and set(pred["y_true"]) == set(m["label"])  # only B is tested
+    info = json.loads((tmp_path / "r" / "spec.json").read_text())
+    assert info["folds"] == [{"name": "synthetic->csv", "n_train": len(m), "n_test": len(mb)}]
+
+    # a test label the training corpus lacks, and a missing test root, are named before any fit
+    unmapped = {**test_corpus, "mapping": {"anger": "angry"}}
+    with pytest.raises(DataError, match=r"csv label\(s\) \['joy'\] do not occur in synthetic"):
+        run(spec(protocol={"name": "cross_corpus", "test_corpus": unmapped}), root=root,
+            out=tmp_path / "r2", store=store, jobs=1, progress=False, test_root=other)
+    with pytest.raises(DataError, match="no root for 'csv'"):
+        run(s, root=root, out=tmp_path / "r3", store=store, jobs=1, progress=False)
+    with pytest.raises(SpecError, match="protocol.test_corpus: missing"):
+        spec(protocol={"name": "cross_corpus"})

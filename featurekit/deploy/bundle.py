@@ -21,7 +21,8 @@ Loading (:func:`load_model`) refuses, with a message naming the file and the pro
 * an incompatible ``format_version`` or featurekit version (see :func:`check_versions`);
 * a ``model.json`` edited after saving (its checksum differs), a file listed in the manifest that is
   missing, or a file whose SHA-256 differs from the manifest (changed, corrupted or tampered with);
-* a skops file holding any function, or any class outside :data:`ALLOWED_MODULES` (or in
+* a skops file holding any function, or any class outside :data:`ALLOWED_MODULES` and
+  :data:`ALLOWED_CLASSES` (or in
   :data:`DENIED_PREFIXES`): the list of types a file needs is read with
   ``skops.io.get_untrusted_types`` *before* anything is loaded, each is checked, and only then is
   ``skops.io.load`` called with exactly that list as ``trusted``. No pickle is used anywhere (torch
@@ -55,6 +56,8 @@ FORMAT_VERSION = 1
 META_NAME = "model.json"
 #: Module prefixes whose *classes* a skops file may contain (functions are always refused).
 ALLOWED_MODULES = ("sklearn.", "xgboost.", "numpy.")
+#: featurekit's own plain scikit-learn estimators (no code runs on loading them beyond setting state).
+ALLOWED_CLASSES = ("featurekit.evaluation.svm.SVMClassifier",)
 #: Classes under those prefixes that are refused all the same (they touch files or test machinery).
 DENIED_PREFIXES = ("numpy.memmap", "numpy.lib.npyio", "numpy.lib._npyio_impl", "numpy.lib._datasource",
                    "numpy.lib.format", "numpy.ctypeslib", "numpy.testing", "sklearn.utils._testing",
@@ -136,6 +139,8 @@ def check_versions(meta: dict[str, Any], where: str) -> None:
 
 # -- skops allow-list ---------------------------------------------------------------------------------
 def _is_allowed_type(name: str) -> bool:
+    if name in ALLOWED_CLASSES:
+        return True
     if not name.startswith(ALLOWED_MODULES) or name.startswith(DENIED_PREFIXES):
         return False
     module, _, attr = name.rpartition(".")

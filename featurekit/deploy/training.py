@@ -81,7 +81,7 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
 
     Features come from the feature store (missing ones are extracted first, as ``featurekit
     evaluate`` does). Hyperparameters are chosen on the spec's grid by a speaker-grouped inner
-    cross-validation over all speakers (the spec's ``evaluation.inner_folds``), then the best
+    cross-validation over all speakers (the model's or the spec's ``inner_folds``), then the best
     candidate is refit on every utterance. The directory layout and what ``model.json`` records are
     described in :mod:`featurekit.deploy.bundle`; the saved model is reloaded and checked against the
     in-memory one before this returns.
@@ -203,7 +203,8 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
     for target, y in ys.items():
         pipelines[target], best[target], searches[target] = fit_searched(
             ms, x, y, groups, task=spec.task_type, normalisation=norm, balancing=ev["balancing"],
-            grid=cfg["grid"], params=dict(cfg["params"]), inner_folds=ev["inner_folds"], seed=spec.seed,
+            grid=cfg["grid"], params=dict(cfg["params"]), inner_folds=spec.inner_folds(model_name),
+            seed=spec.seed,
             sequences=fs.sequences, jobs=jobs)
 
     from featurekit.deploy.inference import probability_method

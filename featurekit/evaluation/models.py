@@ -30,6 +30,12 @@ class ModelSpec:
         Whether the model takes utterance-level vectors.
     sample_weight
         Whether class balancing is passed as ``sample_weight`` (instead of ``class_weight``).
+    groups
+        Whether ``fit`` takes ``groups=`` (speaker-grouped early stopping).
+    threads
+        Whether fitting spends its time in native code that releases the GIL (libsvm, liblinear,
+        tree building, XGBoost), so folds can run in threads of one process: no worker start-up and
+        no copying of feature matrices, which is what small problems are dominated by.
     """
 
     build: Callable[..., Any]
@@ -37,7 +43,8 @@ class ModelSpec:
     sequences: bool = False
     vectors: bool = True
     sample_weight: bool = False
-    groups: bool = False  # fit() takes groups= (speaker-grouped early stopping)
+    groups: bool = False
+    threads: bool = False
 
 
 CLASSIFIERS: Registry[ModelSpec] = Registry("classifier")
@@ -98,13 +105,11 @@ def _logreg(seed, class_weight, **p):
 
 
 # C is per feature (featurekit.evaluation.svm): one grid suits 88 and 6373 dimensions alike
-CLASSIFIERS.add(
-    "svm",
-    ModelSpec(_svc, {"kernel": ["linear"], "C": [0.1, 0.3, 1.0, 3.0, 10.0], "multiclass": ["ovo", "ovr"]}),
-)
-CLASSIFIERS.add("rf", ModelSpec(_rf_c, {"max_features": ["sqrt"]}))
+SVM_GRID = {"kernel": ["linear"], "C": [0.1, 0.3, 1.0, 3.0, 10.0], "multiclass": ["ovo", "ovr"]}
+CLASSIFIERS.add("svm", ModelSpec(_svc, SVM_GRID, threads=True))
+CLASSIFIERS.add("rf", ModelSpec(_rf_c, {"max_features": ["sqrt"]}, threads=True))
 CLASSIFIERS.add("mlp", ModelSpec(_mlp_c, {"alpha": [0.01, 1.0]}, sample_weight=True))
-CLASSIFIERS.add("xgb", ModelSpec(_xgb_c, {"max_depth": [4]}, sample_weight=True))
+CLASSIFIERS.add("xgb", ModelSpec(_xgb_c, {"max_depth": [4]}, sample_weight=True, threads=True))
 CLASSIFIERS.add("knn", ModelSpec(_knn_c, {"n_neighbors": [5, 15]}))
 CLASSIFIERS.add("logreg", ModelSpec(_logreg, {"C": [0.01, 0.1, 1.0]}))
 
@@ -156,10 +161,10 @@ def _ridge(seed, class_weight, **p):
     return Ridge(**p)
 
 
-REGRESSORS.add("svr", ModelSpec(_svr, {"kernel": ["linear"], "C": [0.001, 0.01, 0.1]}))
-REGRESSORS.add("rf", ModelSpec(_rf_r, {"max_features": ["sqrt"]}))
+REGRESSORS.add("svr", ModelSpec(_svr, {"kernel": ["linear"], "C": [0.001, 0.01, 0.1]}, threads=True))
+REGRESSORS.add("rf", ModelSpec(_rf_r, {"max_features": ["sqrt"]}, threads=True))
 REGRESSORS.add("mlp", ModelSpec(_mlp_r, {"alpha": [0.01, 1.0]}))
-REGRESSORS.add("xgb", ModelSpec(_xgb_r, {"max_depth": [4]}))
+REGRESSORS.add("xgb", ModelSpec(_xgb_r, {"max_depth": [4]}, threads=True))
 REGRESSORS.add("ridge", ModelSpec(_ridge, {"alpha": [1.0, 10.0, 100.0, 1000.0]}))
 
 
@@ -174,13 +179,12 @@ def _head(name: str, task: str):
     return build
 
 
-for _name, _seq in (("torch_mlp", False), ("lstm", True), ("gru", True), ("conv1d", True)):
-    CLASSIFIERS.add(
-        _name, ModelSpec(_head(_name, "classification"), {}, sequences=_seq, vectors=not _seq, groups=True)
-    )
-    REGRESSORS.add(
-        _name, ModelSpec(_head(_name, "regression"), {}, sequences=_seq, vectors=not _seq, groups=True)
-    )
+# torch_mlp takes vectors, and LLD sequences through a pooling layer (mean_pool unless its layers name
+# one, e.g. "stats_pool -> dense(256)"); the recurrent and convolutional heads take sequences only.
+for _name, _seq, _vec in (("torch_mlp", True, True), ("lstm", True, False), ("gru", True, False),
+                          ("conv1d", True, False)):
+    for _reg, _task in ((CLASSIFIERS, "classification"), (REGRESSORS, "regression")):
+        _reg.add(_name, ModelSpec(_head(_name, _task), {}, sequences=_seq, vectors=_vec, groups=True))
 
 
 def model_registry(task: str) -> Registry[ModelSpec]:

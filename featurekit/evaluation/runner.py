@@ -70,6 +70,8 @@ class Cell:
         out = {k: cfg[k] for k in ("grid", "params")}
         if cfg["model"] != self.model:  # a labelled entry: which registered model it configures
             out["registered"] = cfg["model"]
+        if "inner_folds" in cfg:
+            out["inner_folds"] = cfg["inner_folds"]
         return out
 
     def digest(self, spec: Spec) -> str:
@@ -175,11 +177,12 @@ class FeatureData:
         jobs: int,
         progress: bool,
         scheduler: str | None = None,
+        corpus: str | None = None,
     ) -> None:
         self.spec, self.manifest, self.store = spec, manifest, store
         self.scheduler = scheduler
         self.audio = AudioOptions(**spec.audio)
-        self.corpus = spec.corpus["name"]
+        self.corpus = corpus or spec.corpus["name"]
         self._tables: dict[str, pd.DataFrame] = {}
         self._seqs: dict[str, np.ndarray] = {}
         self.extraction = self._extract(jobs, progress)
@@ -274,6 +277,64 @@ class FeatureData:
                     raise DataError(f"{m.table}: NaN/inf frames for {r['id']} ({r['path']})")
             self._seqs[m.table] = seqs
         return self._seqs[m.table]
+
+
+class StackedData:
+    """Several corpora's :class:`FeatureData` as one: rows of each in turn (cross-corpus protocols)."""
+
+    def __init__(self, parts: list[FeatureData]) -> None:
+        self.parts = parts
+        self.manifest = pd.concat([p.manifest for p in parts], ignore_index=True)
+
+    def requests(self) -> list[FeatureRequest]:
+        return self.parts[0].requests()
+
+    def matrix(self, fs: FeatureSet) -> tuple[np.ndarray, list[str]]:
+        blocks = [p.matrix(fs) for p in self.parts]
+        names = blocks[0][1]
+        for p, (_, other) in zip(self.parts[1:], blocks[1:]):
+            if other != names:
+                raise DataError(
+                    f"{fs.name}: the corpora's feature columns differ ({p.corpus} has {len(other)}, "
+                    f"{self.parts[0].corpus} {len(names)}); use the same extractor settings for both"
+                )
+        return np.vstack([b[0] for b in blocks]), names
+
+    def sequences(self, fs: FeatureSet) -> np.ndarray:
+        return np.concatenate([p.sequences(fs) for p in self.parts])
+
+
+def cross_corpus_manifest(spec: Spec, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    """Training and test corpora as one manifest with a ``corpus`` column (cross-corpus protocol).
+
+    The test corpus' labels go through ``protocol.test_corpus.mapping`` and then, like the training
+    corpus', through the task's mapping and subset. Speakers are prefixed with their corpus so that
+    two corpora's speaker codes never merge (per-speaker normalisation stays within one corpus).
+    """
+    tc = spec.protocol["test_corpus"]
+    a_name, b_name = spec.corpus["name"], tc["name"]
+    test = test.copy()
+    if tc["mapping"] and spec.task_type == "classification":
+        col = spec.targets[0]
+        test[col] = test[col].astype(str).replace(tc["mapping"])
+    a, b = prepare_manifest(spec, train), prepare_manifest(spec, test)
+    if spec.task_type == "classification":
+        col = spec.targets[0]
+        unknown = sorted(set(b[col]) - set(a[col]))
+        if unknown:
+            raise DataError(
+                f"protocol.test_corpus: {b_name} label(s) {unknown} do not occur in {a_name} "
+                f"({sorted(set(a[col]))}); map them with protocol.test_corpus.mapping or drop them "
+                f"with task.subset"
+            )
+    parts = []
+    for name, m in ((a_name, a), (b_name, b)):
+        m = m.assign(corpus=name)
+        m["speaker"] = name + ":" + m["speaker"].astype(str)
+        parts.append(m)
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs.update(train_corpus=a_name, test_corpus=b_name)
+    return out
 
 
 def parse_layer(text: str) -> int | list[int] | str:
@@ -372,17 +433,34 @@ def run(
     progress: bool = True,
     manifest: pd.DataFrame | None = None,
     scheduler: str | None = None,
+    test_root: str | os.PathLike | None = None,
+    test_manifest: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Run ``spec`` on the corpus at ``root``; write the output directory; return results.csv's frame.
 
     ``scheduler``: a dask.distributed scheduler address; cells' folds then run on that cluster.
+    ``test_root`` / ``test_manifest``: the test corpus of a ``cross_corpus`` protocol.
     """
     t0 = time.perf_counter()
     out = Path(out)
     jobs = jobs or os.cpu_count() or 1
     if manifest is None:
         manifest = load_corpus_for(spec, root)
-    manifest = prepare_manifest(spec, manifest)
+    cross = spec.protocol["name"] == "cross_corpus"
+    if cross:
+        if test_manifest is None:
+            tc = spec.protocol["test_corpus"]
+            if test_root is None:
+                raise DataError(
+                    f"protocol.test_corpus: no root for {tc['name']!r}: give --test-root or set the "
+                    f"variable named by protocol.test_corpus.root_env"
+                )
+            from featurekit.corpora import load_corpus
+
+            test_manifest = load_corpus(tc["name"], test_root, **tc["options"])
+        manifest = cross_corpus_manifest(spec, manifest, test_manifest)
+    else:
+        manifest = prepare_manifest(spec, manifest)
     folds = make_folds(spec, manifest)
     protocol = PROTOCOLS.get(spec.protocol["name"])
     cells = []
@@ -406,9 +484,27 @@ def run(
         if not any(c.feature_set is fs for c in cells):
             raise SpecError(
                 f"features.sets: no model in the spec takes {fs.name!r}"
-                f"{' (LLD sequences need lstm, gru or conv1d)' if fs.sequences else ''}"
+                f"{' (LLD sequences need lstm, gru, conv1d or torch_mlp)' if fs.sequences else ''}"
             )
-    data = FeatureData(spec, manifest, FeatureStore(store), jobs=jobs, progress=progress, scheduler=scheduler)
+    if cross:
+        data = StackedData(
+            [
+                FeatureData(
+                    spec,
+                    manifest[manifest["corpus"] == name].reset_index(drop=True),
+                    FeatureStore(store),
+                    jobs=jobs,
+                    progress=progress,
+                    scheduler=scheduler,
+                    corpus=name,
+                )
+                for name in (manifest.attrs["train_corpus"], manifest.attrs["test_corpus"])
+            ]
+        )
+    else:
+        data = FeatureData(
+            spec, manifest, FeatureStore(store), jobs=jobs, progress=progress, scheduler=scheduler
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / "cells").mkdir(exist_ok=True)
     speakers = manifest["speaker"].astype(str).to_numpy()
@@ -446,7 +542,7 @@ def run(
                             model=c.model,
                             norm=c.normalisation,
                             balancing=spec.evaluation["balancing"],
-                            inner_folds=spec.evaluation["inner_folds"],
+                            inner_folds=spec.inner_folds(c.model),
                             seed=spec.seed,
                             sequences=seqs,
                             late=c.feature_set.late,
@@ -467,9 +563,14 @@ def run(
     else:
         from joblib import Parallel, delayed
 
-        results = Parallel(n_jobs=jobs, return_as="generator_unordered", pre_dispatch="2*n_jobs")(
-            delayed(_run_fold)(**kw) for _, kw in tasks
-        )
+        # threads when every model fits in GIL-free native code (see ModelSpec.threads), else processes
+        threads = all(spec.model_spec(c.model).threads for c in todo)
+        results = Parallel(
+            n_jobs=jobs,
+            prefer="threads" if threads else "processes",
+            return_as="generator_unordered",
+            pre_dispatch="2*n_jobs",
+        )(delayed(_run_fold)(**kw) for _, kw in tasks)
     by_key = {f"{c.digest(spec)}": c for c in todo}
     for r in results:
         bar.update(1)
@@ -608,7 +709,14 @@ def _assemble(out: Path, spec: Spec, cells: list[Cell]) -> pd.DataFrame:
 
 
 def _write_spec(
-    out: Path, spec: Spec, data: FeatureData, folds: list[Fold], protocol, *, seconds: float, reused: int
+    out: Path,
+    spec: Spec,
+    data: FeatureData | StackedData,
+    folds: list[Fold],
+    protocol,
+    *,
+    seconds: float,
+    reused: int,
 ) -> None:
     info = {
         "spec": spec.raw,

@@ -11,6 +11,8 @@ options); ``[audio]``; ``[extractors.NAME]`` parameters; ``[features]`` (``sets`
 on every feature set it can take: vector models on vectors, sequence models on ``lld`` sets). NAME is
 a registered model, or any label with ``model = "REGISTERED"`` naming the model it configures, so one
 model can appear twice with different settings (e.g. ``[models.svm_rbf]`` with ``model = "svm"``).
+A model's own ``inner_folds`` overrides ``evaluation.inner_folds`` for its search (a number at least
+the count of training speakers means leave-one-speaker-out inside the training fold).
 
 Feature-set syntax: ``EXTRACTOR[.KIND][@LAYER]`` joined by ``+`` for early fusion (column
 concatenation). ``KIND`` defaults to ``native`` for extractors that have native functionals and
@@ -107,6 +109,10 @@ class Spec:
     def targets(self) -> list[str]:
         return self.task["targets"]
 
+    def inner_folds(self, name: str) -> int:
+        """Inner search folds of the ``[models.NAME]`` entry (its own, else ``evaluation.inner_folds``)."""
+        return self.models[name].get("inner_folds", self.evaluation["inner_folds"])
+
     def model_spec(self, name: str) -> ModelSpec:
         """The registered model behind the spec's ``[models.NAME]`` entry."""
         return model_registry(self.task_type).get(self.models[name]["model"])
@@ -137,6 +143,29 @@ def parse_feature_set(text: str, *, where: str) -> FeatureSet:
     if len(members) > 1 and any(m.kind == "lld" for m in members):
         raise SpecError(f"{where}: {text!r}: LLD sequences cannot be concatenated with other sets")
     return FeatureSet(text.strip(), tuple(members))
+
+
+def _test_corpus(test: Any, train_name: str) -> dict[str, Any]:
+    """Check ``protocol.test_corpus`` of a cross-corpus spec: ``name``, and optionally ``root_env``,
+    ``options`` (adapter options) and ``mapping`` (its labels -> the training corpus' labels)."""
+    from featurekit.corpora import CORPORA
+
+    where = "protocol.test_corpus"
+    if not isinstance(test, dict):
+        raise SpecError(f"{where}: missing; cross_corpus needs a table with the test corpus' name")
+    test = dict(test)
+    bad = set(test) - {"name", "root_env", "options", "mapping"}
+    if bad:
+        raise SpecError(f"{where}: unknown key(s) {sorted(bad)}; use name, root_env, options, mapping")
+    name = _require(test, "name", where)
+    if name not in CORPORA:
+        raise SpecError(f"{where}.name: unknown corpus {name!r}; known: {', '.join(CORPORA.names())}")
+    if name == train_name:
+        raise SpecError(f"{where}.name: the test corpus must differ from corpus.name ({train_name!r})")
+    for key in ("options", "mapping"):
+        if not isinstance(test.setdefault(key, {}), dict):
+            raise SpecError(f"{where}.{key}: must be a table")
+    return test
 
 
 def _require(d: dict, key: str, where: str) -> Any:
@@ -178,6 +207,8 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
     protocol.setdefault("name", "loso")
     if protocol["name"] == "loso":
         protocol.setdefault("group", "speaker")
+    if protocol["name"] == "cross_corpus":
+        protocol["test_corpus"] = _test_corpus(protocol.get("test_corpus"), corpus["name"])
     ev = dict(raw.get("evaluation", {}))
     norms = ev.get("normalisation", ["global"])
     norms = [norms] if isinstance(norms, str) else list(norms)
@@ -209,11 +240,14 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
             raise SpecError(
                 f"{key}: unknown {task['type']} model {m['model']!r}; known: {', '.join(reg.names())}"
             )
-        bad = set(m) - {"model", "grid", "params", "sets", "normalisation"}
+        bad = set(m) - {"model", "grid", "params", "sets", "normalisation", "inner_folds"}
         if bad:
             raise SpecError(
-                f"models.{name}: unknown key(s) {sorted(bad)}; use model, grid, params, sets, normalisation"
+                f"models.{name}: unknown key(s) {sorted(bad)}; use model, grid, params, sets, normalisation, "
+                "inner_folds"
             )
+        if "inner_folds" in m and (not isinstance(m["inner_folds"], int) or m["inner_folds"] < 2):
+            raise SpecError(f"models.{name}.inner_folds: must be an integer >= 2, got {m['inner_folds']!r}")
         m.setdefault("grid", reg.get(m["model"]).grid)
         m.setdefault("params", {})
         for k, v in m["grid"].items():
