@@ -156,7 +156,10 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
         help="dask.distributed scheduler address (or FEATUREKIT_SCHEDULER)",
     )
     p.add_argument(
-        "--flush-every", type=int, default=256, help="utterances buffered per table before a write"
+        "--flush-every",
+        type=int,
+        default=4096,  # featurekit.extraction.DEFAULT_FLUSH_EVERY (not imported: keeps the CLI light)
+        help="utterances buffered per table before a write (also written at 64 MiB of values)",
     )
     p.add_argument("--quiet", action="store_true")
 

@@ -3,9 +3,10 @@
 One call, :func:`extract`, handles a manifest and a list of :class:`FeatureRequest`. Each
 utterance is decoded once per chunk and run through every extractor that still lacks its row.
 Work is dispatched with joblib in chunks (``pre_dispatch`` bounds how many are in flight) and
-results are flushed to the store every ``flush_every`` utterances, so memory stays bounded and a
-killed run keeps everything flushed before the kill. A file that fails is listed with its reason;
-it never stops the others.
+results are flushed to the store once a table has ``flush_every`` utterances or ``FLUSH_BYTES`` of
+values buffered, so memory stays bounded and a killed run keeps everything flushed before the kill
+(a corpus the size of Emo-DB then writes one part per table, with nothing to compact). A file that
+fails is listed with its reason; it never stops the others.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from featurekit.extractors.functionals import FUNCTIONALS, apply_functional
 from featurekit.store import LLD_KIND, NATIVE_KIND, FeatureStore, FeatureTable, align
 
 DEFAULT_FUNCTIONALS = ("mean_std",)
+DEFAULT_FLUSH_EVERY = 4096
+#: Buffered feature values per table (bytes) that trigger a write, whatever the utterance count.
+FLUSH_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -243,22 +247,28 @@ def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: Au
     return {"results": dict(results), "failures": failures, "notes": notes, "n": len(items)}
 
 
-def _rows_to_frame(kind: str, rows: list) -> pd.DataFrame:
+def _rows_to_table(kind: str, rows: list):
+    """Buffered rows -> one Arrow table (built from the numpy blocks: no per-column pandas work, which
+    dominates for wide tables such as ComParE's 6373 columns)."""
+    import pyarrow as pa
+
     if kind == LLD_KIND:
-        frames = []
-        for uid, fp, values, names, times in rows:
-            df = pd.DataFrame(values, columns=names)
-            df.insert(0, "time", times.astype(np.float64))
-            df.insert(0, "frame", np.arange(len(values), dtype=np.int32))
-            df.insert(0, "fingerprint", fp)
-            df.insert(0, "id", uid)
-            frames.append(df)
-        return pd.concat(frames, ignore_index=True)
-    names = rows[0][3]
-    df = pd.DataFrame(np.vstack([r[2] for r in rows]).astype(np.float32), columns=names)
-    df.insert(0, "fingerprint", [r[1] for r in rows])
-    df.insert(0, "id", [r[0] for r in rows])
-    return df
+        counts = [len(r[2]) for r in rows]
+        keys = {
+            "id": np.repeat([r[0] for r in rows], counts),
+            "fingerprint": np.repeat([r[1] for r in rows], counts),
+            "frame": np.concatenate([np.arange(n, dtype=np.int32) for n in counts]),
+            "time": np.concatenate([r[4] for r in rows]).astype(np.float64),
+        }
+        values = np.vstack([r[2] for r in rows]).astype(np.float32)
+    else:
+        keys = {"id": [r[0] for r in rows], "fingerprint": [r[1] for r in rows]}
+        values = np.vstack([r[2] for r in rows]).astype(np.float32)
+    names = list(rows[0][3])
+    columns = [pa.array(v, type=pa.string()) if k in ("id", "fingerprint") else pa.array(v)
+               for k, v in keys.items()]
+    columns += [pa.array(values[:, j]) for j in range(values.shape[1])]
+    return pa.Table.from_arrays(columns, names=[*keys, *names])
 
 
 def extract(
@@ -270,7 +280,7 @@ def extract(
     audio: AudioOptions | None = None,
     jobs: int | None = None,
     chunk_size: int | None = None,
-    flush_every: int = 256,
+    flush_every: int = DEFAULT_FLUSH_EVERY,
     progress: bool = True,
     compact: bool = True,
 ) -> ExtractionSummary:
@@ -293,7 +303,8 @@ def extract(
     chunk_size
         Utterances per task (default: adaptive, at most 16).
     flush_every
-        Buffered utterances per table before a part is written.
+        Buffered utterances per table before a part is written (a part is also written once a table
+        buffers :data:`FLUSH_BYTES` of values).
     """
     t0 = time.perf_counter()
     audio = audio or AudioOptions()
@@ -430,18 +441,21 @@ def _consume(
     from tqdm.auto import tqdm
 
     buffers: dict[tuple[int, str], list] = defaultdict(list)
+    nbytes: dict[tuple[int, str], int] = defaultdict(int)
 
     def flush(force: bool) -> None:
         for k, rows in buffers.items():
-            if rows and (force or len(rows) >= flush_every):
-                tables[k].append(_rows_to_frame(k[1], rows))
+            if rows and (force or len(rows) >= flush_every or nbytes[k] >= FLUSH_BYTES):
+                tables[k].append(_rows_to_table(k[1], rows))
                 rows.clear()
+                nbytes[k] = 0
 
     bar = tqdm(total=total, desc="extract", unit="utt", disable=not progress, mininterval=1.0)
     try:
         for out in outputs:
             for k, rows in out["results"].items():
                 buffers[k].extend(rows)
+                nbytes[k] += sum(r[2].nbytes for r in rows)
                 summary.computed += len(rows)
             summary.failures.update(out["failures"])
             summary.warnings.extend(out["notes"])

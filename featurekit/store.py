@@ -65,10 +65,16 @@ class TableKey:
         return hashlib.blake2b(blob, digest_size=8).hexdigest()
 
 
-def _atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
+def _atomic_write_parquet(rows, path: Path) -> None:
+    """Write a DataFrame or an Arrow table to ``path`` via a temporary name and a rename."""
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     try:
-        df.to_parquet(tmp, index=False)
+        if isinstance(rows, pd.DataFrame):
+            rows.to_parquet(tmp, index=False)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(rows, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -82,13 +88,19 @@ def _sidecar(part: Path) -> Path:
     return part.with_name(part.name + ".keys.json")
 
 
-def _part_index(df: pd.DataFrame) -> str:
-    pairs = df[list(KEY_COLUMNS)].drop_duplicates()
+def _part_index(rows) -> str:
+    """The keys index of a part's rows (a DataFrame or an Arrow table)."""
+    if isinstance(rows, pd.DataFrame):
+        ids, fps, names = rows["id"].astype(str), rows["fingerprint"].astype(str), list(rows.columns)
+    else:
+        ids, fps = rows.column("id").to_pylist(), rows.column("fingerprint").to_pylist()
+        names = rows.column_names
+    pairs = list(dict.fromkeys(zip(ids, fps)))  # LLD tables repeat them per frame
     return json.dumps(
         {
-            "ids": pairs["id"].astype(str).tolist(),
-            "fingerprints": pairs["fingerprint"].astype(str).tolist(),
-            "n_features": len(feature_columns(df)),
+            "ids": [i for i, _ in pairs],
+            "fingerprints": [f for _, f in pairs],
+            "n_features": len([n for n in names if n not in (*KEY_COLUMNS, "frame", "time")]),
         }
     )
 
@@ -136,17 +148,21 @@ class FeatureTable:
             return []
         return sorted(self.directory.glob("part-*.parquet"))
 
-    def append(self, df: pd.DataFrame) -> Path | None:
-        """Add rows as a new part file, atomically. Returns the part's path (None for no rows)."""
-        if df.empty:
+    def append(self, df) -> Path | None:
+        """Add rows (a DataFrame or an Arrow table) as a new part file, atomically.
+
+        Returns the part's path (None for no rows).
+        """
+        if (df.empty if isinstance(df, pd.DataFrame) else df.num_rows == 0):
             return None
-        missing = [c for c in KEY_COLUMNS if c not in df.columns]
+        columns = list(df.columns) if isinstance(df, pd.DataFrame) else df.column_names
+        missing = [c for c in KEY_COLUMNS if c not in columns]
         if missing:
             raise ValueError(f"rows for {self.directory} lack {missing}")
         self._ensure()
         return self._write_part(df)
 
-    def _write_part(self, df: pd.DataFrame) -> Path:
+    def _write_part(self, df) -> Path:
         # the index goes first: a part is visible only once complete, and by then its index exists
         # (an index whose part never arrived, e.g. after a kill, is ignored and later removed)
         path = self.directory / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"

@@ -29,6 +29,7 @@ from featurekit.distributed._dask import (
     window_limit,
 )
 from featurekit.extraction import (
+    DEFAULT_FLUSH_EVERY,
     ExtractionSummary,
     FeatureRequest,
     _consume,
@@ -72,7 +73,8 @@ def _checked_chunk(chunk: list[tuple], requests: list[FeatureRequest], audio: Au
 def extract_distributed(manifest: pd.DataFrame, requests: list[FeatureRequest], store: FeatureStore, *,
                         corpus: str, audio: AudioOptions | None = None, scheduler: Any = None,
                         chunk_size: int | None = None, max_in_flight: int | None = None,
-                        flush_every: int = 256, retries: int = 2, progress: bool = True, compact: bool = True,
+                        flush_every: int = DEFAULT_FLUSH_EVERY, retries: int = 2, progress: bool = True,
+                        compact: bool = True,
                         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> ExtractionSummary:
     """:func:`featurekit.extraction.extract`, with the computation on a dask.distributed cluster.
 

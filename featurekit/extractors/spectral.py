@@ -15,6 +15,11 @@ def _times(n: int, hop: int, sr: int) -> np.ndarray:
     return (np.arange(n) * hop / sr).astype(np.float64)
 
 
+def _mel_kwargs(ext: Extractor) -> dict:
+    """The mel filterbank / STFT parameters both spectral extractors pass to librosa."""
+    return {k: getattr(ext, k) for k in ("n_mels", "n_fft", "win_length", "hop_length", "fmin", "fmax")}
+
+
 @register_extractor
 class MFCC(Extractor):
     """Mel-frequency cepstral coefficients (``librosa.feature.mfcc``), optional deltas."""
@@ -52,12 +57,7 @@ class MFCC(Extractor):
             y=signal,
             sr=sr,
             n_mfcc=self.n_mfcc,
-            n_mels=self.n_mels,
-            n_fft=self.n_fft,
-            win_length=self.win_length,
-            hop_length=self.hop_length,
-            fmin=self.fmin,
-            fmax=self.fmax,
+            **_mel_kwargs(self),
         )
         names = [f"mfcc_{i:02d}" for i in range(self.n_mfcc)]
         if self.deltas:
@@ -106,12 +106,7 @@ class LogMel(Extractor):
         s = librosa.feature.melspectrogram(
             y=signal,
             sr=sr,
-            n_mels=self.n_mels,
-            n_fft=self.n_fft,
-            win_length=self.win_length,
-            hop_length=self.hop_length,
-            fmin=self.fmin,
-            fmax=self.fmax,
+            **_mel_kwargs(self),
         )
         db = librosa.power_to_db(s, ref=1.0, amin=1e-10, top_db=None)
         names = [f"logmel_{i:03d}" for i in range(self.n_mels)]

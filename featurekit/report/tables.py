@@ -660,10 +660,7 @@ def regression_table(exp: Experiment) -> Table:
             num[f"mean {label}"] = mean_all
             rows.append(row)
             nums.append(num)
-    data = pd.DataFrame(rows)
-    if len(data) and data["normalisation"].nunique() == 1:
-        data = data.drop(columns="normalisation")
-    numeric = pd.DataFrame(nums)
+    data, mask = _regression_frame(rows, nums, higher)
     caption = (f"{label} per target (mean {PM} std across {len(exp.folds)} folds) and the mean {label} over "
                f"the {len(exp.targets)} targets; the best value of each column is marked. "
                f"{exp.protocol_text}.")
@@ -672,8 +669,17 @@ def regression_table(exp: Experiment) -> Table:
     if len(norms) == 1:
         notes.insert(0, f"Feature normalisation: {norms[0]}.")
     return Table(f"{exp.key}_{metric}", f"{label} by feature set and target", caption, data,
-                 _full_mask(data, _mark_best(numeric, higher)) if len(numeric) else data.astype(bool),
+                 mask,
                  notes=notes, warning=not exp.speaker_independent)
+
+
+def _regression_frame(rows: list[dict], nums: list[dict], higher: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows of a regression table and its best-per-column mask (normalisation dropped when constant)."""
+    data = pd.DataFrame(rows)
+    if len(data) and data["normalisation"].nunique() == 1:
+        data = data.drop(columns="normalisation")
+    numeric = pd.DataFrame(nums)
+    return data, (_full_mask(data, _mark_best(numeric, higher)) if len(numeric) else data.astype(bool))
 
 
 def pooled_regression_table(exp: Experiment) -> Table:
@@ -702,14 +708,11 @@ def pooled_regression_table(exp: Experiment) -> Table:
                 num[f"{label} {t}"] = v
             rows.append(row)
             nums.append(num)
-    data = pd.DataFrame(rows)
-    if len(data) and data["normalisation"].nunique() == 1:
-        data = data.drop(columns="normalisation")
-    numeric = pd.DataFrame(nums)
+    data, mask = _regression_frame(rows, nums, higher)
     caption = (f"Pooled {label} per target (all folds' predictions together) [95% bootstrap interval]; the "
                f"best value of each column is marked. {exp.protocol_text}.")
     return Table(f"{exp.key}_{metric}_pooled", f"Pooled {label} with 95% intervals", caption, data,
-                 _full_mask(data, _mark_best(numeric, higher)) if len(numeric) else data.astype(bool),
+                 mask,
                  warning=not exp.speaker_independent)
 
 
