@@ -88,21 +88,25 @@ def _sidecar(part: Path) -> Path:
     return part.with_name(part.name + ".keys.json")
 
 
-def _part_index(rows) -> str:
-    """The keys index of a part's rows (a DataFrame or an Arrow table)."""
+def _keys_index(ids, fingerprints, names) -> dict:
+    """A part's keys index: its distinct (id, fingerprint) pairs and its number of feature columns."""
+    pairs = list(dict.fromkeys(zip(map(str, ids), map(str, fingerprints))))  # LLD rows repeat them per frame
+    return {
+        "ids": [i for i, _ in pairs],
+        "fingerprints": [f for _, f in pairs],
+        "n_features": len([n for n in names if n not in (*KEY_COLUMNS, "frame", "time")]),
+    }
+
+
+def _rows_index(rows) -> dict:
+    """The keys index of rows about to be written (a DataFrame or an Arrow table)."""
     if isinstance(rows, pd.DataFrame):
-        ids, fps, names = rows["id"].astype(str), rows["fingerprint"].astype(str), list(rows.columns)
-    else:
-        ids, fps = rows.column("id").to_pylist(), rows.column("fingerprint").to_pylist()
-        names = rows.column_names
-    pairs = list(dict.fromkeys(zip(ids, fps)))  # LLD tables repeat them per frame
-    return json.dumps(
-        {
-            "ids": [i for i, _ in pairs],
-            "fingerprints": [f for _, f in pairs],
-            "n_features": len([n for n in names if n not in (*KEY_COLUMNS, "frame", "time")]),
-        }
-    )
+        return _keys_index(rows["id"], rows["fingerprint"], list(rows.columns))
+    return _keys_index(_column(rows, "id"), _column(rows, "fingerprint"), rows.column_names)
+
+
+def _column(table, name: str) -> list:
+    return table.column(name).to_pylist()
 
 
 def _atomic_write_text(text: str, path: Path) -> None:
@@ -166,7 +170,7 @@ class FeatureTable:
         # the index goes first: a part is visible only once complete, and by then its index exists
         # (an index whose part never arrived, e.g. after a kill, is ignored and later removed)
         path = self.directory / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-        _atomic_write_text(_part_index(df), _sidecar(path))
+        _atomic_write_text(json.dumps(_rows_index(df)), _sidecar(path))
         _atomic_write_parquet(df, path)
         return path
 
@@ -185,8 +189,8 @@ class FeatureTable:
             return pd.DataFrame(columns=columns or list(KEY_COLUMNS))
         return pd.concat(frames, ignore_index=True)
 
-    def _part_index(self, part: Path) -> dict:
-        """A part's keys and width: from its index file, else (older stores) from the parquet file."""
+    def _part_keys(self, part: Path) -> dict:
+        """A part's keys index: from its index file, else (older stores) from the parquet file."""
         if part not in self._index:
             try:
                 info = json.loads(_sidecar(part).read_text())
@@ -194,24 +198,20 @@ class FeatureTable:
                 import pyarrow.parquet as pq
 
                 try:
-                    pairs = pq.read_table(part, columns=list(KEY_COLUMNS)).to_pandas().drop_duplicates()
+                    keys = pq.read_table(part, columns=list(KEY_COLUMNS))
                     names = pq.read_schema(part).names
                 except Exception as err:
                     raise OSError(
                         f"{part}: unreadable feature-store part ({err}); delete it to recompute its rows"
                     ) from err
-                info = {
-                    "ids": pairs["id"].astype(str).tolist(),
-                    "fingerprints": pairs["fingerprint"].astype(str).tolist(),
-                    "n_features": len([n for n in names if n not in (*KEY_COLUMNS, "frame", "time")]),
-                }
+                info = _keys_index(_column(keys, "id"), _column(keys, "fingerprint"), names)
             self._index[part] = info
         return self._index[part]
 
     def keys(self) -> pd.DataFrame:
         """The (id, fingerprint) pairs present (cheap: reads the parts' small index files)."""
         with _locked(self._lock, exclusive=False):
-            infos = [self._part_index(p) for p in self.parts()]
+            infos = [self._part_keys(p) for p in self.parts()]
         df = pd.DataFrame(
             {
                 "id": [i for info in infos for i in info["ids"]],
@@ -224,7 +224,7 @@ class FeatureTable:
         """Number of feature columns (0 for an empty table)."""
         with _locked(self._lock, exclusive=False):
             parts = self.parts()
-            return self._part_index(parts[0])["n_features"] if parts else 0
+            return self._part_keys(parts[0])["n_features"] if parts else 0
 
     def read(self, columns: list[str] | None = None) -> pd.DataFrame:
         """All rows (de-duplicated on id, fingerprint and, for LLDs, frame)."""
