@@ -186,7 +186,7 @@ def parse_params(items: list[str]) -> dict[str, dict]:
 def cmd_extract(args: argparse.Namespace) -> int:
     from featurekit.audio import AudioOptions
     from featurekit.corpora import load_corpus
-    from featurekit.extraction import extract, parse_features
+    from featurekit.extraction import parse_features
     from featurekit.store import FeatureStore
 
     t0 = time.perf_counter()
@@ -199,29 +199,19 @@ def cmd_extract(args: argparse.Namespace) -> int:
     manifest = load_corpus(args.corpus, args.root, **corpus_options(args.corpus_option))
     audio = AudioOptions(sample_rate=args.sample_rate, trim_db=args.trim_db, duration=args.duration)
     store = FeatureStore(args.store)
-    if args.scheduler:
-        from featurekit.distributed import extract_distributed
+    from featurekit.distributed import extract_here_or_there
 
-        summary = extract_distributed(
-            manifest,
-            requests,
-            store,
-            corpus=args.corpus,
-            audio=audio,
-            scheduler=args.scheduler,
-            progress=not args.quiet,
-        )
-    else:
-        summary = extract(
-            manifest,
-            requests,
-            store,
-            corpus=args.corpus,
-            audio=audio,
-            jobs=args.jobs,
-            progress=not args.quiet,
-            flush_every=args.flush_every,
-        )
+    summary = extract_here_or_there(
+        manifest,
+        requests,
+        store,
+        corpus=args.corpus,
+        audio=audio,
+        scheduler=args.scheduler,
+        jobs=args.jobs,
+        progress=not args.quiet,
+        flush_every=args.flush_every,
+    )
     summary.seconds = time.perf_counter() - t0
     print("\n".join(summary.lines()))
     if summary.failures:

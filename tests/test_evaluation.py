@@ -292,7 +292,8 @@ def test_speaker_zscore_uses_only_own_rows():
         ({"protocol": {"name": "holdout"}}, "protocol.name: unknown protocol 'holdout'"),
         ({"task": {"type": "clustering"}}, "task.type"),
         ({"models": {"svm": {"grid": {"C": 1.0}}}}, "models.svm.grid.C: must be a non-empty list"),
-        ({"models": {"svm_rbf": {"model": "svn"}}}, "models.svm_rbf.model: unknown classification model 'svn'"),
+        ({"models": {"svm_rbf": {"model": "svn"}}},
+         "models.svm_rbf.model: unknown classification model 'svn'"),
     ],
 )
 def test_spec_errors_name_the_key(change, message):

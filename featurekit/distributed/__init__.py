@@ -28,11 +28,26 @@ if TYPE_CHECKING:  # pragma: no cover
     from featurekit.distributed.mapping import map_distributed
 
 __all__ = ["SCHEDULER_ENV", "DaskNotInstalledError", "EnvironmentMismatchError", "SchedulerError",
-           "extract_distributed", "map_distributed"]
+           "extract_distributed", "extract_here_or_there", "map_distributed"]
 
 _WHERE = {"extract_distributed": "extract", "EnvironmentMismatchError": "_dask",
           "map_distributed": "mapping", "SCHEDULER_ENV": "_dask", "DaskNotInstalledError": "_dask",
           "SchedulerError": "_dask"}
+
+
+def extract_here_or_there(manifest, requests, store, *, corpus: str, audio, scheduler: Any = None,
+                          jobs: int | None = None, progress: bool = True, **kwargs: Any):
+    """:func:`extract_distributed` when a ``scheduler`` is given, else :func:`featurekit.extraction.extract`
+    with ``jobs`` local processes (the choice ``featurekit extract`` and ``featurekit evaluate`` make)."""
+    if scheduler:
+        from featurekit.distributed.extract import extract_distributed
+
+        return extract_distributed(manifest, requests, store, corpus=corpus, audio=audio, scheduler=scheduler,
+                                   progress=progress, **kwargs)
+    from featurekit.extraction import extract
+
+    return extract(manifest, requests, store, corpus=corpus, audio=audio, jobs=jobs, progress=progress,
+                   **kwargs)
 
 
 def __getattr__(name: str) -> Any:

@@ -31,7 +31,7 @@ from featurekit.evaluation.normalisation import speaker_zscore, speaker_zscore_s
 from featurekit.evaluation.pipeline import fit_predict
 from featurekit.evaluation.protocols import PROTOCOLS, Fold
 from featurekit.evaluation.spec import FeatureSet, Member, Spec, SpecError
-from featurekit.extraction import FeatureRequest, extract
+from featurekit.extraction import FeatureRequest
 from featurekit.extractors import make_extractor
 from featurekit.extractors.base import library_versions
 from featurekit.store import FeatureStore, align, feature_columns, to_sequences
@@ -204,28 +204,19 @@ class FeatureData:
         ]
 
     def _extract(self, jobs: int, progress: bool):
-        if self.scheduler:  # missing features are computed on the cluster too; the client writes the store
-            from featurekit.distributed import extract_distributed
+        # missing features are computed here, or on the cluster (the client still writes the store)
+        from featurekit.distributed import extract_here_or_there
 
-            summary = extract_distributed(
-                self.manifest,
-                self.requests(),
-                self.store,
-                corpus=self.corpus,
-                audio=self.audio,
-                scheduler=self.scheduler,
-                progress=progress,
-            )
-        else:
-            summary = extract(
-                self.manifest,
-                self.requests(),
-                self.store,
-                corpus=self.corpus,
-                audio=self.audio,
-                jobs=jobs,
-                progress=progress,
-            )
+        summary = extract_here_or_there(
+            self.manifest,
+            self.requests(),
+            self.store,
+            corpus=self.corpus,
+            audio=self.audio,
+            scheduler=self.scheduler,
+            jobs=jobs,
+            progress=progress,
+        )
         if summary.failures:
             lines = "\n".join(f"  {k}: {v}" for k, v in list(summary.failures.items())[:20])
             raise DataError(f"feature extraction failed for {len(summary.failures)} file(s):\n{lines}")
