@@ -340,11 +340,34 @@ def feature_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in (*KEY_COLUMNS, "frame", "time")]
 
 
-def to_sequences(lld: pd.DataFrame, ids: list[str]) -> np.ndarray:
-    """LLD rows (id, frame, ...) -> object array of ``(T_i, F)`` float32 arrays, in ``ids`` order."""
+def to_sequences(lld: pd.DataFrame, ids: list[str], *, with_times: bool = False):
+    """LLD rows (id, frame, ...) -> object array of ``(T_i, F)`` float32 arrays, in ``ids`` order.
+
+    With ``with_times`` also an object array of the frames' times in seconds (the ``time`` column).
+    """
     cols = feature_columns(lld)
-    groups = {k: g.sort_values("frame")[cols].to_numpy(np.float32) for k, g in lld.groupby("id", sort=False)}
+    groups = {k: g.sort_values("frame") for k, g in lld.groupby("id", sort=False)}
     out = np.empty(len(ids), dtype=object)
+    times = np.empty(len(ids), dtype=object)
     for i, k in enumerate(ids):
-        out[i] = groups[k]
-    return out
+        out[i] = groups[k][cols].to_numpy(np.float32)
+        if with_times:
+            times[i] = groups[k]["time"].to_numpy(np.float64)
+    return (out, times) if with_times else out
+
+
+def nearest_frames(values: np.ndarray, times: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Rows of ``values`` (frames at ``times``, ascending) nearest in time to each of ``at``.
+
+    Aligns LLD sequences with different frame grids (e.g. openSMILE's and librosa's 10 ms frames,
+    or a 20 ms hop against a 10 ms one) before concatenating them frame by frame; ties take the
+    earlier frame. Returns ``(len(at), values.shape[1])``.
+    """
+    times, at = np.asarray(times, np.float64), np.asarray(at, np.float64)
+    if len(times) == 0:
+        raise ValueError("nearest_frames: no frames to take from")
+    if len(times) == 1:
+        return np.repeat(values[:1], len(at), axis=0)
+    j = np.clip(np.searchsorted(times, at), 1, len(times) - 1)
+    j = np.where(np.abs(times[j - 1] - at) <= np.abs(times[j] - at), j - 1, j)
+    return values[j]

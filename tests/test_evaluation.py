@@ -151,6 +151,18 @@ def test_ccc_and_uar_closed_form():
     assert M.accuracy(t, np.array(["a", "a", "a", "a"])) == pytest.approx(0.75)
 
 
+def test_macro_f1_matches_scikit_learn():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        t = rng.choice(list("abcde"), 40)
+        p = rng.choice(list("abcdef"), 40)  # includes a class absent from y_true and misses some
+        expected = f1_score(t, p, average="macro", labels=np.unique(t), zero_division=0)
+        assert M.macro_f1(t, p) == pytest.approx(expected)
+    assert M.macro_f1(np.array(["a", "b"]), np.array(["c", "c"])) == 0.0
+
+
 # -- leakage -------------------------------------------------------------------------------------
 class _Seen:
     fits: list[tuple[str, set]] = []
@@ -270,6 +282,33 @@ def test_labelled_model_entries_run_side_by_side(corpus, store, tmp_path):
     params = pd.concat(pd.read_csv(p) for p in (tmp_path / "r" / "cells").glob("*.params.csv"))
     kernels = {row.model: json.loads(row.params).get("kernel") for row in params.itertuples()}
     assert kernels == {"svm": "linear", "svm_rbf": "rbf"}  # each entry ran with its own settings
+
+
+def test_nearest_frames_aligns_frame_grids():
+    from featurekit.store import nearest_frames
+
+    values = np.arange(5, dtype=np.float32)[:, None] * 10  # frames at 0, 20, 40, 60, 80 ms
+    times = np.array([0.0, 0.02, 0.04, 0.06, 0.08])
+    at = np.array([0.0, 0.009, 0.011, 0.03, 0.1, -0.5])  # 0.03 is a tie: the earlier frame
+    np.testing.assert_array_equal(nearest_frames(values, times, at)[:, 0], [0, 0, 10, 10, 40, 0])
+
+
+def test_lld_sets_concatenate_frame_by_frame(corpus, store, tmp_path):
+    root, m = corpus
+    s = spec(features={"sets": ["egemaps.lld", "mfcc.lld", "egemaps.lld+mfcc.lld"]})
+    data = R.FeatureData(s, R.prepare_manifest(s, m), R.FeatureStore(store), jobs=1, progress=False)
+    by = {f.name: f for f in s.feature_sets}
+    eg, mf = data.sequences(by["egemaps.lld"]), data.sequences(by["mfcc.lld"])
+    both = data.sequences(by["egemaps.lld+mfcc.lld"])
+    _, eg_t = data._member_sequences(by["egemaps.lld"].members[0])
+    _, mf_t = data._member_sequences(by["mfcc.lld"].members[0])
+    for i in (0, len(m) - 1):
+        assert both[i].shape == (len(eg[i]), eg[i].shape[1] + mf[i].shape[1])  # egemaps' frames
+        np.testing.assert_array_equal(both[i][:, : eg[i].shape[1]], eg[i])
+        k = np.abs(mf_t[i][None, :] - eg_t[i][:, None]).argmin(axis=1)  # nearest mfcc frame
+        np.testing.assert_array_equal(both[i][:, eg[i].shape[1]:], mf[i][k])
+    with pytest.raises(SpecError, match="only be concatenated with LLD sequences"):
+        spec(features={"sets": ["egemaps+mfcc.lld"]})
 
 
 def test_speaker_zscore_uses_only_own_rows():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -325,6 +326,52 @@ def test_save_load_regressor_gives_identical_predictions(tmp_path):
     assert loaded.task_weights == (0.5, 0.3, 0.2)
 
 
+# --------------------------------------------------------------------------------------------- seed ensembles
+
+def test_seed_ensemble_averages_member_probabilities(tmp_path):
+    from featurekit.heads.modules import MemberAverage
+
+    X, y = order_task(60, 0)
+    speakers = np.repeat(np.arange(6), 10)
+    spec = "stats_pool -> dense(8) -> dropout(0.2)"
+    kw = dict(max_epochs=4, random_state=3, n_threads=THREADS)
+    ens = TorchClassifier(spec, n_members=3, **kw).fit(X, y, groups=speakers)
+    assert isinstance(ens.model_, MemberAverage) and len(ens.model_.members) == 3
+    assert len(ens.history_) == 3 and len(ens.best_epoch_) == 3 and len(ens.validation_size_) == 3
+    # each member: its own seed, hence its own weights (and validation speakers)
+    w = [m.output.weight.detach().numpy() for m in ens.model_.members]
+    assert not np.array_equal(w[0], w[1]) and not np.array_equal(w[1], w[2])
+    # member 0 is exactly the single head with the same random_state
+    single = TorchClassifier(spec, **kw).fit(X, y, groups=speakers)
+    np.testing.assert_array_equal(w[0], single.model_.output.weight.detach().numpy())
+    # the ensemble's probabilities are the mean of the members' softmax outputs
+    members = []
+    for m in ens.model_.members:
+        one = TorchClassifier(spec, **kw).fit(X[:10], y[:10])  # a fitted shell; swap in the member
+        one.model_ = m
+        one.classes_ = ens.classes_
+        members.append(one.predict_proba(X))
+    np.testing.assert_allclose(ens.predict_proba(X), np.mean(members, axis=0), atol=1e-10)
+    np.testing.assert_array_equal(ens.predict(X), ens.classes_[np.mean(members, axis=0).argmax(1)])
+    # reruns are identical; save and load keep the predictions
+    again = TorchClassifier(spec, n_members=3, **kw).fit(X, y, groups=speakers)
+    np.testing.assert_array_equal(again.predict_proba(X), ens.predict_proba(X))
+    loaded = load_head(save_head(ens, tmp_path / "ens"))
+    np.testing.assert_array_equal(loaded.predict_proba(X), ens.predict_proba(X))
+
+
+def test_seed_ensemble_regressor_averages_predictions(tmp_path):
+    X, Y = vad_task(60, 0)
+    reg = TorchRegressor("dense(16)", n_members=2, max_epochs=3, random_state=0, n_threads=THREADS).fit(X, Y)
+    scale, mean = reg.y_scale_, reg.y_mean_
+    with torch.no_grad():
+        x = torch.as_tensor(X, dtype=torch.float32)[:, None, :]
+        lengths = torch.ones(len(X), dtype=torch.long)
+        outs = [copy.deepcopy(m).double()(x.double(), lengths).numpy() for m in reg.model_.members]
+    np.testing.assert_allclose(reg.predict(X), np.mean(outs, axis=0) * scale + mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(load_head(save_head(reg, tmp_path)).predict(X), reg.predict(X))
+
+
 # --------------------------------------------------------------------------------------------- bad input
 
 @pytest.fixture
@@ -390,6 +437,7 @@ def test_bad_prediction_input_names_the_problem():
     ({"validation_fraction": 1.0}, "validation_fraction"),
     ({"device": "tpu"}, "device"),
     ({"class_weight": "auto"}, "class_weight"),
+    ({"n_members": 0}, "n_members"),
 ])
 def test_bad_parameters_raise(no_training, params, message):
     X, y = order_task(10, 0)

@@ -24,9 +24,18 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    from sklearn.metrics import f1_score
+    """F1 averaged over the classes present in ``y_true`` (a class never predicted scores 0).
 
-    return float(f1_score(y_true, y_pred, average="macro", labels=np.unique(y_true), zero_division=0))
+    The same value as ``sklearn.metrics.f1_score(average="macro", labels=np.unique(y_true),
+    zero_division=0)``, computed with numpy (scikit-learn's input validation costs ~7 ms a call).
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    scores = []
+    for c in np.unique(y_true):
+        tp = np.sum((y_pred == c) & (y_true == c))
+        denom = np.sum(y_pred == c) + np.sum(y_true == c)  # 2 tp + fp + fn
+        scores.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(scores))
 
 
 CLASSIFICATION_METRICS.add("uar", uar)

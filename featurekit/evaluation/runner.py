@@ -34,7 +34,7 @@ from featurekit.evaluation.spec import FeatureSet, Member, Spec, SpecError
 from featurekit.extraction import FeatureRequest
 from featurekit.extractors import make_extractor
 from featurekit.extractors.base import library_versions
-from featurekit.store import FeatureStore, align, feature_columns, to_sequences
+from featurekit.store import FeatureStore, align, feature_columns, nearest_frames, to_sequences
 
 VERSIONED = (
     "featurekit",
@@ -255,19 +255,34 @@ class FeatureData:
             names += cols
         return np.hstack(blocks), names
 
-    def sequences(self, fs: FeatureSet) -> np.ndarray:
-        m = fs.members[0]
+    def _member_sequences(self, m: Member) -> tuple[np.ndarray, np.ndarray]:
+        """One LLD table as sequences and their frame times, in manifest order (cached)."""
         if m.table not in self._seqs:
             t = self._table(m)
             want = pd.DataFrame({"id": self.manifest["id"].to_numpy(), "fingerprint": self.fingerprints})
             t = want.merge(t, on=["id", "fingerprint"], how="inner").drop(columns="fingerprint")
-            seqs = to_sequences(t, self.manifest["id"].tolist())
+            seqs, times = to_sequences(t, self.manifest["id"].tolist(), with_times=True)
             for i, s in enumerate(seqs):
                 if not np.isfinite(s).all():
                     r = self.manifest.iloc[i]
                     raise DataError(f"{m.table}: NaN/inf frames for {r['id']} ({r['path']})")
-            self._seqs[m.table] = seqs
+            self._seqs[m.table] = (seqs, times)
         return self._seqs[m.table]
+
+    def sequences(self, fs: FeatureSet) -> np.ndarray:
+        """LLD sequences ``(T_i, F)`` of a feature set. Several LLD members (``a.lld+b.lld``) are
+        concatenated frame by frame on the first member's frames: each other member contributes
+        its frame nearest in time (their frame grids differ, e.g. openSMILE vs librosa)."""
+        first, times = self._member_sequences(fs.members[0])
+        if len(fs.members) == 1:
+            return first
+        others = [self._member_sequences(m) for m in fs.members[1:]]
+        out = np.empty(len(first), dtype=object)
+        for i in range(len(first)):
+            out[i] = np.concatenate(
+                [first[i], *(nearest_frames(v[i], t[i], times[i]) for v, t in others)], axis=1
+            )
+        return out
 
 
 class StackedData:

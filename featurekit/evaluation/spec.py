@@ -16,7 +16,8 @@ the count of training speakers means leave-one-speaker-out inside the training f
 
 Feature-set syntax: ``EXTRACTOR[.KIND][@LAYER]`` joined by ``+`` for early fusion (column
 concatenation). ``KIND`` defaults to ``native`` for extractors that have native functionals and
-``mean_std`` otherwise; ``lld`` means frame-level sequences (for sequence models). ``@LAYER``
+``mean_std`` otherwise; ``lld`` means frame-level sequences (for sequence models; ``a.lld+b.lld``
+concatenates frame by frame on ``a``'s frames, taking ``b``'s frame nearest in time). ``@LAYER``
 picks encoder layers (an index, ``mean``, or indices joined by ``,``). ``late_fusion`` lists
 groups of feature sets whose per-set models' class probabilities are averaged.
 """
@@ -140,8 +141,12 @@ def parse_feature_set(text: str, *, where: str) -> FeatureSet:
         if kind == "native" and not cls.has_native:
             raise SpecError(f"{where}: extractor {name!r} has no native functionals ({text!r})")
         members.append(Member(name, kind, layer or None))
-    if len(members) > 1 and any(m.kind == "lld" for m in members):
-        raise SpecError(f"{where}: {text!r}: LLD sequences cannot be concatenated with other sets")
+    lld = [m.kind == "lld" for m in members]
+    if len(members) > 1 and any(lld) and not all(lld):
+        raise SpecError(
+            f"{where}: {text!r}: LLD sequences can only be concatenated with LLD sequences "
+            f"(frame by frame, e.g. egemaps.lld+mfcc.lld), not with vectors"
+        )
     return FeatureSet(text.strip(), tuple(members))
 
 

@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from featurekit.heads.data import SequenceSet, is_sequence_input, validate_sequences
 from featurekit.heads.layers import LayerSpec, build_network, format_specs, parse_layers
 from featurekit.heads.losses import concordance_cc, mse_per_target, weighted_task_loss
-from featurekit.heads.modules import HeadNetwork
+from featurekit.heads.modules import HeadNetwork, MemberAverage
 
 __all__ = ["EXPECTED_FAILED_CHECKS", "OPTIMIZERS", "TorchClassifier", "TorchRegressor"]
 
@@ -192,6 +192,7 @@ class _TorchHead(BaseEstimator):
         if not isinstance(self.standardize, (bool, np.bool_)):
             raise ValueError(f"standardize must be True or False, got {self.standardize!r}")
         _check_int("n_threads", self.n_threads, 1, allow_none=True)
+        _check_int("n_members", self.n_members, 1)
         _check_int("max_len", self.max_len, 1, allow_none=True)
         _check_int("verbose", self.verbose, 0)
         _resolve_device(self.device)
@@ -277,22 +278,44 @@ class _TorchHead(BaseEstimator):
         targets, n_outputs, strat = self._prepare_targets(y)
         device = _resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        train_idx, val_idx = self._split(len(data), strat, groups, seed)
-
-        mean, std = data.subset(train_idx).frame_moments() if self.standardize else (None, None)
-        with _torch_threads(self.n_threads), _seeded(seed, device, self.random_state is not None):
-            net, built = build_network(specs, self.n_features_in_, n_outputs)
-            if self.standardize:
-                std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(mean)), std, 1.0)
-                net.set_standardization(torch.as_tensor(mean, dtype=torch.float32),
-                                        torch.as_tensor(std, dtype=torch.float32))
-            net.to(device)
-            self.layers_ = format_specs(built)
-            self._train(net, data, targets, train_idx, val_idx, device, seed)
+        nets, runs = [], []
+        for k in range(self.n_members):
+            # member 0 uses the estimator's seed (n_members=1 is a plain head); each further member
+            # its own seed: own initialisation, batch order and (grouped) validation split
+            member_seed = seed if k == 0 else int(np.random.SeedSequence([seed, k]).generate_state(1)[0] >> 1)
+            train_idx, val_idx = self._split(len(data), strat, groups, member_seed)
+            mean, std = data.subset(train_idx).frame_moments() if self.standardize else (None, None)
+            with _torch_threads(self.n_threads), _seeded(member_seed, device, self.random_state is not None):
+                net, built = build_network(specs, self.n_features_in_, n_outputs)
+                if self.standardize:
+                    std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+                    net.set_standardization(torch.as_tensor(mean, dtype=torch.float32),
+                                            torch.as_tensor(std, dtype=torch.float32))
+                net.to(device)
+                runs.append(self._train(net, data, targets, train_idx, val_idx, device, member_seed))
+            nets.append(net)
+        self.layers_ = format_specs(built)
+        self.model_ = self._combine(nets)
+        history, best_epoch, n_val = zip(*runs)
+        one = self.n_members == 1
+        self.history_ = history[0] if one else list(history)
+        self.n_epochs_ = len(history[0]) if one else [len(h) for h in history]
+        self.best_epoch_ = best_epoch[0] if one else list(best_epoch)
+        self.validation_size_ = n_val[0] if one else list(n_val)
+        self.device_ = str(device)
         return self
 
+    def _combine(self, nets: list[HeadNetwork]) -> torch.nn.Module:
+        """The fitted network: the single member, or the members averaged (:class:`MemberAverage`)."""
+        if len(nets) == 1:
+            return nets[0]
+        return MemberAverage(nets, probabilities=self._task == "classification").eval()
+
     def _train(self, net: HeadNetwork, data: SequenceSet, targets: torch.Tensor, train_idx: np.ndarray,
-               val_idx: np.ndarray | None, device: torch.device, seed: int) -> None:
+               val_idx: np.ndarray | None, device: torch.device, seed: int
+               ) -> tuple[list[dict[str, float]], int, int]:
+        """Train ``net`` in place (best validation epoch restored); return its history, best epoch
+        and validation size."""
         loss_fn = self._loss_fn(targets.shape[1] if targets.dim() == 2 else 0, device)
         optimizer = OPTIMIZERS[self.optimizer](net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         generator = torch.Generator().manual_seed(seed)
@@ -335,12 +358,7 @@ class _TorchHead(BaseEstimator):
         if best_state is not None:
             net.load_state_dict(best_state)
         net.eval()
-        self.model_ = net
-        self.history_ = history
-        self.n_epochs_ = len(history)
-        self.best_epoch_ = best_epoch
-        self.validation_size_ = 0 if val_idx is None else len(val_idx)
-        self.device_ = str(device)
+        return history, best_epoch, 0 if val_idx is None else len(val_idx)
 
     # -- predict --------------------------------------------------------------------------------
     def _outputs(self, X: Any) -> np.ndarray:
@@ -404,6 +422,12 @@ _PARAMS_DOC = """
     device : {"cpu", "cuda", "auto"} or "cuda:<i>"
     max_len : int or None
         Keep at most the first ``max_len`` frames of each sequence (None: no truncation).
+    n_members : int
+        Train this many networks with different seeds (initialisation, batch order and inner
+        validation split; member 0 uses ``random_state`` itself) and average them: the class
+        probabilities (classifier) or the predictions (regressor) -- a seed ensemble (Lakshminarayanan
+        et al., 2017), which lowers the variance small corpora give single networks. Costs
+        ``n_members`` times the training time.
     verbose : int
         Print the losses of every epoch when > 0.
 """
@@ -411,8 +435,9 @@ _PARAMS_DOC = """
 _ATTRS_DOC = """
     Attributes
     ----------
-    model_ : HeadNetwork
-        The trained torch module (eval mode).
+    model_ : HeadNetwork or MemberAverage
+        The trained torch module (eval mode); a :class:`MemberAverage` of the members when
+        ``n_members > 1``.
     layers_ : str
         Canonical spec of the built body, including an inserted pooling layer.
     n_features_in_ : int
@@ -424,6 +449,8 @@ _ATTRS_DOC = """
     n_epochs_, best_epoch_ : int
     validation_size_ : int
         Samples in the inner validation split (0: none).
+        With ``n_members > 1``, ``history_``, ``n_epochs_``, ``best_epoch_`` and
+        ``validation_size_`` are lists with one entry per member.
     device_ : str
 """
 
@@ -462,7 +489,8 @@ class TorchClassifier(ClassifierMixin, _TorchHead):
                  patience: int | None = 10, validation_fraction: float | None = 0.1,
                  class_weight: str | dict | None = None, standardize: bool = True,
                  random_state: int | np.random.RandomState | None = None, n_threads: int | None = None,
-                 device: str = "cpu", max_len: int | None = None, verbose: int = 0) -> None:
+                 device: str = "cpu", max_len: int | None = None, n_members: int = 1,
+                 verbose: int = 0) -> None:
         self.layers = layers
         self.optimizer = optimizer
         self.lr = lr
@@ -477,6 +505,7 @@ class TorchClassifier(ClassifierMixin, _TorchHead):
         self.n_threads = n_threads
         self.device = device
         self.max_len = max_len
+        self.n_members = n_members
         self.verbose = verbose
 
     def _check_params(self) -> list[LayerSpec]:
@@ -552,7 +581,8 @@ class TorchRegressor(RegressorMixin, _TorchHead):
                  weight_decay: float = 0.0, batch_size: int = 32, max_epochs: int = 100,
                  patience: int | None = 10, validation_fraction: float | None = 0.1, standardize: bool = True,
                  random_state: int | np.random.RandomState | None = None, n_threads: int | None = None,
-                 device: str = "cpu", max_len: int | None = None, verbose: int = 0) -> None:
+                 device: str = "cpu", max_len: int | None = None, n_members: int = 1,
+                 verbose: int = 0) -> None:
         self.layers = layers
         self.loss = loss
         self.task_weights = task_weights
@@ -568,6 +598,7 @@ class TorchRegressor(RegressorMixin, _TorchHead):
         self.n_threads = n_threads
         self.device = device
         self.max_len = max_len
+        self.n_members = n_members
         self.verbose = verbose
 
     def _check_params(self) -> list[LayerSpec]:

@@ -13,6 +13,8 @@ output whether it is predicted alone or padded in a batch with longer ones.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
@@ -30,6 +32,7 @@ __all__ = [
     "MaskedConv1d",
     "MaxPool",
     "MeanPool",
+    "MemberAverage",
     "Recurrent",
     "lengths_to_mask",
 ]
@@ -273,3 +276,23 @@ class HeadNetwork(nn.Module):
             if i < self.pool_index:
                 x = _zero_padding(x, state)
         return self.output(x)
+
+
+class MemberAverage(nn.Module):
+    """Several trained :class:`HeadNetwork` members as one network (a seed ensemble).
+
+    ``probabilities=True`` (classifiers): returns ``log(mean_k softmax(member_k(x)))``, so a softmax
+    of the output is the average of the members' class probabilities. ``False`` (regressors): the
+    mean of the members' outputs.
+    """
+
+    def __init__(self, members: list[nn.Module], probabilities: bool) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.probabilities = probabilities
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        outs = torch.stack([m(x, lengths) for m in self.members])
+        if self.probabilities:
+            return torch.logsumexp(torch.log_softmax(outs, dim=-1), dim=0) - math.log(len(self.members))
+        return outs.mean(dim=0)

@@ -139,7 +139,9 @@ def load_head(directory: str | Path) -> TorchClassifier | TorchRegressor:
         est.y_scale_ = np.asarray(fitted["y_scale_"], dtype=np.float64)
         est.y_ndim_ = fitted["y_ndim_"]
         est.n_outputs_ = fitted["n_outputs_"]
-    net, _ = build_network(est.layers, est.n_features_in_, meta["n_outputs"])
+    nets = [build_network(est.layers, est.n_features_in_, meta["n_outputs"])[0]
+            for _ in range(params.get("n_members", 1))]
+    net = est._combine(nets)
     state = torch.load(directory / _WEIGHTS, map_location="cpu", weights_only=True)
     net.load_state_dict(state)
     net.eval()
