@@ -10,7 +10,8 @@
    Also printed: the warm run with featurekit's default nested hyperparameter search (more work).
 2. The wall time of the whole ``pipelines/emodb.toml`` grid from a warm store (``--grid``).
 
-    python benchmarks/evaluate.py [--root ../shared/data/emodb] [--grid] [--store store]
+    python benchmarks/evaluate.py [--root ../shared/data/emodb] [--grid | --only-grid] [--store store]
+                                  [--keep-grid results/grid]
 """
 
 from __future__ import annotations
@@ -87,6 +88,40 @@ def nkululeko_python(venv: Path) -> Path:
     return py
 
 
+def time_grid(args: argparse.Namespace, root: Path, work: Path) -> None:
+    """Run the whole reference spec into an empty results folder from a warm feature store."""
+    import json
+
+    out = work / "grid"
+    t0 = time.perf_counter()
+    timed(
+        [
+            *featurekit_cmd(),
+            "evaluate",
+            str(REPO / "pipelines" / "emodb.toml"),
+            "--root",
+            str(root),
+            "--store",
+            args.store,
+            "--out",
+            str(out),
+            "--jobs",
+            str(args.jobs),
+            "--quiet",
+        ]
+    )
+    wall = time.perf_counter() - t0
+    cells = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
+    fold_s = sum(c.get("fold_seconds", 0.0) for c in cells)
+    print(
+        f"whole pipelines/emodb.toml grid from a warm store ({args.store}): {wall:.0f} s wall with "
+        f"{args.jobs} jobs; {len(cells)} cells, {fold_s:.0f} s of fold compute"
+    )
+    if args.keep_grid:
+        shutil.copytree(out, args.keep_grid, dirs_exist_ok=True)
+        print(f"grid results copied to {args.keep_grid}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root")
@@ -99,12 +134,17 @@ def main() -> None:
     ap.add_argument(
         "--grid", action="store_true", help="also time the whole pipelines/emodb.toml grid (long)"
     )
+    ap.add_argument("--only-grid", action="store_true", help="time the grid only (implies --grid)")
     ap.add_argument("--store", default="store", help="warm store for --grid")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--keep-grid", help="copy the grid's results folder here (to compare with the report)")
     args = ap.parse_args()
     root = emodb_root(args.root)
     work = Path(tempfile.mkdtemp(prefix="fk-bench-eval-"))
     try:
+        if args.only_grid:
+            time_grid(args, root, work)
+            return
         from featurekit.corpora import load_corpus
 
         m = load_corpus("emodb", root)
@@ -187,27 +227,7 @@ def main() -> None:
             f"ratio {search_warm / nk_warm:.2f}"
         )
         if args.grid:
-            t0 = time.perf_counter()
-            timed(
-                [
-                    *featurekit_cmd(),
-                    "evaluate",
-                    str(REPO / "pipelines" / "emodb.toml"),
-                    "--root",
-                    str(root),
-                    "--store",
-                    args.store,
-                    "--out",
-                    str(work / "grid"),
-                    "--jobs",
-                    str(args.jobs),
-                    "--quiet",
-                ]
-            )
-            print(
-                f"whole pipelines/emodb.toml grid from a warm store ({args.store}): "
-                f"{time.perf_counter() - t0:.0f} s with {args.jobs} jobs"
-            )
+            time_grid(args, root, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -389,6 +389,7 @@ def _run_fold(
     sequences: list[bool],
     late: bool,
 ) -> dict:
+    t0 = time.perf_counter()
     cfg = spec_models[model]
     ms = model_registry(task).get(cfg["model"])
     members = inputs if late else [inputs]
@@ -426,6 +427,7 @@ def _run_fold(
         "pred": pred,
         "proba": proba,
         "best": best,
+        "seconds": time.perf_counter() - t0,
     }
 
 
@@ -685,7 +687,9 @@ def _save_cell(
     pred_df.to_parquet(out / "cells" / f"{digest}.parquet", index=False)
     pd.DataFrame(params).to_csv(out / "cells" / f"{digest}.params.csv", index=False)
     tmp = out / "cells" / f".{digest}.json.tmp"
-    tmp.write_text(json.dumps({"cell": cell.label, "rows": rows}, default=float))
+    # compute time: the folds' seconds summed (search, fits and predictions; not the wall time)
+    seconds = round(sum(r.get("seconds", 0.0) for _, r in parts), 2)
+    tmp.write_text(json.dumps({"cell": cell.label, "rows": rows, "fold_seconds": seconds}, default=float))
     os.replace(tmp, out / "cells" / f"{digest}.json")
 
 
