@@ -85,6 +85,10 @@ def parse_features(
                 if lld:
                     kinds.append(LLD_KIND)
     params = params or {}
+    stray = sorted(set(params) - set(wanted))
+    if stray:
+        raise ValueError(f"parameters given for {stray[0]!r}, which is not among the requested extractors "
+                         f"({', '.join(wanted)})")
     return [
         FeatureRequest(make_extractor(n, **params.get(n, {})), tuple(dict.fromkeys(k)))
         for n, k in wanted.items()

@@ -194,3 +194,85 @@ def model_registry(task: str) -> Registry[ModelSpec]:
     if task == "regression":
         return REGRESSORS
     raise ValueError(f"unknown task type {task!r}; use classification or regression")
+
+
+# -- parameter checks (spec load) -----------------------------------------------------------------
+def check_model_params(ms: ModelSpec, params: dict[str, Any], grid: dict[str, list] | None, *, where: str
+                       ) -> list[tuple[str, str]]:
+    """Problems of a ``[models.NAME]`` entry's ``params`` and ``grid`` against the estimator it builds.
+
+    Keys must be parameters of the estimator (its ``get_params()``); each value is checked on an
+    estimator that differs from the defaults in that one parameter, by the estimator's own declaration:
+    scikit-learn's ``_parameter_constraints`` (with bool refused where a number is expected), the
+    torch heads' ``_check_params`` (layer grammar included), else the annotated types of ``__init__``
+    (XGBoost, featurekit's own). Cheap: estimators do no work in ``__init__``.
+    """
+    from featurekit.parameters import unknown
+
+    try:
+        known = ms.build(0, None).get_params(deep=False)
+    except Exception as err:  # pragma: no cover - a registered builder that fails on its defaults
+        return [(where, f"cannot build the model with its defaults: {err}")]
+    default_grid = grid is None
+    grid = ms.grid if grid is None else grid
+    problems = [unknown(f"{where}.{section}.{k}", k, known, "parameter")
+                for section, keys in (("params", params), ("grid", grid)) for k in keys if k not in known]
+    if default_grid:
+        problems += [(f"{where}.params.{k}", f"searched by the model's default grid ({k} = {grid[k]}), "
+                      f"which would override it; give {where}.grid.{k} = [...] instead")
+                     for k in params if k in grid]
+    else:
+        problems += [(f"{where}.grid.{k}", f"also fixed in {where}.params; give it in one place")
+                     for k in grid if k in params]
+    if problems:
+        return problems
+    for k, v in params.items():
+        problems += _check_one(ms, {k: v}, k, v, f"{where}.params.{k}")
+    for k, values in grid.items():
+        for i, v in enumerate(values):
+            problems += _check_one(ms, {}, k, v, f"{where}.grid.{k}[{i}]")
+    return problems
+
+
+def _check_one(ms: ModelSpec, build_params: dict, key: str, value: Any, loc: str) -> list[tuple[str, str]]:
+    try:
+        est = ms.build(0, None, **build_params)
+        if not build_params:
+            est.set_params(**{key: value})
+    except TypeError as err:  # a parameter the builder sets itself (random_state, class_weight)
+        return [(loc, f"set by featurekit (from seed / evaluation.balancing), not in the spec ({err})")]
+    except ValueError as err:
+        return [(loc, str(err))]
+    return estimator_value_problems(est, key, est.get_params(deep=False)[key], loc)
+
+
+def estimator_value_problems(est: Any, key: str, value: Any, loc: str) -> list[tuple[str, str]]:
+    """Problems of ``est``'s parameter ``key`` set to ``value`` (see :func:`check_model_params`)."""
+    from featurekit.parameters import check_value, declared_parameters, describe
+
+    constraints = getattr(type(est), "_parameter_constraints", None)
+    if constraints is not None and key in constraints:
+        from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
+
+        try:
+            validate_parameter_constraints({key: constraints[key]}, {key: value},
+                                           caller_name=type(est).__name__)
+        except InvalidParameterError as err:
+            return [(loc, str(err))]
+        admits_bool = any(c in ("boolean", "no_validation", "verbose") or c in (bool, object)
+                          for c in constraints[key] if isinstance(c, (str, type)))
+        if isinstance(value, bool) and not admits_bool:
+            return [(loc, f"expected a number, got {describe(value)}")]
+        return []
+    if hasattr(est, "_check_params"):  # featurekit.heads: checks every parameter, layers included
+        try:
+            est._check_params()
+        except ValueError as err:
+            return [(loc, str(err))]
+        return []
+    for cls in type(est).__mro__:
+        if "__init__" in vars(cls) and cls is not object:
+            declared = declared_parameters(cls)
+            if key in declared:
+                return check_value(declared[key].annotation, value, loc)
+    return []

@@ -36,30 +36,33 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from featurekit.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
-from featurekit.evaluation.models import ModelSpec, model_registry
-from featurekit.evaluation.normalisation import NORMALISATIONS
-from featurekit.evaluation.protocols import PROTOCOLS
+from pydantic import ValidationError
 
-BALANCING = ("none", "class_weight", "undersample")
-KNOWN_TOP = {
-    "name",
-    "seed",
-    "corpus",
-    "task",
-    "protocol",
-    "audio",
-    "extractors",
-    "features",
-    "evaluation",
-    "models",
-    "description",
-    "store",
-}
+from featurekit.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from featurekit.evaluation.models import ModelSpec, check_model_params, model_registry
+from featurekit.evaluation.protocols import PROTOCOLS
+from featurekit.evaluation.schema import BALANCING, PROTOCOL_SCHEMAS, SpecDocument
+from featurekit.parameters import (
+    ParameterError,
+    Problem,
+    check_parameters,
+    declared_parameters,
+    describe,
+    format_problems,
+    pydantic_problems,
+    unknown,
+)
+
+__all__ = ["BALANCING", "FeatureSet", "Member", "Spec", "SpecError", "check_document", "load_spec",
+           "parse_feature_set", "validate"]
 
 
 class SpecError(ValueError):
-    """A spec is invalid; the message names the key."""
+    """A spec is invalid; the message names the key. ``problems``: ``(location, message)`` pairs."""
+
+    def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,19 @@ class Spec:
     models: dict[str, dict]
     raw: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+    #: The validated document, typed per section (:mod:`featurekit.evaluation.schema`), e.g.
+    #: ``spec.sections.audit.acknowledge``, ``spec.sections.report.display_names``.
+    sections: SpecDocument | None = None
+
+    @property
+    def audit(self) -> dict[str, Any]:
+        """``[audit]`` (``acknowledge``: audit checks whose errors the spec accepts)."""
+        return dict(self.raw.get("audit", {}))
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """``[report]`` (``display_names``, ``title``)."""
+        return dict(self.raw.get("report", {}))
 
     @property
     def task_type(self) -> str:
@@ -120,26 +136,32 @@ class Spec:
 
 
 def parse_feature_set(text: str, *, where: str) -> FeatureSet:
+    from featurekit.evaluation.runner import parse_layer  # lazy: the runner imports this module
     from featurekit.extractors import EXTRACTORS, FUNCTIONALS
+    from featurekit.extractors.ssl.common import EncoderExtractor
 
     members = []
     for part in text.split("+"):
         part = part.strip()
-        body, _, layer = part.partition("@")
+        body, at, layer = part.partition("@")
         name, _, kind = body.partition(".")
         if name not in EXTRACTORS:
-            raise SpecError(
-                f"{where}: unknown extractor {name!r} in feature set {text!r}; known: "
-                f"{', '.join(EXTRACTORS.names())}"
-            )
+            loc, msg = unknown(where, name, EXTRACTORS.names(), "extractor")
+            raise SpecError(f"{loc}: {text!r}: {msg}")
         cls = EXTRACTORS.get(name)
         kind = kind or ("native" if cls.has_native else "mean_std")
         if kind not in ("native", "lld") and kind not in FUNCTIONALS:
-            raise SpecError(
-                f"{where}: unknown kind {kind!r} in {text!r}; use native, lld or one of {FUNCTIONALS.names()}"
-            )
+            loc, msg = unknown(where, kind, ["native", "lld", *FUNCTIONALS.names()], "kind")
+            raise SpecError(f"{loc}: {text!r}: {msg}")
         if kind == "native" and not cls.has_native:
             raise SpecError(f"{where}: extractor {name!r} has no native functionals ({text!r})")
+        if at:
+            if not issubclass(cls, EncoderExtractor):
+                raise SpecError(f"{where}: {part!r}: only encoder extractors have layers to pick with @")
+            try:
+                parse_layer(layer)
+            except SpecError as err:
+                raise SpecError(f"{where}: {err}") from None
         members.append(Member(name, kind, layer or None))
     lld = [m.kind == "lld" for m in members]
     if len(members) > 1 and any(lld) and not all(lld):
@@ -150,124 +172,162 @@ def parse_feature_set(text: str, *, where: str) -> FeatureSet:
     return FeatureSet(text.strip(), tuple(members))
 
 
-def _test_corpus(test: Any, train_name: str) -> dict[str, Any]:
-    """Check ``protocol.test_corpus`` of a cross-corpus spec: ``name``, and optionally ``root_env``,
-    ``options`` (adapter options) and ``mapping`` (its labels -> the training corpus' labels)."""
+def _corpus_options(name: str, options: dict, where: str) -> list[Problem]:
+    """Problems of a corpus adapter's options against its ``read(root, *, ...)`` keyword parameters."""
     from featurekit.corpora import CORPORA
 
-    where = "protocol.test_corpus"
-    if not isinstance(test, dict):
-        raise SpecError(f"{where}: missing; cross_corpus needs a table with the test corpus' name")
-    test = dict(test)
-    bad = set(test) - {"name", "root_env", "options", "mapping"}
-    if bad:
-        raise SpecError(f"{where}: unknown key(s) {sorted(bad)}; use name, root_env, options, mapping")
-    name = _require(test, "name", where)
-    if name not in CORPORA:
-        raise SpecError(f"{where}.name: unknown corpus {name!r}; known: {', '.join(CORPORA.names())}")
-    if name == train_name:
-        raise SpecError(f"{where}.name: the test corpus must differ from corpus.name ({train_name!r})")
-    for key in ("options", "mapping"):
-        if not isinstance(test.setdefault(key, {}), dict):
-            raise SpecError(f"{where}.{key}: must be a table")
-    return test
+    declared = declared_parameters(CORPORA.get(name).read, skip=("root",))
+    return check_parameters(declared, options, where=where)
 
 
-def _require(d: dict, key: str, where: str) -> Any:
-    if key not in d:
-        raise SpecError(f"{where}.{key}: missing")
-    return d[key]
+def _check_corpus(corpus: dict, where: str, problems: list[Problem]) -> bool:
+    from featurekit.corpora import CORPORA
+
+    if corpus["name"] not in CORPORA:
+        problems.append(unknown(f"{where}.name", corpus["name"], CORPORA.names(), "corpus"))
+        return False
+    problems += _corpus_options(corpus["name"], corpus.get("options", {}), f"{where}.options")
+    return True
+
+
+def _check_protocol(raw: dict, corpus_name: str, problems: list[Problem]) -> None:
+    name = raw.get("name", "loso")
+    if not isinstance(name, str) or name not in PROTOCOLS:
+        problems.append(unknown("protocol.name", name, PROTOCOLS.names(), "protocol"))
+        return
+    if name not in PROTOCOL_SCHEMAS:  # pragma: no cover - a test checks every protocol has a schema
+        problems.append(("protocol.name", f"protocol {name!r} declares no options schema"))
+        return
+    try:
+        section = PROTOCOL_SCHEMAS[name].model_validate(raw)
+    except ValidationError as err:
+        problems += pydantic_problems(err, "protocol", raw)
+        return
+    test = getattr(section, "test_corpus", None)
+    if test is not None and _check_corpus(raw["test_corpus"], "protocol.test_corpus", problems) \
+            and test.name == corpus_name:
+        problems.append(("protocol.test_corpus.name",
+                         f"the test corpus must differ from corpus.name ({corpus_name!r})"))
+
+
+def _check_extractors(extractors: dict, problems: list[Problem]) -> None:
+    from featurekit.extractors import EXTRACTORS
+
+    for name, params in extractors.items():
+        if name not in EXTRACTORS:
+            problems.append(unknown(f"extractors.{name}", name, EXTRACTORS.names(), "extractor"))
+            continue
+        expanded = {k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in params.items()}
+        try:
+            EXTRACTORS.get(name).check_params(expanded, where=f"extractors.{name}")
+        except ParameterError as err:
+            problems += err.problems
+
+
+def _check_audio(audio: dict, problems: list[Problem]) -> None:
+    from featurekit.audio import AudioOptions
+
+    found = check_parameters(declared_parameters(AudioOptions), audio, where="audio")
+    if not found:
+        try:
+            AudioOptions(**audio)
+        except (TypeError, ValueError) as err:
+            found = [("audio", str(err))]
+    problems += found
+
+
+def check_document(raw: dict[str, Any]) -> SpecDocument:
+    """Check a parsed spec against the schema and the registries; raise :class:`SpecError` naming
+    every problem (``section.key: expected ..., got ...``) before anything is computed or written."""
+    problems: list[Problem] = []
+    if not isinstance(raw.get("models", {}), dict):
+        problems.append(("models", f"expected a table of tables, one [models.NAME] section per model, "
+                                   f"got {describe(raw['models'])}"))
+    if "store" in raw:
+        problems.append(("store", "not read from a spec: give the feature store with --store or "
+                                  "FEATUREKIT_STORE"))
+    if problems:
+        raise SpecError(format_problems(problems), problems)
+    try:
+        doc = SpecDocument.model_validate(raw)
+    except ValidationError as err:
+        problems = pydantic_problems(err, "", raw)
+        raise SpecError(format_problems(problems), problems) from None
+    task_type = doc.task.type
+    _check_corpus(raw["corpus"], "corpus", problems)
+    if "protocol" in raw:
+        _check_protocol(raw["protocol"], doc.corpus.name, problems)
+    _check_audio(raw.get("audio", {}), problems)
+    _check_extractors(raw.get("extractors", {}), problems)
+    metric_reg = CLASSIFICATION_METRICS if task_type == "classification" else REGRESSION_METRICS
+    for i, m in enumerate(doc.evaluation.metrics or []):
+        if m not in metric_reg:
+            problems.append(unknown(f"evaluation.metrics[{i}]", m, metric_reg.names(), f"{task_type} metric"))
+    reg = model_registry(task_type)
+    for name, entry in doc.models.items():
+        registered = entry.model or name
+        if registered not in reg:
+            key = f"models.{name}" + (".model" if entry.model is not None else "")
+            problems.append(unknown(key, registered, reg.names(), f"{task_type} model"))
+            continue
+        ms = reg.get(registered)
+        problems += check_model_params(ms, entry.params, entry.grid, where=f"models.{name}")
+    if problems:
+        raise SpecError(format_problems(problems), problems)
+    return doc
+
+
+def _check_report(doc: SpecDocument, sets: list[FeatureSet]) -> None:
+    names = {s.name for s in sets} | {m.name for s in sets for m in s.late_groups} | set(doc.models)
+    problems = [unknown(f"report.display_names.{k}", k, names, "feature set or model")
+                for k in doc.report.display_names if k not in names]
+    if problems:
+        raise SpecError(format_problems(problems), problems)
 
 
 def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
     """Check a parsed TOML document and resolve defaults; raises :class:`SpecError`."""
     raw = copy.deepcopy(raw)
-    unknown = set(raw) - KNOWN_TOP
-    if unknown:
-        raise SpecError(f"unknown top-level key(s) {sorted(unknown)}; known: {sorted(KNOWN_TOP)}")
-    corpus = dict(_require(raw, "corpus", "spec"))
-    _require(corpus, "name", "corpus")
-    from featurekit.corpora import CORPORA
-
-    if corpus["name"] not in CORPORA:
-        raise SpecError(
-            f"corpus.name: unknown corpus {corpus['name']!r}; known: {', '.join(CORPORA.names())}"
-        )
+    doc = check_document(raw)
+    # Resolution below is unchanged by the schema: the resolved dicts (and so every cell digest) are
+    # the given values plus the same defaults as before.
+    corpus = dict(raw["corpus"])
     task = dict(raw.get("task", {}))
     task.setdefault("type", "classification")
-    if task["type"] not in ("classification", "regression"):
-        raise SpecError(f"task.type: {task['type']!r} is neither classification nor regression")
     if task["type"] == "classification":
         task["targets"] = [task.get("target", "label")]
     else:
         t = task.get("targets", task.get("target"))
-        if not t:
-            raise SpecError("task.targets: regression needs one or more numeric target columns")
         task["targets"] = [t] if isinstance(t, str) else list(t)
     protocol = dict(raw.get("protocol", {"name": "loso", "group": "speaker"}))
-    if protocol.get("name", "loso") not in PROTOCOLS:
-        raise SpecError(
-            f"protocol.name: unknown protocol {protocol.get('name')!r}; known: {PROTOCOLS.names()}"
-        )
     protocol.setdefault("name", "loso")
     if protocol["name"] == "loso":
         protocol.setdefault("group", "speaker")
     if protocol["name"] == "cross_corpus":
-        protocol["test_corpus"] = _test_corpus(protocol.get("test_corpus"), corpus["name"])
+        test = dict(protocol["test_corpus"])
+        for key in ("options", "mapping"):
+            test.setdefault(key, {})
+        protocol["test_corpus"] = test
     ev = dict(raw.get("evaluation", {}))
-    norms = ev.get("normalisation", ["global"])
-    norms = [norms] if isinstance(norms, str) else list(norms)
-    for n in norms:
-        if n not in NORMALISATIONS:
-            raise SpecError(f"evaluation.normalisation: unknown {n!r}; use one of {NORMALISATIONS}")
+    norms = list(ev.get("normalisation", ["global"]))
     ev["normalisation"] = norms
     ev.setdefault("balancing", "class_weight")
-    if ev["balancing"] not in BALANCING:
-        raise SpecError(f"evaluation.balancing: unknown {ev['balancing']!r}; use one of {BALANCING}")
     ev.setdefault("inner_folds", 3)
     ev.setdefault("bootstrap", 1000)
     metric_reg = CLASSIFICATION_METRICS if task["type"] == "classification" else REGRESSION_METRICS
     ev.setdefault("metrics", metric_reg.names())
-    for m in ev["metrics"]:
-        if m not in metric_reg:
-            raise SpecError(
-                f"evaluation.metrics: unknown metric {m!r} for {task['type']}; known: {metric_reg.names()}"
-            )
     reg = model_registry(task["type"])
-    models = dict(_require(raw, "models", "spec"))
-    if not models:
-        raise SpecError("models: no models given")
+    models = dict(raw["models"])
     for name, m in models.items():
-        m = dict(m or {})
+        m = dict(m)
         m.setdefault("model", name)
-        if m["model"] not in reg:
-            key = f"models.{name}" + (".model" if m["model"] != name else "")
-            raise SpecError(
-                f"{key}: unknown {task['type']} model {m['model']!r}; known: {', '.join(reg.names())}"
-            )
-        bad = set(m) - {"model", "grid", "params", "sets", "normalisation", "inner_folds"}
-        if bad:
-            raise SpecError(
-                f"models.{name}: unknown key(s) {sorted(bad)}; use model, grid, params, sets, normalisation, "
-                "inner_folds"
-            )
-        if "inner_folds" in m and (not isinstance(m["inner_folds"], int) or m["inner_folds"] < 2):
-            raise SpecError(f"models.{name}.inner_folds: must be an integer >= 2, got {m['inner_folds']!r}")
         m.setdefault("grid", reg.get(m["model"]).grid)
         m.setdefault("params", {})
-        for k, v in m["grid"].items():
-            if not isinstance(v, list) or not v:
-                raise SpecError(f"models.{name}.grid.{k}: must be a non-empty list of values")
         models[name] = m
-    feats = dict(_require(raw, "features", "spec"))
-    sets = [
-        parse_feature_set(s, where=f"features.sets[{i}]")
-        for i, s in enumerate(_require(feats, "sets", "features"))
-    ]
+    feats = raw["features"]
+    sets = [parse_feature_set(s, where=f"features.sets[{i}]") for i, s in enumerate(feats["sets"])]
     for i, group in enumerate(feats.get("late_fusion", [])):
         members = tuple(parse_feature_set(s, where=f"features.late_fusion[{i}]") for s in group)
-        if len(members) < 2:
-            raise SpecError(f"features.late_fusion[{i}]: needs at least two feature sets")
         sets.append(
             FeatureSet(
                 "late(" + "|".join(m.name for m in members) + ")",
@@ -282,21 +342,15 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
     for name, m in models.items():
         for key, known in (("sets", names), ("normalisation", set(norms))):
             if key in m:
-                m[key] = [m[key]] if isinstance(m[key], str) else list(m[key])
+                m[key] = list(m[key])
                 unknown_vals = [v for v in m[key] if v not in known]
                 if unknown_vals:
                     raise SpecError(f"models.{name}.{key}: {unknown_vals} not among {sorted(known)}")
-    from featurekit.extractors import EXTRACTORS
-
-    extractors = dict(raw.get("extractors", {}))
-    for name, params in extractors.items():
-        if name not in EXTRACTORS:
-            raise SpecError(f"extractors.{name}: unknown extractor; known: {', '.join(EXTRACTORS.names())}")
-        ok = EXTRACTORS.get(name)._param_names()
-        bad = set(params) - set(ok)
-        if bad:
-            raise SpecError(f"extractors.{name}: unknown parameter(s) {sorted(bad)}; it takes {ok}")
-        extractors[name] = {k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in params.items()}
+    _check_report(doc, sets)
+    extractors = {
+        name: {k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in params.items()}
+        for name, params in raw.get("extractors", {}).items()
+    }
     return Spec(
         name=raw.get("name", Path(path).stem or "experiment"),
         seed=int(raw.get("seed", 0)),
@@ -310,6 +364,7 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
         models=models,
         raw=raw,
         path=str(path),
+        sections=doc,
     )
 
 

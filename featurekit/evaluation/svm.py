@@ -19,10 +19,12 @@ speaker-grouped search can pick them per training fold:
 
 from __future__ import annotations
 
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -53,6 +55,19 @@ class SVMClassifier(ClassifierMixin, BaseEstimator):
     random_state : int or None
         Seed of libsvm's / liblinear's shuffling.
     """
+
+    # scikit-learn's parameter declarations: checked when a spec is loaded (featurekit.evaluation.models)
+    _parameter_constraints: dict = {
+        "kernel": [StrOptions({"linear", "rbf", "poly", "sigmoid"})],
+        "C": [Interval(Real, 0.0, None, closed="neither")],
+        "gamma": [StrOptions({"scale", "auto"}), Interval(Real, 0.0, None, closed="neither")],
+        "degree": [Interval(Integral, 0, None, closed="left")],
+        "multiclass": [StrOptions(set(MULTICLASS))],
+        "scale_C": ["boolean"],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
 
     def __init__(
         self,

@@ -79,6 +79,10 @@ class Extractor:
         Whether :meth:`native` exists (toolkit's own functionals).
     has_lld
         Whether :meth:`lld` exists.
+    param_checks
+        Parameter name -> a function raising ``ValueError`` for a value of the declared type that is
+        still invalid (e.g. a string with its own grammar). Types and ranges are declared by the
+        annotations of ``__init__`` (``Annotated[int, Ge(1)]``); :meth:`check_params` checks both.
     """
 
     name: ClassVar[str] = ""
@@ -87,12 +91,26 @@ class Extractor:
     has_native: ClassVar[bool] = False
     has_lld: ClassVar[bool] = True
     description: ClassVar[str] = ""
+    param_checks: ClassVar[dict[str, Callable[[Any], Any]]] = {}
 
     # -- scikit-learn style parameters -------------------------------------------------------
     @classmethod
     def _param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
         return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind == p.KEYWORD_ONLY]
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], *, where: str = "") -> None:
+        """Raise :class:`~featurekit.parameters.ParameterError` naming every parameter in ``params`` that
+        ``__init__`` does not declare (with the closest declared name) or whose value does not fit its
+        declared type, range or :attr:`param_checks`."""
+        from featurekit.parameters import ParameterError, check_parameters, declared_parameters
+
+        declared = declared_parameters(cls, keyword_only=True)
+        problems = check_parameters(declared, params, where=where or f"extractors.{cls.name}",
+                                    checks=cls.param_checks)
+        if problems:
+            raise ParameterError(problems)
 
     def get_params(self) -> dict[str, Any]:
         """Parameters as given to ``__init__``."""
@@ -169,11 +187,8 @@ def register_extractor(cls: type[Extractor]) -> type[Extractor]:
 
 
 def make_extractor(name: str, **params: Any) -> Extractor:
-    """Instantiate the extractor registered as ``name`` with ``params``."""
+    """Instantiate the extractor registered as ``name`` with ``params`` (checked by
+    :meth:`Extractor.check_params`)."""
     cls = EXTRACTORS.get(name)
-    unknown = set(params) - set(cls._param_names())
-    if unknown:
-        raise ValueError(
-            f"extractor {name!r} has no parameter(s) {sorted(unknown)}; it takes {cls._param_names()}"
-        )
+    cls.check_params(params)
     return cls(**params)

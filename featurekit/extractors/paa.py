@@ -7,9 +7,10 @@ int16-scaled samples, so the float signal in [-1, 1] is multiplied by 2**15 firs
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import numpy as np
+from annotated_types import Gt
 
 from featurekit.extractors.base import Extractor, Frames, register_extractor
 
@@ -18,7 +19,8 @@ class _PAA(Extractor):
     with_deltas: ClassVar[bool] = False
     libraries = ("pyAudioAnalysis", "numpy", "scipy")
 
-    def __init__(self, *, window: float = 0.050, step: float = 0.025) -> None:
+    def __init__(self, *, window: Annotated[float, Gt(0)] = 0.050,
+                 step: Annotated[float, Gt(0)] = 0.025) -> None:
         self.window = window
         self.step = step
 

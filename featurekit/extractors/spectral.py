@@ -6,7 +6,10 @@ centred (frame ``i`` is centred at ``i * hop / sr`` seconds), mel filters from l
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
+from annotated_types import Ge, Gt
 
 from featurekit.extractors.base import Extractor, Frames, register_extractor
 
@@ -32,13 +35,13 @@ class MFCC(Extractor):
     def __init__(
         self,
         *,
-        n_mfcc: int = 40,
-        n_mels: int = 128,
-        n_fft: int = 512,
-        win_length: int = 400,
-        hop_length: int = 160,
-        fmin: float = 0.0,
-        fmax: float | None = None,
+        n_mfcc: Annotated[int, Ge(1)] = 40,
+        n_mels: Annotated[int, Ge(1)] = 128,
+        n_fft: Annotated[int, Ge(1)] = 512,
+        win_length: Annotated[int, Ge(1)] = 400,
+        hop_length: Annotated[int, Ge(1)] = 160,
+        fmin: Annotated[float, Ge(0)] = 0.0,
+        fmax: Annotated[float, Gt(0)] | None = None,
         deltas: bool = False,
     ) -> None:
         self.n_mfcc = n_mfcc
@@ -86,12 +89,12 @@ class LogMel(Extractor):
     def __init__(
         self,
         *,
-        n_mels: int = 128,
-        n_fft: int = 512,
-        win_length: int = 400,
-        hop_length: int = 160,
-        fmin: float = 0.0,
-        fmax: float | None = None,
+        n_mels: Annotated[int, Ge(1)] = 128,
+        n_fft: Annotated[int, Ge(1)] = 512,
+        win_length: Annotated[int, Ge(1)] = 400,
+        hop_length: Annotated[int, Ge(1)] = 160,
+        fmin: Annotated[float, Ge(0)] = 0.0,
+        fmax: Annotated[float, Gt(0)] | None = None,
     ) -> None:
         self.n_mels = n_mels
         self.n_fft = n_fft

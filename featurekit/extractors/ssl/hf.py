@@ -22,9 +22,10 @@ torch and transformers are imported only when a model is loaded.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from annotated_types import Ge, Gt
 
 from featurekit.extractors.base import register_extractor
 from featurekit.extractors.ssl import whisper_frontend as wf
@@ -63,10 +64,15 @@ def receptive_field(kernels: list[int], strides: list[int]) -> int:
     return rf
 
 
+def check_torch_device(device: str) -> None:
+    """Raise ``ValueError`` unless ``device`` is ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``."""
+    if device not in ("cpu", "cuda", "auto") and not str(device).startswith("cuda:"):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
+
+
 def resolve_torch_device(device: str) -> str:
     """``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available) -> a torch device string."""
-    if device not in ("cpu", "cuda", "auto") and not str(device).startswith("cuda:"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+    check_torch_device(device)
     if device == "cpu":
         return "cpu"
     import torch
@@ -108,9 +114,11 @@ class HFEncoder(EncoderExtractor):
     description = ("transformers speech encoder (wav2vec2, HuBERT, WavLM, data2vec-audio, Whisper): "
                    "per-layer states")
 
+    param_checks = {"device": check_torch_device}
+
     def __init__(self, *, model: str | None = None, tag: str | None = None, lld_layer: int = -1,
-                 chunk_s: float | None = None, overlap_s: float = 1.0, batch_size: int = 8,
-                 device: str = "auto", fp16: bool = True) -> None:
+                 chunk_s: Annotated[float, Gt(0)] | None = None, overlap_s: Annotated[float, Ge(0)] = 1.0,
+                 batch_size: Annotated[int, Ge(1)] = 8, device: str = "auto", fp16: bool = True) -> None:
         self.model = model
         self.tag = tag
         self.lld_layer = lld_layer

@@ -31,9 +31,10 @@ from __future__ import annotations
 import re
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from annotated_types import Ge, Gt
 
 from featurekit.extractors.base import register_extractor
 from featurekit.extractors.ssl import whisper_frontend as wf
@@ -45,6 +46,10 @@ from featurekit.extractors.ssl.common import (
     read_json,
     resolve_model_dir,
 )
+
+#: CTranslate2 compute types (``ctranslate2.get_supported_compute_types`` lists a device's).
+ComputeType = Literal["default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
+                      "float16", "bfloat16", "float32"]
 
 INSTALL_HINT = "pip install featurekit[ssl]  (or: pip install ctranslate2)"
 
@@ -144,9 +149,13 @@ class WhisperCT2(EncoderExtractor):
     description = "Whisper encoder via CTranslate2 (faster-whisper models): last-layer mean/std"
     key_excludes = ("batch_size", "threads")
 
+    param_checks = {"pad_to": parse_pad_to}
+
     def __init__(self, *, model: str | None = None, tag: str | None = None, pad_to: str | float = "30s",
-                 compute_type: str = "default", device: str = "cpu", batch_size: int = 8, threads: int = 0,
-                 chunk_s: float | None = None, overlap_s: float = 1.0) -> None:
+                 compute_type: ComputeType = "default", device: Literal["cpu", "cuda", "auto"] = "cpu",
+                 batch_size: Annotated[int, Ge(1)] = 8, threads: Annotated[int, Ge(0)] = 0,
+                 chunk_s: Annotated[float, Gt(0)] | None = None,
+                 overlap_s: Annotated[float, Ge(0)] = 1.0) -> None:
         self.model = model
         self.tag = tag
         self.pad_to = pad_to
