@@ -44,11 +44,13 @@ def closest(name: str, options: Iterable[str]) -> str:
     return f"; did you mean {match[0]!r}?" if match else ""
 
 
-def unknown(where: str, key: str, options: Iterable[str], what: str = "key") -> Problem:
-    """The problem of an unknown key/name: names the closest valid one and lists them all."""
+def unknown(where: str, key: str, options: Iterable[str], what: str = "key", context: str = "") -> Problem:
+    """The problem of an unknown key/name (``context``: where it was found, e.g. ``in 'a+b'``): names the
+    closest valid one and lists them all (the first 15)."""
     options = sorted(str(o) for o in options)
     shown = ", ".join(options[:15]) + (f", ... ({len(options)} in all)" if len(options) > 15 else "")
-    return where, f"unknown {what} {key!r}{closest(key, options)} (valid: {shown or 'none'})"
+    context = f" {context}" if context else ""
+    return where, f"unknown {what} {key!r}{context}{closest(key, options)} (valid: {shown or 'none'})"
 
 
 def join(where: str, key: Any) -> str:

@@ -146,13 +146,13 @@ def parse_feature_set(text: str, *, where: str) -> FeatureSet:
         body, at, layer = part.partition("@")
         name, _, kind = body.partition(".")
         if name not in EXTRACTORS:
-            loc, msg = unknown(where, name, EXTRACTORS.names(), "extractor")
-            raise SpecError(f"{loc}: {text!r}: {msg}")
+            context = f"in feature set {text!r}" if text.strip() != name else ""
+            raise SpecError(": ".join(unknown(where, name, EXTRACTORS.names(), "extractor", context)))
         cls = EXTRACTORS.get(name)
         kind = kind or ("native" if cls.has_native else "mean_std")
         if kind not in ("native", "lld") and kind not in FUNCTIONALS:
-            loc, msg = unknown(where, kind, ["native", "lld", *FUNCTIONALS.names()], "kind")
-            raise SpecError(f"{loc}: {text!r}: {msg}")
+            kinds = ["native", "lld", *FUNCTIONALS.names()]
+            raise SpecError(": ".join(unknown(where, kind, kinds, "kind", f"in {text!r}")))
         if kind == "native" and not cls.has_native:
             raise SpecError(f"{where}: extractor {name!r} has no native functionals ({text!r})")
         if at:
