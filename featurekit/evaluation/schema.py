@@ -205,7 +205,8 @@ class SpecDocument(Section):
     seed: Annotated[int, Ge(0)] = 0
     corpus: CorpusSection
     task: TaskSection = TaskSection()
-    protocol: dict[str, Any] = {}  # checked by PROTOCOL_SCHEMAS[name]
+    # a table here; after the checks in featurekit.evaluation.spec, the typed PROTOCOL_SCHEMAS[name] section
+    protocol: dict[str, Any] | LosoProtocol | KFoldProtocol | SplitProtocol | CrossCorpusProtocol = {}
     audio: dict[str, Any] = {}  # checked against featurekit.audio.AudioOptions
     extractors: dict[str, dict[str, Any]] = {}  # checked against each extractor's declared parameters
     features: FeaturesSection

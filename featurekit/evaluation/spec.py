@@ -190,24 +190,26 @@ def _check_corpus(corpus: dict, where: str, problems: list[Problem]) -> bool:
     return True
 
 
-def _check_protocol(raw: dict, corpus_name: str, problems: list[Problem]) -> None:
+def _check_protocol(raw: dict, corpus_name: str, problems: list[Problem]) -> Any:
+    """The typed ``[protocol]`` section (its protocol's own schema), or None after adding problems."""
     name = raw.get("name", "loso")
     if not isinstance(name, str) or name not in PROTOCOLS:
         problems.append(unknown("protocol.name", name, PROTOCOLS.names(), "protocol"))
-        return
+        return None
     if name not in PROTOCOL_SCHEMAS:  # pragma: no cover - a test checks every protocol has a schema
         problems.append(("protocol.name", f"protocol {name!r} declares no options schema"))
-        return
+        return None
     try:
         section = PROTOCOL_SCHEMAS[name].model_validate(raw)
     except ValidationError as err:
         problems += pydantic_problems(err, "protocol", raw)
-        return
+        return None
     test = getattr(section, "test_corpus", None)
     if test is not None and _check_corpus(raw["test_corpus"], "protocol.test_corpus", problems) \
             and test.name == corpus_name:
         problems.append(("protocol.test_corpus.name",
                          f"the test corpus must differ from corpus.name ({corpus_name!r})"))
+    return section
 
 
 def _check_extractors(extractors: dict, problems: list[Problem]) -> None:
@@ -255,8 +257,7 @@ def check_document(raw: dict[str, Any]) -> SpecDocument:
         raise SpecError(format_problems(problems), problems) from None
     task_type = doc.task.type
     _check_corpus(raw["corpus"], "corpus", problems)
-    if "protocol" in raw:
-        _check_protocol(raw["protocol"], doc.corpus.name, problems)
+    protocol = _check_protocol(raw.get("protocol", {}), doc.corpus.name, problems)
     _check_audio(raw.get("audio", {}), problems)
     _check_extractors(raw.get("extractors", {}), problems)
     metric_reg = CLASSIFICATION_METRICS if task_type == "classification" else REGRESSION_METRICS
@@ -274,7 +275,7 @@ def check_document(raw: dict[str, Any]) -> SpecDocument:
         problems += check_model_params(ms, entry.params, entry.grid, where=f"models.{name}")
     if problems:
         raise SpecError(format_problems(problems), problems)
-    return doc
+    return doc.model_copy(update={"protocol": protocol})
 
 
 def _check_report(doc: SpecDocument, sets: list[FeatureSet]) -> None:
