@@ -1,6 +1,11 @@
 """Experiment specs (TOML), validated up front: every error names the key that is wrong.
 
-See ``pipelines/emodb.toml`` for a complete example. Sections: top-level ``name``, ``seed``;
+The schema of every section is :mod:`featurekit.evaluation.schema` (strict types, no unknown keys);
+:func:`check_document` adds the checks against registries and the other sections (names, estimator and
+extractor parameters, corpus options) before :func:`validate` resolves defaults.
+
+See ``pipelines/emodb.toml`` for a complete example. Sections: top-level ``name``, ``seed``,
+``description``; ``[audit]`` (``acknowledge``); ``[report]`` (``display_names``, ``title``);
 ``[corpus]`` (``name``, ``root_env``, ``options``; the root itself comes from ``--root`` or the
 environment variable ``root_env``, never from the file); ``[task]`` (``type`` classification or
 regression; ``target`` / ``targets``; ``subset``; ``mapping``); ``[protocol]`` (``name`` and its

@@ -60,7 +60,7 @@ class SVMClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "kernel": [StrOptions({"linear", "rbf", "poly", "sigmoid"})],
         "C": [Interval(Real, 0.0, None, closed="neither")],
-        "gamma": [StrOptions({"scale", "auto"}), Interval(Real, 0.0, None, closed="neither")],
+        "gamma": [StrOptions({"scale", "auto"}), Interval(Real, 0.0, None, closed="left")],
         "degree": [Interval(Integral, 0, None, closed="left")],
         "multiclass": [StrOptions(set(MULTICLASS))],
         "scale_C": ["boolean"],
