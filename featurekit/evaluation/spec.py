@@ -8,8 +8,9 @@ options); ``[audio]``; ``[extractors.NAME]`` parameters; ``[features]`` (``sets`
 ``late_fusion``); ``[evaluation]`` (``normalisation``, ``balancing``, ``inner_folds``,
 ``metrics``, ``bootstrap``); ``[models.NAME]`` (``grid``, fixed ``params``, and optionally ``sets`` and
 ``normalisation`` restricting the model to some feature sets / normalisations; by default a model runs
-on every feature set it can take: vector models on vectors, sequence models on ``lld`` sets). NAME is
-a registered model, or any label with ``model = "REGISTERED"`` naming the model it configures, so one
+on every feature set it can take: vector models on vectors, sequence models on ``lld`` sets);
+``[audit]`` (``acknowledge``: design-audit checks whose errors the run accepts; ``featurekit.audit``).
+NAME is a registered model, or any label with ``model = "REGISTERED"`` naming the model it configures, so one
 model can appear twice with different settings (e.g. ``[models.svm_rbf]`` with ``model = "svm"``).
 A model's own ``inner_folds`` overrides ``evaluation.inner_folds`` for its search (a number at least
 the count of training speakers means leave-one-speaker-out inside the training fold).
@@ -55,6 +56,7 @@ KNOWN_TOP = {
     "models",
     "description",
     "store",
+    "audit",
 }
 
 
@@ -179,6 +181,20 @@ def _require(d: dict, key: str, where: str) -> Any:
     return d[key]
 
 
+def _audit_section(section: Any) -> None:
+    """``[audit]``: ``acknowledge`` lists design-audit checks whose errors the run accepts (as warnings)."""
+    if section is None:
+        return
+    if not isinstance(section, dict):
+        raise SpecError("audit: must be a table ([audit] with acknowledge = [...])")
+    bad = set(section) - {"acknowledge"}
+    if bad:
+        raise SpecError(f"audit: unknown key(s) {sorted(bad)}; use acknowledge")
+    from featurekit.audit import acknowledged_checks
+
+    acknowledged_checks(section.get("acknowledge"))
+
+
 def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
     """Check a parsed TOML document and resolve defaults; raises :class:`SpecError`."""
     raw = copy.deepcopy(raw)
@@ -297,6 +313,7 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
         if bad:
             raise SpecError(f"extractors.{name}: unknown parameter(s) {sorted(bad)}; it takes {ok}")
         extractors[name] = {k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in params.items()}
+    _audit_section(raw.get("audit"))
     return Spec(
         name=raw.get("name", Path(path).stem or "experiment"),
         seed=int(raw.get("seed", 0)),
