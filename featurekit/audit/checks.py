@@ -175,7 +175,7 @@ def speaker_data(ctx: AuditContext) -> list[Finding]:
                 name,
                 Severity.OK,
                 "no cell uses per-speaker normalisation (speakers hold "
-                f"{counts.min()}-{counts.max()} utterances)",
+                f"{counts.min()} to {counts.max()} utterances)",
                 details,
             )
         ]
