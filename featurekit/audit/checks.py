@@ -422,10 +422,10 @@ def sentence_confound(ctx: AuditContext) -> list[Finding]:
 def missing_training_classes(folds: Sequence[FoldLike], labels: np.ndarray) -> list[tuple[str, list[str]]]:
     """``(fold name, classes its training part lacks)`` for every fold that lacks any."""
     labels = np.asarray(labels).astype(str)
-    everything = set(labels)
+    everything = set(labels.tolist())
     out = []
     for f in folds:
-        lacking = sorted(everything - set(labels[f.train]))
+        lacking = sorted(everything - set(labels[f.train].tolist()))
         if lacking:
             out.append((f.name, lacking))
     return out
