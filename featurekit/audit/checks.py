@@ -44,6 +44,11 @@ SHOW = 5  # examples named in a message
 DETAIL_LIMIT = 200  # entries kept in a details list
 
 
+def _present(codes: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """Which of ``n`` codes occur among ``codes[rows]`` (a boolean mask)."""
+    return np.bincount(codes[rows], minlength=n) > 0
+
+
 def _names(items: Sequence, n: int = SHOW) -> str:
     items = list(items)
     head = ", ".join(str(x) for x in items[:n])
@@ -242,8 +247,11 @@ def duplicate_audio(ctx: AuditContext) -> list[Finding]:
         if col in m:
             key = key + "|" + m[col].astype(str).to_numpy()
     key[fps.isna().to_numpy()] = None
-    groups = [np.asarray(g) for g in pd.Series(np.arange(len(m))).groupby(key.to_numpy()).groups.values()]
-    groups = [g for g in groups if len(g) > 1]
+    rows = np.flatnonzero((key.duplicated(keep=False) & key.notna()).to_numpy())  # only copies are grouped
+    groups = [
+        np.sort(np.asarray(g))
+        for g in pd.Series(rows, index=rows).groupby(key.to_numpy()[rows]).groups.values()
+    ]
     details: dict = {
         "compared": len(m) - unreadable,
         "unreadable": unreadable,
@@ -261,15 +269,17 @@ def duplicate_audio(ctx: AuditContext) -> list[Finding]:
             )
         ]
     ids, spk = ctx.ids, ctx.speakers
-    role = {}  # fold name -> per-row role (1 train, 2 test) for the rows in a duplicate group
     rows = np.concatenate(groups)
+    column = np.full(len(m), -1)
+    column[rows] = np.arange(len(rows))
+    role = np.zeros((len(ctx.folds), len(rows)), dtype=np.int8)  # fold x copy: 1 train, 2 test
     tested_in: dict[int, list[str]] = {int(r): [] for r in rows}
-    for f in ctx.folds:
+    for j, f in enumerate(ctx.folds):
         r = np.zeros(len(m), dtype=np.int8)
         r[f.train] = 1
         r[f.test] = 2
-        role[f.name] = r
-        for i in rows[r[rows] == 2]:
+        role[j] = r[rows]
+        for i in rows[role[j] == 2]:
             tested_in[int(i)].append(f.name)
     leaks, listed = [], []
     for g in groups:
@@ -280,12 +290,14 @@ def duplicate_audio(ctx: AuditContext) -> list[Finding]:
                 "test_folds": [tested_in[int(i)] for i in g],
             }
         )
-        for fold, r in role.items():
-            for a in g[r[g] == 2]:
-                for b in g[r[g] == 1]:
+        sub = role[:, column[g]]
+        for j in np.flatnonzero((sub == 2).any(axis=1) & (sub == 1).any(axis=1)):
+            f, r = ctx.folds[j], sub[j]
+            for a in g[r == 2]:
+                for b in g[r == 1]:
                     leaks.append(
                         {
-                            "fold": fold,
+                            "fold": f.name,
                             "test_id": ids[a],
                             "test_speaker": spk[a],
                             "train_id": ids[b],
@@ -333,17 +345,18 @@ def label_from_column(
     Returns the pooled true labels, predictions, and the share of test utterances whose entry
     occurs in their training fold.
     """
+    classes, y = np.unique(np.asarray(labels).astype(str), return_inverse=True)
+    levels, v = np.unique(np.asarray(values).astype(str), return_inverse=True)
+    k = len(classes)
     true, pred, seen = [], [], 0
     for f in folds:
-        tr = pd.DataFrame({"v": values[f.train], "y": labels[f.train]})
-        counts = tr.groupby(["v", "y"]).size().unstack(fill_value=0)
-        majority = counts.idxmax(axis=1)  # ties: the first label in sorted order
-        fallback = tr["y"].value_counts().sort_index().idxmax()
-        test_v = pd.Series(values[f.test])
-        hit = test_v.isin(majority.index).to_numpy()
+        counts = np.bincount(v[f.train] * k + y[f.train], minlength=len(levels) * k).reshape(-1, k)
+        fallback = np.bincount(y[f.train], minlength=k).argmax()  # ties: the first label in sorted order
+        rows = counts[v[f.test]]
+        hit = rows.sum(axis=1) > 0
         seen += int(hit.sum())
-        pred.append(test_v.map(majority).fillna(fallback).astype(str).to_numpy())
-        true.append(labels[f.test])
+        pred.append(classes[np.where(hit, rows.argmax(axis=1), fallback)])
+        true.append(classes[y[f.test]])
     n = sum(len(t) for t in true)
     return np.concatenate(true), np.concatenate(pred), seen / n if n else 0.0
 
@@ -421,13 +434,12 @@ def sentence_confound(ctx: AuditContext) -> list[Finding]:
 # -- folds ------------------------------------------------------------------------------------------
 def missing_training_classes(folds: Sequence[FoldLike], labels: np.ndarray) -> list[tuple[str, list[str]]]:
     """``(fold name, classes its training part lacks)`` for every fold that lacks any."""
-    labels = np.asarray(labels).astype(str)
-    everything = set(labels.tolist())
+    classes, codes = np.unique(np.asarray(labels).astype(str), return_inverse=True)
     out = []
     for f in folds:
-        lacking = sorted(everything - set(labels[f.train].tolist()))
-        if lacking:
-            out.append((f.name, lacking))
+        lacking = ~_present(codes, f.train, len(classes))
+        if lacking.any():
+            out.append((f.name, classes[lacking].tolist()))
     return out
 
 
@@ -449,16 +461,18 @@ def fold_health(ctx: AuditContext) -> list[Finding]:
     out = []
     if ctx.classification:
         y = ctx.labels
+        yc, classes = ctx.codes(ctx.targets[0])
         counts = pd.Series(y).value_counts()
         ratio = float(counts.max() / counts.min())
         train_ratio, worst = 0.0, None
         single = []
         for f in folds:
-            c = pd.Series(y[f.train]).value_counts()
+            c = np.bincount(yc[f.train], minlength=len(classes))
+            c = c[c > 0]
             r = float(c.max() / c.min()) if len(c) else 0.0
             if r > train_ratio:
                 train_ratio, worst = r, f.name
-            present = np.unique(y[f.test])
+            present = classes[_present(yc, f.test, len(classes))]
             if len(present) == 1:
                 single.append((f.name, str(present[0])))
         lacking = missing_training_classes(folds, y)
@@ -549,6 +563,19 @@ def fold_health(ctx: AuditContext) -> list[Finding]:
 
 
 # -- groups -----------------------------------------------------------------------------------------
+def _shared_between_train_and_test(
+    folds: Sequence[FoldLike], values: np.ndarray
+) -> list[tuple[str, list[str]]]:
+    """``(fold name, values in both its training and test parts)`` for the folds with any."""
+    levels, codes = np.unique(np.asarray(values).astype(str), return_inverse=True)
+    out = []
+    for f in folds:
+        both = _present(codes, f.train, len(levels)) & _present(codes, f.test, len(levels))
+        if both.any():
+            out.append((f.name, levels[both].tolist()))
+    return out
+
+
 @register_check(
     "group_integrity",
     "speakers in several sessions when sessions are the groups (and sessions split between training "
@@ -558,18 +585,12 @@ def group_integrity(ctx: AuditContext) -> list[Finding]:
     name = "group_integrity"
     m, spk, group = ctx.manifest, ctx.speakers, ctx.group
     groups = m[group].astype(str).to_numpy() if group in m else spk
-    span = pd.Series(groups).groupby(spk).nunique()
-    multi = span[span > 1]
-    shared = []
-    for f in ctx.folds:
-        both = sorted(set(spk[f.train]) & set(spk[f.test]))
-        if both:
-            shared.append((f.name, both))
+    span = pd.Series(groups).groupby(spk).unique()
+    multi = span[span.map(len) > 1].map(len)
+    shared = _shared_between_train_and_test(ctx.folds, spk)
     details: dict = {
         "group": group,
-        "speakers_in_several_groups": {
-            s: sorted(set(groups[spk == s]))[:20] for s in list(multi.index)[:DETAIL_LIMIT]
-        },
+        "speakers_in_several_groups": {s: sorted(span[s])[:20] for s in list(multi.index)[:DETAIL_LIMIT]},
         "folds_sharing_speakers": {k: v[:20] for k, v in shared[:DETAIL_LIMIT]},
     }
     out = []
@@ -605,11 +626,7 @@ def group_integrity(ctx: AuditContext) -> list[Finding]:
         if "corpus" in m:  # cross-corpus: two corpora's session codes are different sessions
             sess = m["corpus"].astype(str) + ":" + sess
         sess = sess.to_numpy()
-        split = []
-        for f in ctx.folds:
-            both = sorted(set(sess[f.train]) & set(sess[f.test]))
-            if both:
-                split.append((f.name, both))
+        split = _shared_between_train_and_test(ctx.folds, sess)
         per_session = pd.Series(spk).groupby(sess).nunique()
         details.update(
             sessions_with_several_speakers=int((per_session > 1).sum()),

@@ -134,6 +134,7 @@ class AuditContext:
     speaker_independent: bool = True
     cells: list[CellPlan] = field(default_factory=list)
     fingerprints: list[str | None] | None = None
+    _codes: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
     def classification(self) -> bool:
@@ -150,6 +151,14 @@ class AuditContext:
     @property
     def ids(self) -> np.ndarray:
         return self.manifest["id"].astype(str).to_numpy()
+
+    def codes(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """A manifest column as integer codes and its sorted distinct values (as text; cached), so
+        that per-fold counts are one ``np.bincount`` each."""
+        if column not in self._codes:
+            levels, codes = np.unique(self.manifest[column].astype(str).to_numpy(), return_inverse=True)
+            self._codes[column] = (codes.astype(np.int64), levels)
+        return self._codes[column]
 
     def normalisations(self) -> set[str]:
         return {c.normalisation for c in self.cells}
