@@ -455,6 +455,8 @@ def missing_training_classes(folds: Sequence[FoldLike], labels: np.ndarray) -> l
 def fold_health(ctx: AuditContext) -> list[Finding]:
     name = "fold_health"
     folds = list(ctx.folds)
+    if not folds:
+        return [Finding(name, Severity.WARNING, "not checked: the protocol gave no folds")]
     n_test = {f.name: len(f.test) for f in folds}
     small = {k: v for k, v in n_test.items() if v < MIN_TEST_FOLD_UTTERANCES}
     details: dict = {

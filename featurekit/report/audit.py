@@ -50,11 +50,12 @@ def audit_html(audits: Sequence[SourceAudit]) -> str:
     """One ``<section>`` per results directory: problems (errors first) in a table, then the checks passed."""
     e = html.escape
     parts = []
-    for a in audits:
+    for i, a in enumerate(audits):
         r = a.report
         cls = "warning" if r.errors or r.warnings else "protocol"
         ack = f"; acknowledged: {', '.join(r.acknowledged)}" if r.acknowledged else ""
-        parts.append(f'<section id="audit"><h2>{e(_title(a, len(audits) > 1))}</h2>'
+        anchor = "audit" if i == 0 else f"audit-{i}"
+        parts.append(f'<section id="{anchor}"><h2>{e(_title(a, len(audits) > 1))}</h2>'
                      f'<p class="{cls}">{e(r.summary())}{e(ack)}.</p>')
         problems = [f for f in r.ordered() if f.severity is not Severity.OK]
         if problems:
