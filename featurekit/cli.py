@@ -254,6 +254,14 @@ def resolve_root(spec, root: str | None) -> str:
     raise SystemExit(f"{spec.path}: no corpus root: pass --root" + (f" or set {env}" if env else ""))
 
 
+def resolve_test_root(spec, test_root: str | None) -> str | None:
+    """A cross-corpus protocol's test root: ``--test-root``, else its ``protocol.test_corpus.root_env``."""
+    if test_root is None and spec.protocol["name"] == "cross_corpus":
+        env = spec.protocol["test_corpus"].get("root_env")
+        test_root = os.environ.get(env) if env else None
+    return test_root
+
+
 @command("evaluate", "run an experiment spec (speaker-independent by default)")
 @_args(_evaluate_args)
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -261,10 +269,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     root = resolve_root(spec, args.root)
-    test_root = args.test_root
-    if test_root is None and spec.protocol["name"] == "cross_corpus":
-        env = spec.protocol["test_corpus"].get("root_env")
-        test_root = os.environ.get(env) if env else None
+    test_root = resolve_test_root(spec, args.test_root)
     df = run(
         spec,
         root,
@@ -296,6 +301,32 @@ def _print_summary(df, spec) -> None:
             f"  {fs:40s} {model:10s} {norm:8s}{t} {r['mean']:.3f} +- {r['std']:.3f} "
             f"(pooled {r['pooled']:.3f})"
         )
+
+
+def _audit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="experiment spec (TOML), e.g. pipelines/emodb.toml")
+    p.add_argument("--root", help="corpus root (default: the spec's corpus.root_env variable)")
+    p.add_argument("--test-root", help="root of a cross_corpus protocol's test corpus")
+    p.add_argument(
+        "--store", default=None, help="feature store whose fingerprint memo to use (default: hash the files)"
+    )
+    p.add_argument("--out", default=None, help="also write audit.json and audit.md into this directory")
+
+
+@command("audit", "design audit of a spec on its corpus (confounds, leaks, fold health); fits nothing")
+@_args(_audit_args)
+def cmd_audit(args: argparse.Namespace) -> int:
+    from featurekit.audit import audit_spec
+    from featurekit.evaluation import load_spec
+
+    spec = load_spec(args.spec)
+    root, test_root = resolve_root(spec, args.root), resolve_test_root(spec, args.test_root)
+    report = audit_spec(spec, root, store=args.store, test_root=test_root)
+    print(report.to_text())
+    if args.out:
+        for path in report.write(args.out):
+            print(path)
+    return 2 if report.blocked else 0
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:

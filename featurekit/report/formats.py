@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from featurekit.registry import Registry
+from featurekit.report.audit import SourceAudit, audit_html, audit_latex, audit_markdown
 from featurekit.report.figures import Figure
 from featurekit.report.tables import DASH, PM, Experiment, Table
 
@@ -52,12 +53,15 @@ class Report:
         Path of the copied ``results.csv`` relative to the report directory (``None``: not written).
     created
         Timestamp (UTC, ISO 8601).
+    audits
+        The design audits of the results directories that have one (shown at the top).
     """
 
     sections: list[Section]
     sources: list[Path]
     results_csv: str | None = "results.csv"
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    audits: list[SourceAudit] = field(default_factory=list)
 
 
 Writer = Callable[[Report, Path], list[Path]]
@@ -142,6 +146,7 @@ def write_markdown(report: Report, out_dir: Path) -> list[Path]:
              f"Generated {report.created} from {', '.join(f'`{p}`' for p in report.sources)}."]
     if report.results_csv:
         lines.append(f"All metrics: [{report.results_csv}]({report.results_csv}).")
+    lines += audit_markdown(report.audits)
     for sec in report.sections:
         exp = sec.experiment
         lines += ["", f"## {md_escape(exp.title)}", "", f"{md_escape(exp.protocol_text)}."]
@@ -233,6 +238,7 @@ def write_latex(report: Report, out_dir: Path) -> list[Path]:
            r"\usepackage{graphicx}",
            r"\begin{document}", r"\section*{featurekit report}",
            f"Generated {tex_escape(report.created)}.", ""]
+    doc += audit_latex(report.audits, tex_escape)
     for sec in report.sections:
         exp = sec.experiment
         doc += [rf"\subsection*{{{tex_escape(exp.title)}}}", tex_escape(exp.protocol_text) + ".", ""]
@@ -329,6 +335,7 @@ def write_html(report: Report, out_dir: Path) -> list[Path]:
         items = "".join(f'<li><a href="#{e(t.key)}">{e(t.title)}</a></li>' for t in sec.tables)
         fig = f'<li><a href="#{e(k)}_figures">Figures</a></li>' if sec.figures else ""
         toc.append(f'<li><a href="#{e(k)}">{e(sec.experiment.title)}</a><ul>{items}{fig}</ul></li>')
+    parts.append(audit_html(report.audits))
     parts.append(f"<nav><ul>{''.join(toc)}</ul></nav>")
     for sec in report.sections:
         exp = sec.experiment
