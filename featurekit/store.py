@@ -32,6 +32,7 @@ one store at once: the worst case is a row computed twice, which reading de-dupl
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
 import json
@@ -68,6 +69,17 @@ def _writer_token() -> str:
     if _writer["pid"] != os.getpid():
         _writer.update(pid=os.getpid(), token=uuid.uuid4().hex[:_TOKEN_LEN], locks={})
     return _writer["token"]
+
+
+@atexit.register
+def _release_writer_locks() -> None:
+    """On a normal exit, remove this process' lock files (after a kill, the next run does)."""
+    if _writer["pid"] != os.getpid():
+        return
+    for directory, fd in list(_writer["locks"].items()):
+        (directory / f".writer-{_writer['token']}.lock").unlink(missing_ok=True)
+        os.close(fd)
+    _writer["locks"] = {}
 
 
 def _writer_lock(directory: Path) -> str:

@@ -219,9 +219,9 @@ def predict(model: str | os.PathLike | SavedModel,
         window that is digitally silent or whose features fail gets a row with an ``error`` and is left
         out of its file's mean.
     """
+    window, hop = check_window(window, hop)  # arguments first: a bad window costs no model loading
     if not isinstance(model, SavedModel):
         model = load_model(model)
-    window, hop = check_window(window, hop)
     if isinstance(audio_paths, (str, os.PathLike)):
         audio_paths = [audio_paths]
     paths = [str(p) for p in audio_paths]
