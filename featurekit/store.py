@@ -113,6 +113,8 @@ def _writer_alive(directory: Path, token: str) -> bool:
         fd = os.open(directory / f".writer-{token}.lock", os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
+    except OSError:  # e.g. a store we may not write: leave everything as it is
+        return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -341,20 +343,26 @@ class FeatureTable:
                 alive[token] = _writer_alive(self.directory, token)
             return not alive[token]
 
+        def remove(path: Path) -> None:
+            try:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+            except OSError:  # not ours to remove (permissions): harmless, readers ignore it
+                pass
+
         for tmp in self.directory.glob(".tmp-*"):
             if orphaned(tmp, tmp.name):
-                tmp.unlink(missing_ok=True)
-                removed.append(tmp)
+                remove(tmp)
         for index in self.directory.glob("part-*.parquet.keys.json"):
             part = index.with_name(index.name.removesuffix(".keys.json"))
             if not part.exists() and orphaned(index, part.name) and not part.exists():
-                index.unlink(missing_ok=True)
-                removed.append(index)
+                remove(index)
         for lock in self.directory.glob(".writer-*.lock"):
             token = lock.name[len(".writer-"):-len(".lock")]
-            if not alive.get(token, _writer_alive(self.directory, token)):
-                lock.unlink(missing_ok=True)
-                removed.append(lock)
+            if token not in alive:
+                alive[token] = _writer_alive(self.directory, token)
+            if not alive[token]:
+                remove(lock)
         return removed
 
     def compact(self) -> None:
