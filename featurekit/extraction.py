@@ -13,7 +13,7 @@ Every value an extractor returns is checked: a file whose LLDs, native functiona
 NaN or infinite values fails with the extractor, the table and the columns named (nothing of it is
 stored). Undefined quantities that extractors report as finite numbers are stored as they are:
 openSMILE reports F0 (and the jitter/shimmer/HNR that depend on it) of unvoiced frames as 0, so
-eGeMAPS on unvoiced audio has 0 for its F0 functionals; HSF statistics ignore no frames.
+eGeMAPS on unvoiced audio has 0 for its F0 functionals (``tests/test_hostile_input.py``).
 """
 
 from __future__ import annotations
