@@ -144,6 +144,12 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--duration", type=float, default=None, help="crop/pad every signal to this many seconds")
     p.add_argument(
+        "--max-samples",
+        type=int,
+        default=2**27,  # featurekit.audio.DEFAULT_MAX_SAMPLES
+        help="refuse (before decoding) a file that would decode to more samples (default 2**27)",
+    )
+    p.add_argument(
         "--param",
         action="append",
         default=[],
@@ -160,6 +166,12 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
         type=int,
         default=4096,  # featurekit.extraction.DEFAULT_FLUSH_EVERY (not imported: keeps the CLI light)
         help="utterances buffered per table before a write (also written at 64 MiB of values)",
+    )
+    p.add_argument(
+        "--flush-seconds",
+        type=float,
+        default=30.0,  # featurekit.extraction.FLUSH_SECONDS
+        help="write buffered rows at least this often (default 30 s), so a kill loses little",
     )
     p.add_argument("--quiet", action="store_true")
 
@@ -197,7 +209,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
         params=parse_params(args.param),
     )
     manifest = load_corpus(args.corpus, args.root, **corpus_options(args.corpus_option))
-    audio = AudioOptions(sample_rate=args.sample_rate, trim_db=args.trim_db, duration=args.duration)
+    audio = AudioOptions(sample_rate=args.sample_rate, trim_db=args.trim_db, duration=args.duration,
+                         max_samples=args.max_samples)
     store = FeatureStore(args.store)
     from featurekit.distributed import extract_here_or_there
 
@@ -211,6 +224,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         progress=not args.quiet,
         flush_every=args.flush_every,
+        flush_seconds=args.flush_seconds,
     )
     summary.seconds = time.perf_counter() - t0
     print("\n".join(summary.lines()))

@@ -72,6 +72,8 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", default=None,
                    help="output file, .csv or .json (format from the extension); default: CSV to stdout")
     p.add_argument("--jobs", type=int, default=1, help="worker processes across files (default 1)")
+    p.add_argument("--max-windows", type=int, default=50_000,  # deploy.windows.DEFAULT_MAX_WINDOWS
+                   help="refuse a file that would yield more windows than this (default 50000)")
 
 
 @command("predict", "label recordings with a saved model (per file, or in sliding windows)")
@@ -88,7 +90,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
             warnings.simplefilter("ignore", category)
-        df = predict(args.model, args.audio, window=args.window, hop=args.hop, jobs=args.jobs)
+        df = predict(args.model, args.audio, window=args.window, hop=args.hop, jobs=args.jobs,
+                     max_windows=args.max_windows)
     for w in caught:
         print(f"featurekit predict: warning: {w.message}", file=sys.stderr)
     write_predictions(df, args.out)
