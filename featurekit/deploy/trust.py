@@ -133,13 +133,13 @@ def _key_types_problem(node: Any, used: set[tuple[str, str]]) -> str | None:
     if not (isinstance(node, dict) and node.get("__loader__") == "ListNode"
             and _entry_name(node) == "builtins.list" and isinstance(node.get("content"), list)
             and set(node) <= fields):
-        return "its key_types is not a list of key types"
+        return "key_types is not a list of key types"
     for item in node["content"]:
         if not (isinstance(item, dict) and item.get("__loader__") == "TypeNode"
                 and set(item) <= {"__class__", "__module__", "__loader__", "__id__"}):
-            return "its key_types holds something other than a type reference"
+            return "key_types holds something other than a type reference"
         if _entry_name(item) not in ALLOWED_KEY_TYPES:
-            return (f"its keys are rebuilt with {_entry_name(item)}, which is not one of the allowed key "
+            return (f"keys are rebuilt with {_entry_name(item)}, which is not one of the allowed key "
                     f"types {sorted(ALLOWED_KEY_TYPES)} (a type reference is a callable)")
         used.add(("TypeNode", _entry_name(item)))
     used.add(("ListNode", "builtins.list"))
