@@ -411,6 +411,31 @@ def test_old_protocol_and_other_root_types_are_refused(svm_victim):
     _refused(v, r"holds a sklearn\.svm\._classes\.SVC, not a sklearn\.pipeline\.Pipeline")
 
 
+def test_malformed_skops_files_are_refused(svm_victim):
+    v = svm_victim
+    skops_file = v.model / "pipeline-label.skops"
+    skops_file.write_bytes(b"not a zip archive")
+    _seal(v.model)
+    _refused(v, r"(?s)pipeline-label\.skops: .*not a readable skops file \(BadZipFile")
+    head = json.dumps({"protocol": SKOPS_PROTOCOLS[0], **entry("ObjectNode", "sklearn.pipeline", "Pipeline")})
+    deep = head[:-1] + ', "content": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("schema.json", deep)
+    skops_file.write_bytes(buf.getvalue())
+    _seal(v.model)
+    _refused(v, r"nested deeper than any featurekit model|not readable JSON \(RecursionError")
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("schema.json", json.dumps({"protocol": SKOPS_PROTOCOLS[0]}))
+            zf.writestr("schema.json", json.dumps({"protocol": SKOPS_PROTOCOLS[0]}))
+    skops_file.write_bytes(buf.getvalue())
+    _seal(v.model)
+    _refused(v, r"two members of one name")
+
+
 # -- paths named by model.json -------------------------------------------------------------------------------
 def _must_not_read_components(monkeypatch):
     """Fail the test if any component is hashed or loaded: path checks must come first."""

@@ -203,21 +203,21 @@ def skops_problems(data: bytes) -> tuple[list[str], set[tuple[str, str]]]:
         ``module.Class``) pairs of the allowed entries found.
     """
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as err:
-        return [f"not a skops file ({err})"], set()
-    with zf:
-        names = zf.namelist()
-        if len(names) != len(set(names)):
-            return ["the archive holds two members of one name"], set()
-        if "schema.json" not in names:
-            return ["not a skops file (no schema.json)"], set()
-        if zf.getinfo("schema.json").file_size > MAX_SCHEMA_BYTES:
-            return [f"schema.json is larger than {MAX_SCHEMA_BYTES >> 20} MiB"], set()
-        try:
-            schema = json.loads(zf.read("schema.json"))
-        except (ValueError, UnicodeDecodeError, zipfile.BadZipFile) as err:
-            return [f"schema.json is not readable JSON ({err})"], set()
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            names = zf.namelist()
+            if len(names) != len(set(names)):
+                return ["the archive holds two members of one name"], set()
+            if "schema.json" not in names:
+                return ["not a skops file (no schema.json)"], set()
+            if zf.getinfo("schema.json").file_size > MAX_SCHEMA_BYTES:
+                return [f"schema.json is larger than {MAX_SCHEMA_BYTES >> 20} MiB"], set()
+            raw = zf.read("schema.json")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as err:
+        return [f"not a readable skops file ({type(err).__name__}: {err})"], set()
+    try:
+        schema = json.loads(raw)
+    except (ValueError, RecursionError) as err:
+        return [f"schema.json is not readable JSON ({type(err).__name__}: {err})"], set()
     if not isinstance(schema, dict):
         return ["schema.json is not a JSON object"], set()
     protocol = schema.get("protocol")
@@ -229,7 +229,10 @@ def skops_problems(data: bytes) -> tuple[list[str], set[tuple[str, str]]]:
     if schema.get("__loader__") != "ObjectNode" or _entry_name(schema) != ROOT_TYPE:
         problems.append(f"the file holds a {_entry_name(schema)}, not a {ROOT_TYPE}")
     used: set[tuple[str, str]] = set()
-    _walk({k: v for k, v in schema.items() if k != "protocol"}, "", problems, used)
+    try:
+        _walk({k: v for k, v in schema.items() if k != "protocol"}, "", problems, used)
+    except RecursionError:
+        return ["schema.json is nested deeper than any featurekit model"], set()
     return problems, used
 
 
@@ -245,8 +248,8 @@ def check_skops(data: bytes, where: str) -> list[str]:
 
     problems, used = skops_problems(data)
     if problems:
-        raise ModelLoadError(f"{where}: refusing to load the model: it holds entries a featurekit model "
-                             f"never contains (nothing was loaded or run):\n  " + "\n  ".join(problems))
+        raise ModelLoadError(f"{where}: refusing to load the model (nothing was loaded or run):\n  "
+                             + "\n  ".join(problems))
     allowed = {name for _, name in used}
     try:
         needed = sio.get_untrusted_types(data=data)
