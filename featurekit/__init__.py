@@ -14,9 +14,7 @@ Importing the package is cheap: the names below are loaded on first use.
 
 from __future__ import annotations
 
-from typing import Any
-
-from featurekit._version import __version__
+from featurekit._version import __version__ as __version__
 
 _EXPORTS = {
     "Features": "featurekit.api",
@@ -30,7 +28,7 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _EXPORTS:
         import importlib
 

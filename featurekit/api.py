@@ -257,16 +257,17 @@ class Features(_Params):
         if subtype is None:
             raise TypeError(f"process_signal: {x.dtype} samples; use one of {sorted(_SIGNAL_SUBTYPES)}")
         if x.ndim not in (1, 2) or x.size == 0:
-            raise ValueError(f"process_signal: expected (samples,) or (channels, samples), got shape {x.shape}")
-        if isinstance(sampling_rate, bool) or int(sampling_rate) != sampling_rate or sampling_rate <= 0:
-            raise ValueError(f"process_signal: sampling_rate must be a positive integer, got {sampling_rate!r}")
+            raise ValueError(f"process_signal: expected (samples,) or (channels, samples), not {x.shape}")
+        if not isinstance(sampling_rate, (int, np.integer)) or isinstance(sampling_rate, bool) \
+                or sampling_rate <= 0:
+            raise ValueError(f"process_signal: sampling_rate must be a positive integer: {sampling_rate!r}")
         with tempfile.TemporaryDirectory(prefix="featurekit-signal-") as tmp:
             path = str(Path(tmp) / "signal.wav")
             sf.write(path, x.T if x.ndim == 2 else x, int(sampling_rate), subtype=subtype, format="WAV")
             manifest = pd.DataFrame({"id": [path], "path": [path]})
             table, failures = self._compute(manifest, corpus="signal", store=None)
         table = _relabel(table, [path], [file], "file")
-        failures = {file: reason.replace(path, file) for reason in failures.values()}
+        failures = {file: failures[path].replace(path, file)} if failures else {}
         return self._outcome(table, failures, total=1, errors=Errors.RAISE)
 
     def process_manifest(
@@ -344,7 +345,7 @@ def _join(tables: list[pd.DataFrame], names: list[str]) -> pd.DataFrame:
     for name, t in zip(names, tables):
         for col in t.columns:
             if col in seen:
-                raise ValueError(f"Features: {seen[col]} and {name} share column {col!r}; request one of them")
+                raise ValueError(f"Features: {seen[col]} and {name} share column {col!r}; request one")
             seen[col] = name
     return pd.concat(tables, axis=1) if len(tables) > 1 else tables[0]
 
@@ -462,5 +463,5 @@ def load_results(directory: str | os.PathLike) -> pd.DataFrame:
 
     path = Path(directory) / "results.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"{directory}: no results.csv (not a directory written by featurekit evaluate)")
+        raise FileNotFoundError(f"{directory}: no results.csv (not written by featurekit evaluate)")
     return pd.read_csv(path, dtype={"fold": str, "target": str})

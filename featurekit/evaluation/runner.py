@@ -112,7 +112,7 @@ def prepare_manifest(spec: Spec, manifest: pd.DataFrame) -> pd.DataFrame:
         if col not in manifest.columns:
             raise DataError(
                 f"task: the corpus manifest has no column {col!r}, which the spec's task needs; columns: "
-                f"{list(manifest.columns)} (for the csv adapter, map one: columns={{{col!r}: '<CSV column>'}})"
+                f"{list(manifest.columns)} (csv adapter: map one, columns={{{col!r}: '<CSV column>'}})"
             )
     group = spec.protocol.get("group", "speaker")
     if group not in manifest.columns:
