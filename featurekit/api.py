@@ -318,6 +318,8 @@ class Features(_Params):
             for note in summary.warnings:
                 warnings.warn(note, UserWarning, stacklevel=4)
             ok = manifest[~manifest["id"].isin(list(summary.failures))]
+            if ok.empty:  # every file failed: nothing to read
+                return _nothing(any(k == "lld" for r in requests for k in r.kinds)), summary.failures
             tables = [load_features(fstore, ok, req, kind, corpus=corpus, audio=audio)
                       for req in requests for kind in req.kinds]
         return _join(tables, [f"{r.extractor.name}.{k}" for r in requests for k in r.kinds]), summary.failures
@@ -348,6 +350,15 @@ def _join(tables: list[pd.DataFrame], names: list[str]) -> pd.DataFrame:
                 raise ValueError(f"Features: {seen[col]} and {name} share column {col!r}; request one")
             seen[col] = name
     return pd.concat(tables, axis=1) if len(tables) > 1 else tables[0]
+
+
+def _nothing(lld: bool) -> pd.DataFrame:
+    """The empty table (indexed like :func:`_join`'s) returned when every file failed."""
+    import pandas as pd
+
+    if lld:
+        return pd.DataFrame(index=pd.MultiIndex.from_arrays([[], []], names=["id", "time"]))
+    return pd.DataFrame(index=pd.Index([], name="id", dtype=object))
 
 
 def _relabel(table: pd.DataFrame, ids: list[str], labels: list[str], name: str) -> pd.DataFrame:
@@ -414,6 +425,7 @@ def evaluate(
     test_root: str | os.PathLike | None = None,
     scheduler: str | None = None,
     progress: bool = False,
+    manifest: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Run an experiment spec, as ``featurekit evaluate`` does; return the tidy results.
 
@@ -436,6 +448,9 @@ def evaluate(
         A dask.distributed scheduler address to run the folds on.
     progress
         Show progress bars.
+    manifest
+        Evaluate on these utterances of the spec's corpus (e.g. some speakers, from
+        :func:`load_corpus`) instead of the whole corpus at ``root``.
 
     Returns
     -------
@@ -448,8 +463,11 @@ def evaluate(
 
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
-    run(spec, resolve_root(spec, root), out, store=store if store is not None else default_store(),
-        jobs=jobs, progress=progress, scheduler=scheduler, test_root=resolve_test_root(spec, test_root))
+    if manifest is not None and root is None:
+        root = manifest.attrs.get("root", "")
+    run(spec, root if manifest is not None else resolve_root(spec, root), out,
+        store=store if store is not None else default_store(), jobs=jobs, progress=progress,
+        manifest=manifest, scheduler=scheduler, test_root=resolve_test_root(spec, test_root))
     return load_results(out)
 
 
