@@ -263,7 +263,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
     print("\n".join(summary.lines()))
     if summary.failures:
         print(
-            f"{len(summary.failures)} file(s) failed (listed above); the others are stored.", file=sys.stderr
+            f"featurekit extract: {len(summary.failures)} file(s) failed (listed above); the others "
+            "are stored.",
+            file=sys.stderr,
         )
         return 1
     return 0
