@@ -243,7 +243,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
         lld=args.lld,
         params=parse_params(args.param),
     )
+    log.debug("tables: " + ", ".join(f"{r.extractor.name}.{k}" for r in requests for k in r.kinds))
     manifest = load_corpus(args.corpus, args.root, **corpus_options(args.corpus_option))
+    log.debug(f"{args.corpus} at {args.root}: {len(manifest)} utterances")
     audio = AudioOptions(sample_rate=args.sample_rate, trim_db=args.trim_db, duration=args.duration)
     store = FeatureStore(resolve_store(args))
     from featurekit.distributed import extract_here_or_there
