@@ -214,7 +214,7 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
         t0 = time.perf_counter()
         n = grid_size(cfg["grid"])
         log.info(f"{target}: searching {n} candidates over {spec.inner_folds(model_name)} speaker-grouped "
-                 f"inner folds, then refitting the best on all ({jobs} jobs)" if n > 1
+                 f"inner folds, then refitting the best on all (jobs={jobs})" if n > 1
                  else f"{target}: fitting on all utterances")
         pipelines[target], best[target], searches[target] = fit_searched(
             ms, x, y, groups, task=spec.task_type, normalisation=norm, balancing=ev["balancing"],
