@@ -8,7 +8,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from featurekit.registry import Registry
@@ -427,14 +428,26 @@ class _Messages(logging.Formatter):
         return f"featurekit {self.command}: {level}{record.getMessage()}"
 
 
-def configure_logging(command: str, *, verbose: int, quiet: bool) -> None:
-    """Messages of the ``featurekit`` loggers on stderr: info by default, debug with -v, warnings with -q."""
+def log_level(*, verbose: int, quiet: bool) -> int:
+    """Info by default, debug with -v, warnings and errors only with -q."""
+    return logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+
+
+@contextmanager
+def messages_on_stderr(command: str, *, verbose: int, quiet: bool) -> Iterator[None]:
+    """While a command runs, the ``featurekit`` loggers' messages go to stderr (the state is restored
+    afterwards, so calling :func:`main` in a program leaves its logging as it was)."""
     logger = logging.getLogger("featurekit")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Messages(command))
     logger.handlers[:] = [handler]
     logger.propagate = False
-    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    logger.setLevel(log_level(verbose=verbose, quiet=quiet))
+    try:
+        yield
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
 
 
 # Errors reported as one line (exit 2) instead of a traceback. Looked up lazily in sys.modules: an
@@ -486,9 +499,9 @@ def _stdout_closed() -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.quiet, args.verbose = bool(args.quiet), int(args.verbose)
-    configure_logging(args.command, verbose=args.verbose, quiet=args.quiet)
     try:
-        status = int(args.func(args) or 0)
+        with messages_on_stderr(args.command, verbose=args.verbose, quiet=args.quiet):
+            status = int(args.func(args) or 0)
         sys.stdout.flush()
         return status
     except BrokenPipeError:

@@ -64,16 +64,23 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"featurekit {featurekit.__version__}"
 
 
-@pytest.mark.parametrize("argv, level", [
-    (["corpora"], logging.INFO),
-    (["-q", "corpora"], logging.WARNING),
-    (["corpora", "--quiet"], logging.WARNING),
-    (["-v", "corpora"], logging.DEBUG),
-    (["corpora", "-v"], logging.DEBUG),
+@pytest.mark.parametrize("flags, info, debug", [
+    ([], True, False),
+    (["-q"], False, False),
+    (["--quiet"], False, False),
+    (["-v"], True, True),
 ])
-def test_global_verbosity_flags_set_the_log_level(argv, level, capsys):
-    assert main(argv) == 0
-    assert logging.getLogger("featurekit").level == level
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_global_verbosity_flags(corpus, tmp_path, monkeypatch, capsys, flags, info, debug, where):
+    root, _ = corpus
+    monkeypatch.setenv("FEATUREKIT_STORE", str(root.parent / "shared-store"))  # warm after the first run
+    extract = ["extract", "--corpus", "synthetic", "--root", str(root), "--features", "mfcc", "--jobs", "1"]
+    before = logging.getLogger("featurekit").level
+    assert main(flags + extract if where == "before" else extract + flags) == 0
+    err = capsys.readouterr().err
+    assert ("featurekit extract: feature store:" in err) == info  # info messages
+    assert ("featurekit extract: tables: mfcc.mean_std" in err) == debug  # debug messages
+    assert logging.getLogger("featurekit").level == before  # main() leaves logging as it was
 
 
 def test_store_default_is_shared_printed_and_quiet_hides_progress(corpus, tmp_path, monkeypatch, capsys):
@@ -104,12 +111,13 @@ def test_store_default_is_shared_printed_and_quiet_hides_progress(corpus, tmp_pa
 def test_train_shows_progress_and_readable_hyperparameters_then_predict_into_a_closed_pipe(
         corpus, tmp_path, monkeypatch, capsys):
     root, spec = corpus
-    monkeypatch.setenv("FEATUREKIT_STORE", str(tmp_path / "store"))
+    store = root.parent / "shared-store"  # the same rows as test_global_verbosity_flags extracts
+    monkeypatch.setenv("FEATUREKIT_STORE", str(store))
     out = tmp_path / "model"
     assert main(["train", str(spec), "--system", "mfcc.mean_std:svm", "--root", str(root), "-o", str(out),
                  "--jobs", "1"]) == 0
     cap = capsys.readouterr()
-    assert f"featurekit train: feature store: {tmp_path / 'store'}" in cap.err
+    assert f"featurekit train: feature store: {store} ($FEATUREKIT_STORE)" in cap.err
     assert re.search(r"featurekit train: label: searching 2 candidates over 2 speaker-grouped inner folds",
                      cap.err)
     assert "featurekit train: saving" in cap.err
@@ -117,13 +125,30 @@ def test_train_shows_progress_and_readable_hyperparameters_then_predict_into_a_c
                      cap.out)
     assert "{" not in cap.out  # no dict reprs
 
-    files = sorted(str(p) for p in root.rglob("*.wav"))
-    proc = subprocess.Popen([*FEATUREKIT, "predict", str(out), *files], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=_env())
-    proc.stdout.close()  # the reader goes away before anything is written (as `| head -0` would)
-    err = proc.stderr.read().decode()
-    assert proc.wait() == 141, err
-    assert "Traceback" not in err and "BrokenPipe" not in err
+    files = sorted(str(p) for p in root.rglob("*.wav"))[:3]
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())  # the reader went away (`| head -0`); the real pipe
+    assert main(["predict", str(out), *files]) == 141  # is exercised end to end with `corpora` below
+    assert sys.stdout.attempts >= 1
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "error" not in err
+
+
+class ClosedPipe:
+    """A standard output whose reader has gone: every write raises BrokenPipeError (as on EPIPE)."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def write(self, text: str) -> int:
+        self.attempts += 1
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        raise OSError("not a real file")
 
 
 def _env() -> dict[str, str]:
