@@ -31,6 +31,8 @@ import pandas as pd
 from featurekit.registry import Registry
 
 REQUIRED_COLUMNS = ("id", "path", "speaker", "session", "label")
+#: All that feature extraction needs; evaluation checks for the columns its spec uses.
+FEATURE_COLUMNS = ("id", "path")
 OPTIONAL_COLUMNS = ("gender", "start", "end", "valence", "arousal", "dominance", "transcript")
 #: Text columns normalised by :func:`finalize_manifest` (NFC, stripped).
 NORMALISED_COLUMNS = ("label", "speaker", "session")
@@ -145,15 +147,24 @@ def require_dir(root: str | os.PathLike, corpus: str, *children: str) -> Path:
 
 
 def finalize_manifest(
-    rows: list[dict] | pd.DataFrame, *, corpus: str, root: str | os.PathLike
+    rows: list[dict] | pd.DataFrame,
+    *,
+    corpus: str,
+    root: str | os.PathLike,
+    required: tuple[str, ...] = REQUIRED_COLUMNS,
 ) -> pd.DataFrame:
-    """Build and validate a manifest from adapter rows; sorts by id and indexes by id."""
+    """Build and validate a manifest from adapter rows; sorts by id and indexes by id.
+
+    ``required``: the columns every row must have (an adapter whose corpus may lack labels or
+    speakers, such as ``csv``, passes :data:`FEATURE_COLUMNS`).
+    """
     df = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
     if df.empty:
         raise CorpusLayoutError(f"{root}: no utterances found for corpus {corpus!r}")
-    validate_manifest(df, source=f"{corpus} at {root}")
+    validate_manifest(df, source=f"{corpus} at {root}", required=required)
     for col in ("id", "path", "speaker", "session", "label"):
-        df[col] = df[col].astype(str)
+        if col in df:
+            df[col] = df[col].astype(str)
     normalise_columns(df, source=f"{corpus} at {root}")
     check_unique_paths(df, source=f"{corpus} at {root}")
     df = df.sort_values("id", kind="stable").reset_index(drop=True)
@@ -163,9 +174,11 @@ def finalize_manifest(
     return df
 
 
-def validate_manifest(df: pd.DataFrame, *, source: str = "manifest") -> None:
-    """Raise ``ValueError`` naming ``source`` when required columns are missing or ids repeat."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+def validate_manifest(
+    df: pd.DataFrame, *, source: str = "manifest", required: tuple[str, ...] = REQUIRED_COLUMNS
+) -> None:
+    """Raise ``ValueError`` naming ``source`` when ``required`` columns are missing or ids repeat."""
+    missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(f"{source}: manifest lacks column(s) {', '.join(missing)}")
     dup = df["id"][df["id"].duplicated()]
@@ -179,5 +192,6 @@ def load_corpus(name: str, root: str | os.PathLike, /, **options) -> pd.DataFram
 
 
 def corpus_summary(manifest: pd.DataFrame) -> dict[str, pd.Series]:
-    """Counts per label, speaker and session."""
-    return {col: manifest[col].value_counts().sort_index() for col in ("label", "speaker", "session")}
+    """Counts per label, speaker and session (those the manifest has)."""
+    return {col: manifest[col].value_counts().sort_index()
+            for col in ("label", "speaker", "session") if col in manifest.columns}

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from featurekit.corpora.base import (
+    FEATURE_COLUMNS,
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
     CorpusLayoutError,
@@ -35,7 +36,7 @@ from featurekit.corpora.base import (
 
 TEXT_COLUMNS = ("id", "path", "speaker", "session", "label", "gender", "transcript")
 FLOAT_COLUMNS = ("start", "end", "valence", "arousal", "dominance")
-NEEDED_COLUMNS = ("path", "label", "speaker")  # id and session have defaults
+NEEDED_COLUMNS = ("path",)  # id and session have defaults; label and speaker: evaluation needs them
 GENDERS = {"f": "f", "female": "f", "m": "m", "male": "m"}
 #: Cells read as missing in the numeric columns (compared in lower case), besides an empty cell.
 NUMERIC_MISSING = ("nan", "na", "n/a", "null", "none")
@@ -233,7 +234,7 @@ def build_frame(table: pd.DataFrame, root: Path, source: Path) -> pd.DataFrame:
     dup = table["id"][table["id"].duplicated()]
     if len(dup):
         raise CorpusLayoutError(f"{source}: duplicate id(s) {', '.join(dup.iloc[:5])}")
-    if "session" not in table:
+    if "session" not in table and "speaker" in table:
         table["session"] = table["speaker"]
     if "gender" in table:
         table["gender"] = table["gender"].map(normalise_gender)
@@ -263,8 +264,9 @@ def read_csv_manifest(
         The CSV file, relative to ``root`` or absolute.
     columns
         Manifest column -> CSV column, e.g. ``{"path": "file", "label": "emotion", "speaker":
-        "spk"}``. Unmapped manifest columns come from same-named CSV columns; ``path``, ``label``
-        and ``speaker`` are needed, ``session`` defaults to ``speaker`` and ``id`` to the audio
+        "spk"}``. Unmapped manifest columns come from same-named CSV columns; only ``path`` is
+        needed (``label`` and ``speaker`` are optional for feature extraction; evaluation says
+        when its spec needs them), ``session`` defaults to ``speaker`` and ``id`` to the audio
         file's stem (which must then be unique). Other CSV columns are kept as extras.
     name
         The corpus name recorded in the manifest (``df.attrs["corpus"]``) and used in messages.
@@ -291,4 +293,7 @@ def read_csv_manifest(
     mapping = map_columns(header, columns, source)
     text_columns = {mapping[t] for t in TEXT_COLUMNS if t in mapping}  # as written: "007" stays "007"
     table = apply_mapping(parse_csv(text, header, lines, source, text_columns=text_columns), mapping)
-    return finalize_manifest(build_frame(table, root, source), corpus=name, root=root)
+    if table.empty:
+        raise CorpusLayoutError(f"{source}: the CSV lists no utterances")
+    return finalize_manifest(build_frame(table, root, source), corpus=name, root=root,
+                             required=FEATURE_COLUMNS)

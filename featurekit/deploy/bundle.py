@@ -63,13 +63,10 @@ LIBRARIES = ("featurekit", "numpy", "scipy", "pandas", "scikit-learn", "xgboost"
 
 
 def featurekit_version() -> str:
-    """The installed featurekit version (``"unknown"`` when it is not installed as a distribution)."""
-    from importlib import metadata
+    """The featurekit version (``featurekit.__version__``, which the package metadata is built from)."""
+    from featurekit._version import __version__
 
-    try:
-        return metadata.version("featurekit")
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        return "unknown"
+    return __version__
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -115,8 +115,14 @@ def prepare_manifest(spec: Spec, manifest: pd.DataFrame) -> pd.DataFrame:
     for col in spec.targets:
         if col not in manifest.columns:
             raise DataError(
-                f"task: the corpus manifest has no column {col!r}; columns: {list(manifest.columns)}"
+                f"task: the corpus manifest has no column {col!r}, which the spec's task needs; columns: "
+                f"{list(manifest.columns)} (csv adapter: map one, columns={{{col!r}: '<CSV column>'}})"
             )
+    if "speaker" not in manifest.columns:  # inner folds and normalisation are grouped by speaker
+        raise DataError(
+            "the corpus manifest has no 'speaker' column, which evaluation needs (speaker-grouped "
+            "folds); for the csv adapter, map one: columns={'speaker': '<CSV column>'}"
+        )
     group = spec.protocol.get("group", "speaker")
     if group not in manifest.columns:
         raise DataError(f"protocol.group: the manifest has no column {group!r}")
