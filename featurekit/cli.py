@@ -360,9 +360,7 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="experiment spec (TOML), e.g. pipelines/emodb.toml")
     p.add_argument("--root", help="corpus root (default: the spec's corpus.root_env variable)")
     p.add_argument("--test-root", help="root of a cross_corpus protocol's test corpus")
-    p.add_argument(
-        "--store", default=None, help="feature store whose fingerprint memo to use (default: hash the files)"
-    )
+    store_argument(p)  # its fingerprint memo spares hashing every file again
     p.add_argument("--out", default=None, help="also write audit.json and audit.md into this directory")
 
 
@@ -375,7 +373,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     root, test_root = resolve_root(spec, args.root), resolve_test_root(spec, args.test_root)
-    report = audit_spec(spec, root, store=args.store, test_root=test_root)
+    report = audit_spec(spec, root, store=resolve_store(args), test_root=test_root)
     print(report.to_text())
     if args.out:
         for path in report.write(args.out):
