@@ -478,6 +478,7 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
     "savee": make_savee,
     "iemocap": make_iemocap,
     "msppodcast": make_msppodcast,
+    "emovo": lambda root: write_wav(root / "f1" / "dis-f1-b1.wav").parents[1],  # EMOVO: tests/test_emovo.py
 }
 
 
@@ -508,7 +509,7 @@ def test_other_corpus_tree_is_rejected(tmp_path, corpus, other):
 
 
 def test_all_adapters_registered():
-    expected = {"ravdess", "cremad", "tess", "savee", "iemocap", "msppodcast", "csv", "emodb"}
+    expected = {"ravdess", "cremad", "tess", "savee", "iemocap", "msppodcast", "csv", "emodb", "emovo"}
     assert expected <= set(CORPORA.names())
     assert all(CORPORA.get(name).description for name in CORPORA.names())
 

@@ -118,6 +118,16 @@ def _provenance(exp: Experiment) -> list[str]:
     return lines
 
 
+def _descriptions(exp: Experiment) -> list[str]:
+    """The specs' ``description`` texts (each once), shown under the experiment's heading."""
+    texts: list[str] = []
+    for spec in exp.specs:
+        text = " ".join(str(spec.get("spec", {}).get("description") or "").split())
+        if text and text not in texts:
+            texts.append(text)
+    return texts
+
+
 # -- markdown ------------------------------------------------------------------------------------
 def md_escape(text: str) -> str:
     """Escape the characters that break a GitHub-flavoured markdown table cell or add emphasis."""
@@ -149,7 +159,9 @@ def write_markdown(report: Report, out_dir: Path) -> list[Path]:
     lines += audit_markdown(report.audits)
     for sec in report.sections:
         exp = sec.experiment
-        lines += ["", f"## {md_escape(exp.title)}", "", f"{md_escape(exp.protocol_text)}."]
+        lines += ["", f"## {md_escape(exp.title)}"]
+        lines += [line for text in _descriptions(exp) for line in ("", md_escape(text))]
+        lines += ["", f"{md_escape(exp.protocol_text)}."]
         if not exp.speaker_independent:
             lines[-1] = f"> **{lines[-1]}**"
         for t in sec.tables:
@@ -241,7 +253,9 @@ def write_latex(report: Report, out_dir: Path) -> list[Path]:
     doc += audit_latex(report.audits, tex_escape)
     for sec in report.sections:
         exp = sec.experiment
-        doc += [rf"\subsection*{{{tex_escape(exp.title)}}}", tex_escape(exp.protocol_text) + ".", ""]
+        doc += [rf"\subsection*{{{tex_escape(exp.title)}}}",
+                *(tex_escape(text) + "\n" for text in _descriptions(exp)),
+                tex_escape(exp.protocol_text) + ".", ""]
         for t in sec.tables:
             path = d / f"{t.key}.tex"
             path.write_text(latex_table(t), encoding="utf-8")
@@ -340,6 +354,7 @@ def write_html(report: Report, out_dir: Path) -> list[Path]:
     for sec in report.sections:
         exp = sec.experiment
         parts.append(f'<section><h2 id="{e(exp.key)}">{e(exp.title)}</h2>')
+        parts += [f'<p class="description">{e(text)}</p>' for text in _descriptions(exp)]
         cls = "warning" if not exp.speaker_independent else "protocol"
         parts.append(f'<p class="{cls}">{e(exp.protocol_text)}.</p>')
         for t in sec.tables:
