@@ -190,7 +190,8 @@ def test_best_per_column_marked(cls_dir: Path) -> None:
     assert best["RF / speaker z"] == ["MFCC stats"]
     assert best["group"] == best["feature set"] == []
     pooled = pooled_table(exp)
-    assert pooled.data.set_index("feature set").loc["MFCC stats", "RF / speaker z"] == "0.901 [0.850, 0.940]\u2020"
+    cell = pooled.data.set_index("feature set").loc["MFCC stats", "RF / speaker z"]
+    assert cell == "0.901 [0.850, 0.940]\u2020"
     assert sorted(pooled.data.loc[pooled.best["RF / speaker z"], "feature set"]) == ["MFCC stats"]
 
 

@@ -187,7 +187,8 @@ def test_mcnemar_holm_and_wilcoxon_match_statsmodels_and_scipy() -> None:
     for p in ([0.01, 0.04, 0.03, 0.2, 0.5], rng.random(13), [0.001, 0.001, 0.9]):
         assert holm(p) == pytest.approx(multipletests(p, method="holm")[1])
     with_nan = holm([0.01, np.nan, 0.04])
-    assert np.isnan(with_nan[1]) and with_nan[[0, 2]] == pytest.approx(multipletests([0.01, 0.04], method="holm")[1])
+    assert np.isnan(with_nan[1])
+    assert with_nan[[0, 2]] == pytest.approx(multipletests([0.01, 0.04], method="holm")[1])
     x, z = rng.random(10), rng.random(10)
     assert fold_test(x, z) == pytest.approx(wilcoxon(x, z).pvalue)
     assert fold_test(x, x) == 1.0
@@ -231,8 +232,9 @@ def test_best_against_each_other_marked_and_counted(grid: Path, tmp_path: Path) 
 
 def test_fold_test_needs_six_folds(tmp_path: Path) -> None:
     y = np.arange(60) % 4
-    d = write_results(tmp_path / "five", {("egemaps", "svm", "speaker"): corrupt(y, 0.1, 1),
-                                          ("mfcc", "svm", "speaker"): corrupt(y, 0.5, 2)}, n_folds=5, per_fold=12)
+    systems = {("egemaps", "svm", "speaker"): corrupt(y, 0.1, 1),
+               ("mfcc", "svm", "speaker"): corrupt(y, 0.5, 2)}
+    d = write_results(tmp_path / "five", systems, n_folds=5, per_fold=12)
     [exp] = load_experiments([d])
     assert exp.significance["p_fold"].isna().all() and exp.significance["p_mcnemar"].notna().sum() == 1
     assert "Wilcoxon p (Holm)" not in significance_table(exp).data

@@ -302,9 +302,10 @@ def results_figure(exp: Experiment, out_dir: Path, *, used: set[str] | None = No
     fig.tight_layout()
     path = _unique(out_dir / FIGURES_DIR, safe_name(f"results_{exp.key}"), used)
     vector = save_figure(fig, path)
-    caption = (f"{what} per system, best first{more}; red {BEST_MARK}: overall best, blue {SIMILAR_MARK}: not "
-               f"significantly worse than the best (Holm-corrected paired test), {DECLARED_MARK}: declared in "
-               f"the spec" + ("; dashed: chance level" if exp.task_type == "classification" else "") + ".")
+    caption = (f"{what} per system, best first{more}; red {BEST_MARK}: overall best, blue {SIMILAR_MARK}: "
+               f"not significantly worse than the best (Holm-corrected paired test), {DECLARED_MARK}: "
+               f"declared in the spec"
+               + ("; dashed: chance level" if exp.task_type == "classification" else "") + ".")
     return [Figure(f"{FIGURES_DIR}/{path.name}", caption, "results", vector)]
 
 

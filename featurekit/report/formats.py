@@ -319,7 +319,8 @@ def embedded_image(path: Path) -> str:
     try:
         kind = mime[path.suffix.lower()]
     except KeyError:
-        raise ValueError(f"{path}: cannot embed a {path.suffix or 'suffix-less'} file in index.html") from None
+        raise ValueError(f"{path}: cannot embed a {path.suffix or 'suffix-less'} file in index.html"
+                         ) from None
     return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 

@@ -108,11 +108,13 @@ def declared_systems(specs: Iterable[dict]) -> list[tuple[str, str, str]]:
 
 
 def split_declared(entry: str) -> tuple[str, str, str] | None:
-    """``"egemaps+compare/svm/speaker"`` -> ``("egemaps+compare", "svm", "speaker")``; ``None`` if malformed."""
+    """``"egemaps+compare/svm/speaker"`` -> ``("egemaps+compare", "svm", "speaker")``; ``None`` if
+    malformed."""
     parts = str(entry).rsplit("/", 2)
     if len(parts) != 3 or not all(p.strip() for p in parts):
         return None
     return parts[0].strip(), parts[1].strip(), parts[2].strip()
 
 
-__all__ = ["EXTRACTOR_NAMES", "MODEL_NAMES", "NATIVE_DIMS", "DisplayNames", "declared_systems", "split_declared"]
+__all__ = ["EXTRACTOR_NAMES", "MODEL_NAMES", "NATIVE_DIMS", "DisplayNames", "declared_systems",
+           "split_declared"]

@@ -623,8 +623,8 @@ def selection_note(exp: Experiment) -> str:
     if not sig.empty:
         best = sig.iloc[0]
         label = METRIC_LABELS.get(exp.primary[0], exp.primary[0])
-        text += (f" {BEST_MARK} overall best: {exp.names.system(best['feature_set'], best['model'], best['normalisation'])}"
-                 f" ({label} {fmt(best['score'])}).")
+        system = exp.names.system(best["feature_set"], best["model"], best["normalisation"])
+        text += f" {BEST_MARK} overall best: {system} ({label} {fmt(best['score'])})."
         tested = int(sig["tested"].iloc[1:].sum())
         if tested:
             similar = int((sig["not_worse"] & ~sig["overall_best"]).sum())
@@ -662,7 +662,8 @@ def _system_numbers(exp: Experiment, systems: list[tuple[str, str, str]], target
 
 
 def _table_parts(exp: Experiment) -> list[tuple[str, str, list[tuple[str, str]]]]:
-    """``(key suffix, title scope, combos)`` per main table: all columns, or split by normalisation, then models."""
+    """``(key suffix, title scope, combos)`` per main table: all columns, or split by normalisation, then
+    into groups of models."""
     combos, _ = _columns(exp)
     if len(combos) <= MAX_TABLE_COLUMNS:
         return [("", "", combos)]
@@ -672,7 +673,8 @@ def _table_parts(exp: Experiment) -> list[tuple[str, str, list[tuple[str, str]]]
         own = [c for c in combos if c[1] == norm]
         chunks = [own[i:i + MAX_TABLE_COLUMNS] for i in range(0, len(own), MAX_TABLE_COLUMNS)]
         for k, chunk in enumerate(chunks):
-            suffix = (f"_{safe_name(norm)}" if len(norms) > 1 else "") + (f"_part{k + 1}" if len(chunks) > 1 else "")
+            suffix = ((f"_{safe_name(norm)}" if len(norms) > 1 else "")
+                      + (f"_part{k + 1}" if len(chunks) > 1 else ""))
             scope = ", ".join(([exp.names.normalisation(norm)] if len(norms) > 1 else [])
                               + ([f"models {k + 1}/{len(chunks)}"] if len(chunks) > 1 else []))
             parts.append((suffix, f" ({scope})", chunk))
@@ -717,7 +719,8 @@ def _main_tables(exp: Experiment, *, pooled: bool) -> list[Table]:
                     for i, fs in enumerate(names) for (m, n) in combos}
         present = [(fs, m, n) for fs in names for (m, n) in combos if exp_has(exp, fs, m, n)]
         numbers = _system_numbers(exp, present, exp.targets[0])
-        numbers["best_in_column"] = [col_best[k] for k in numbers[KEY_COLUMNS].itertuples(index=False, name=None)]
+        numbers["best_in_column"] = [col_best[k]
+                                     for k in numbers[KEY_COLUMNS].itertuples(index=False, name=None)]
         if pooled:
             title = f"Pooled {label} with 95% intervals{scope}"
             caption = (f"Pooled {label} (all folds' predictions together) [95% bootstrap interval over "
@@ -825,7 +828,8 @@ def best_systems(exp: Experiment, top: int = 3) -> pd.DataFrame:
 
 def _system_label_columns(exp: Experiment, r) -> dict:
     return {"group": group_label(r["group"]), "feature set": exp.names.feature_set(r["feature_set"]),
-            "model": exp.names.model(r["model"]), "normalisation": exp.names.normalisation(r["normalisation"])}
+            "model": exp.names.model(r["model"]),
+            "normalisation": exp.names.normalisation(r["normalisation"])}
 
 
 def best_systems_table(exp: Experiment, top: int = 3) -> Table:
@@ -833,7 +837,8 @@ def best_systems_table(exp: Experiment, top: int = 3) -> Table:
     metric, _ = exp.primary
     label = METRIC_LABELS.get(metric, metric)
     best = best_systems(exp, top)
-    ranks = {k: i + 1 for i, k in enumerate(system_scores(exp)[KEY_COLUMNS].itertuples(index=False, name=None))}
+    ranked = system_scores(exp)[KEY_COLUMNS].itertuples(index=False, name=None)
+    ranks = {k: i + 1 for i, k in enumerate(ranked)}
     rows = []
     for _, r in best.iterrows():
         key = (r["feature_set"], r["model"], r["normalisation"])
@@ -852,9 +857,9 @@ def best_systems_table(exp: Experiment, top: int = 3) -> Table:
     data = pd.DataFrame(rows)
     extra = ("accuracy and macro-F1: means across folds" if exp.task_type == "classification"
              else f"per-target {label}: means across folds")
-    caption = (f"Best systems: the best of each feature group, the overall top {top} and the systems declared "
-               f"in the spec, with their rank among all {exp.n_systems} by mean {label} across folds ({extra}). "
-               f"{exp.protocol_text}.")
+    caption = (f"Best systems: the best of each feature group, the overall top {top} and the systems "
+               f"declared in the spec, with their rank among all {exp.n_systems} by mean {label} across "
+               f"folds ({extra}). {exp.protocol_text}.")
     numbers = _system_numbers(exp, [tuple(k) for k in best[KEY_COLUMNS].itertuples(index=False, name=None)],
                               exp.targets[0] if exp.task_type == "classification" else None)
     numbers.insert(0, "rank", [ranks[tuple(k)] for k in best[KEY_COLUMNS].itertuples(index=False, name=None)])
@@ -878,7 +883,8 @@ def per_class_recall_table(exp: Experiment, top: int = 3) -> Table | None:
     classes = exp.classes
     if best.empty or not classes:
         return None
-    pooled = exp.results[(exp.results["fold"] == "pooled") & (exp.results["target"].astype(str) == exp.targets[0])]
+    res = exp.results
+    pooled = res[(res["fold"] == "pooled") & (res["target"].astype(str) == exp.targets[0])]
     rows, nums = [], []
     for _, r in best.iterrows():
         key = (r["feature_set"], r["model"], r["normalisation"])
@@ -896,23 +902,24 @@ def per_class_recall_table(exp: Experiment, top: int = 3) -> Table | None:
             p = pooled[(pooled["feature_set"] == key[0]) & (pooled["model"] == key[1])
                        & (pooled["normalisation"] == key[2])].set_index("metric")["value"]
             recall = {c: float(p.get(f"recall[{c}]", np.nan)) for c in classes}
+        values = np.array([recall[c] for c in classes], float)
+        uar = float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
         rows.append({**_system_label_columns(exp, r), "marks": system_marks(exp, *key),
-                     **{c: fmt(recall[c]) for c in classes}, "UAR (pooled)": fmt(float(np.nanmean(
-                         [recall[c] for c in classes])) if any(np.isfinite(list(recall.values()))) else np.nan)})
+                     **{c: fmt(recall[c]) for c in classes}, "UAR (pooled)": fmt(uar)})
         nums.append({"feature_set": key[0], "model": key[1], "normalisation": key[2],
                      "feature_set_name": exp.names.feature_set(key[0]), "model_name": exp.names.model(key[1]),
                      **{f"recall[{c}]": recall[c] for c in classes}})
     data = pd.DataFrame(rows)
     numeric = pd.DataFrame([{c: n[f"recall[{c}]"] for c in classes} for n in nums])
     mask = _full_mask(data, _mark_best(numeric, True))
-    caption = (f"Recall per class of the best systems (all folds' predictions pooled); the best recall of each "
-               f"class in bold. {exp.protocol_text}.")
+    caption = (f"Recall per class of the best systems (all folds' predictions pooled); the best recall of "
+               f"each class in bold. {exp.protocol_text}.")
     return Table(f"{exp.key}_recall", "Recall per class of the best systems", caption, data, mask,
                  group_column=None, warning=not exp.speaker_independent, numbers=pd.DataFrame(nums))
 
 
 def significance_table(exp: Experiment) -> Table | None:
-    """The best system against every other one: paired tests, Holm-corrected (see :func:`significance_frame`)."""
+    """The best system against every other one: paired tests, Holm-corrected (:func:`significance_frame`)."""
     sig = exp.significance
     if len(sig) < 2 or not sig["tested"].iloc[1:].any():
         return None
@@ -942,8 +949,8 @@ def significance_table(exp: Experiment) -> Table | None:
     n_tested = int(sig["tested"].iloc[1:].sum())
     tests = []
     if has_utt:
-        tests.append("the exact McNemar test of per-utterance correctness on the same utterances "
-                     "(pooled predictions; 'only best / only this': utterances only one of the two got right)")
+        tests.append("the exact McNemar test of per-utterance correctness on the same utterances (pooled "
+                     "predictions; 'only best / only this': utterances only one of the two got right)")
     if has_fold:
         tests.append(f"the Wilcoxon signed-rank test of the per-fold {label} (>= {MIN_FOLDS} folds)")
     caption = (f"The overall best system against each of the other {len(sig) - 1} ({n_tested} tested): "
