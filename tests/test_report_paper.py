@@ -168,6 +168,22 @@ def test_main_table_split_to_fit_a_page(tmp_path: Path) -> None:
     table = next(t for t in tables if t.key.endswith(norm))
     row = table.data.set_index("feature set").loc[DisplayNames().feature_set(fs)]
     assert row[DisplayNames().model(model)].endswith(BEST_MARK)
+    # the numbers of every split table: one row per system shown, all systems across the tables
+    numbers = pd.concat([t.numbers for t in tables])
+    assert len(numbers) == len(systems) and numbers["overall_best"].sum() == 1
+
+
+def test_many_models_split_into_tables_of_near_equal_width(tmp_path: Path) -> None:
+    y = np.arange(24) % 4
+    models = ["svm", "rf", "mlp", "logreg", "knn", "xgb", "ridge"]
+    d = write_results(tmp_path / "seven", {("egemaps", m, "speaker"): corrupt(y, 0.3, k)
+                                           for k, m in enumerate(models)}, n_folds=3, per_fold=8)
+    [exp] = load_experiments([d])
+    tables = classification_tables(exp)
+    assert [t.key for t in tables] == ["seven_uar_part1", "seven_uar_part2"]
+    widths = [len([c for c in t.data.columns if c not in t.label_columns]) for t in tables]
+    assert widths == [4, 3]
+    assert "models 2/2" in tables[1].title
 
 
 # -- significance --------------------------------------------------------------------------------

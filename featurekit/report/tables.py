@@ -427,7 +427,8 @@ class Table:
     @property
     def label_columns(self) -> list[str]:
         """The leading text columns (left-aligned); the others hold numbers."""
-        text = {"group", "variant", "feature set", "model", "normalisation", "rank", "system", "marks"}
+        text = {"group", "variant", "feature set", "model", "normalisation", "rank", "system", "marks",
+                "vs best"}
         return [c for c in self.data.columns if c in text]
 
 
@@ -613,10 +614,15 @@ def system_marks(exp: Experiment, fs: str, model: str, norm: str) -> str:
     return marks + (DECLARED_MARK if r["declared"] else "")
 
 
-def selection_note(exp: Experiment) -> str:
-    """How many systems were compared, that the best of them is optimistic, and the marks."""
+def selection_note(exp: Experiment, *, short: bool = False) -> str:
+    """How many systems were compared, that the best of them is optimistic, and the marks (``short``:
+    a reminder for the tables after the first)."""
     n = exp.n_systems
     sig = exp.significance
+    if short:
+        return (f"{n} systems compared (the best of them is an optimistic estimate); marks as in the first "
+                f"table: {BEST_MARK} overall best, {SIMILAR_MARK} not significantly worse than it, "
+                f"{DECLARED_MARK} declared in the spec.")
     text = (f"{n} systems (feature set x model x normalisation) were compared on the same test folds; the "
             f"best of {n} is an optimistic estimate of how that choice performs on new data "
             f"(it was selected on these results).")
@@ -671,7 +677,9 @@ def _table_parts(exp: Experiment) -> list[tuple[str, str, list[tuple[str, str]]]
     parts = []
     for norm in norms:
         own = [c for c in combos if c[1] == norm]
-        chunks = [own[i:i + MAX_TABLE_COLUMNS] for i in range(0, len(own), MAX_TABLE_COLUMNS)]
+        k_chunks = -(-len(own) // MAX_TABLE_COLUMNS)  # as few tables as fit, of near-equal widths
+        chunks = [list(c) for c in np.array_split(np.arange(len(own)), k_chunks)]
+        chunks = [[own[i] for i in c] for c in chunks]
         for k, chunk in enumerate(chunks):
             suffix = ((f"_{safe_name(norm)}" if len(norms) > 1 else "")
                       + (f"_part{k + 1}" if len(chunks) > 1 else ""))
@@ -710,7 +718,7 @@ def _main_tables(exp: Experiment, *, pooled: bool) -> list[Table]:
         return t if t == DASH else t + system_marks(exp, fs, m, n)
 
     out = []
-    for suffix, scope, combos in _table_parts(exp):
+    for part, (suffix, scope, combos) in enumerate(_table_parts(exp)):
         headers = _combo_header(exp, combos)
         data, nums = _grouped_frame(exp, cell, value, combos, headers)
         best = _mark_best(nums, higher)
@@ -727,7 +735,7 @@ def _main_tables(exp: Experiment, *, pooled: bool) -> list[Table]:
                        f"utterances]; the best value of each column in bold. {_norm_note(exp)} "
                        f"{exp.protocol_text}.")
             key = f"{exp.key}_{metric}_pooled{suffix}"
-            notes = [selection_note(exp)]
+            notes = [selection_note(exp, short=True)]
         else:
             chance = (f" Chance level: {1 / len(exp.classes):.3f} ({len(exp.classes)} classes)."
                       if exp.classes else "")
@@ -736,7 +744,7 @@ def _main_tables(exp: Experiment, *, pooled: bool) -> list[Table]:
                        f"extractor; the best value of each column in bold. {_norm_note(exp)}{chance} "
                        f"{exp.protocol_text}.")
             key = f"{exp.key}_{metric}{suffix}"
-            notes = [selection_note(exp), f"Variants: {VARIANT_LEGEND}."]
+            notes = [selection_note(exp, short=part > 0), f"Variants: {VARIANT_LEGEND}."]
         out.append(Table(key, title, caption, data, _full_mask(data, best), notes=notes,
                          warning=not exp.speaker_independent, numbers=numbers))
     return out
@@ -965,7 +973,8 @@ def significance_table(exp: Experiment) -> Table | None:
                                       "pooled_high": "ci_high", "not_worse": "not_significantly_worse"})
     return Table(f"{exp.key}_significance", "Significance against the best system", caption, data,
                  pd.DataFrame(False, index=data.index, columns=data.columns), group_column=None,
-                 notes=[selection_note(exp)], warning=not exp.speaker_independent, numbers=numbers)
+                 notes=[selection_note(exp, short=True)], warning=not exp.speaker_independent,
+                 numbers=numbers)
 
 
 def regression_table(exp: Experiment) -> Table:
