@@ -245,7 +245,7 @@ def write_latex(report: Report, out_dir: Path) -> list[Path]:
             doc.append(rf"\input{{{TABLES_DIR}/{t.key}}}")
         for f in sec.figures:
             doc += [r"\begin{figure}[htbp]", r"\centering",
-                    rf"\includegraphics[width=0.6\linewidth]{{{f.path}}}",
+                    rf"\includegraphics[width=0.6\linewidth]{{{f.vector or f.path}}}",
                     rf"\caption{{{tex_escape(f.caption)}}}", r"\end{figure}"]
         doc.append(r"\clearpage")
     doc.append(r"\end{document}")
