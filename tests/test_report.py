@@ -7,6 +7,7 @@ run in seconds and can check which cell is the best of its column.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from html.parser import HTMLParser
@@ -161,20 +162,20 @@ def test_parse_feature_set_name(name: str, group: str, variant: str) -> None:
 def test_classification_table_rows_columns_and_grouping(cls_dir: Path) -> None:
     [exp] = load_experiments([cls_dir])
     t = classification_table(exp)
-    assert list(t.data.columns) == ["group", "variant", "feature set", "svm / global", "svm / speaker",
-                                    "rf / global", "rf / speaker"]
+    assert list(t.data.columns) == ["group", "feature set", "SVM / global z", "SVM / speaker z",
+                                    "RF / global z", "RF / speaker z"]
     assert list(t.data["feature set"]) == [
-        "egemaps", "mfcc.mean_std", "mfcc.mean_std_silence", "mfcc.stats", "mfcc.lld",
-        "hf_encoder@0", "hf_encoder@1", "hf_encoder@-1", ODD, "egemaps+mfcc.mean_std",
-        "late(egemaps|mfcc.mean_std)"]
+        "eGeMAPS (88)", "MFCC HSF1", "MFCC HSF2", "MFCC stats", "MFCC LLD",
+        "HF encoder L0", "HF encoder L1", "HF encoder L-1", ODD, "eGeMAPS (88) + MFCC HSF1",
+        "late(eGeMAPS (88) | MFCC HSF1)"]
     # the HSF variants of the MFCC LLDs sit together, in the order HSF1, HSF2, stats, LLD
-    mfcc = t.data[t.data["group"] == "mfcc"]
-    assert list(mfcc["variant"]) == ["HSF1", "HSF2", "stats", "LLD"]
+    mfcc = t.data[t.data["group"] == "MFCC"]
+    assert list(mfcc["feature set"]) == ["MFCC HSF1", "MFCC HSF2", "MFCC stats", "MFCC LLD"]
     assert np.ptp(mfcc.index.to_numpy()) == len(mfcc) - 1
-    assert list(t.data[t.data["group"] == "fusion"]["variant"]) == ["early", "late"]
-    row = t.data.set_index("feature set").loc["mfcc.stats"]
-    assert row["svm / global"] == "0.640 \u00b1 0.016"  # mean ± population std of (-0.02, 0, 0.02)
-    assert t.data.set_index("feature set").loc["mfcc.lld", "svm / global"] == "\u2014"
+    row = t.data.set_index("feature set").loc["MFCC stats"]
+    assert row["SVM / global z"] == "0.640 \u00b1 0.016"  # mean ± population std of (-0.02, 0, 0.02)
+    assert row["RF / speaker z"] == "0.900 \u00b1 0.016\u2020"  # the overall best, marked
+    assert t.data.set_index("feature set").loc["MFCC LLD", "SVM / global z"] == "\u2014"
     assert "leave-one-speaker-out" in t.caption and "WARNING" not in t.caption
 
 
@@ -182,14 +183,16 @@ def test_best_per_column_marked(cls_dir: Path) -> None:
     [exp] = load_experiments([cls_dir])
     t = classification_table(exp)
     best = {c: sorted(t.data.loc[t.best[c], "feature set"]) for c in t.data.columns}
-    assert best["svm / global"] == ["egemaps+mfcc.mean_std"]
-    assert best["svm / speaker"] == ["egemaps", "egemaps+mfcc.mean_std"]  # a tie: both marked
-    assert best["rf / global"] == ["egemaps+mfcc.mean_std"]
-    assert best["rf / speaker"] == ["mfcc.stats"]
-    assert best["group"] == best["variant"] == best["feature set"] == []
+    early = "eGeMAPS (88) + MFCC HSF1"
+    assert best["SVM / global z"] == [early]
+    assert best["SVM / speaker z"] == sorted(["eGeMAPS (88)", early])  # a tie: both marked
+    assert best["RF / global z"] == [early]
+    assert best["RF / speaker z"] == ["MFCC stats"]
+    assert best["group"] == best["feature set"] == []
     pooled = pooled_table(exp)
-    assert pooled.data.set_index("feature set").loc["mfcc.stats", "rf / speaker"] == "0.901 [0.850, 0.940]"
-    assert sorted(pooled.data.loc[pooled.best["rf / speaker"], "feature set"]) == ["mfcc.stats"]
+    cell = pooled.data.set_index("feature set").loc["MFCC stats", "RF / speaker z"]
+    assert cell == "0.901 [0.850, 0.940]\u2020"
+    assert sorted(pooled.data.loc[pooled.best["RF / speaker z"], "feature set"]) == ["MFCC stats"]
 
 
 def test_best_systems_cover_each_group_and_top3(cls_dir: Path) -> None:
@@ -204,16 +207,16 @@ def test_regression_table_mean_ccc(tmp_path: Path) -> None:
     [exp] = load_experiments([make_regression_dir(tmp_path)])
     assert exp.task_type == "regression" and exp.targets == ["valence", "arousal"]
     t = regression_table(exp)
-    assert list(t.data.columns) == ["group", "variant", "feature set", "model", "CCC valence", "CCC arousal",
-                                    "mean CCC"]
+    assert list(t.data.columns) == ["group", "feature set", "model", "CCC valence", "CCC arousal", "mean CCC"]
     by = t.data.set_index(["feature set", "model"])
     for (fs, model), per in REG_CCC.items():
-        assert by.loc[(fs, model), "mean CCC"] == f"{np.mean(list(per.values())):.3f}"
-    assert by.loc[("egemaps", "svr"), "CCC valence"] == "0.400 \u00b1 0.016"
+        text = by.loc[(exp.names.feature_set(fs), exp.names.model(model)), "mean CCC"]
+        assert text.rstrip("\u2020\u2021") == f"{np.mean(list(per.values())):.3f}"
+    assert by.loc[("eGeMAPS (88)", "SVR"), "CCC valence"] == "0.400 \u00b1 0.016"
     marked = {c: list(t.data.loc[t.best[c], "feature set"] + "/" + t.data.loc[t.best[c], "model"])
               for c in ("CCC valence", "CCC arousal", "mean CCC")}
-    assert marked == {"CCC valence": ["egemaps/ridge"], "CCC arousal": ["mfcc.mean_std/svr"],
-                      "mean CCC": ["egemaps/svr"]}  # 0.550 vs 0.525, 0.525, 0.535
+    assert marked == {"CCC valence": ["eGeMAPS (88)/Ridge"], "CCC arousal": ["MFCC HSF1/SVR"],
+                      "mean CCC": ["eGeMAPS (88)/SVR"]}  # 0.550 vs 0.525, 0.525, 0.535
 
 
 def test_speaker_dependent_protocol_flagged(tmp_path: Path) -> None:
@@ -256,39 +259,56 @@ def test_write_report_all_formats(cls_dir: Path, tmp_path: Path) -> None:
         assert (out / name) in paths, name
     assert (out / "results.csv").read_bytes() == (cls_dir / "results.csv").read_bytes()
 
-    # html: self-contained, every image exists, relative
+    # html: self-contained: every image embedded (a data: URI of the PNG written beside it), nothing external
     parser = _Images()
     parser.feed((out / "index.html").read_text())
     assert parser.src and not parser.external
-    for src in parser.src:
-        assert not Path(src).is_absolute() and (out / src).is_file(), src
-    # confusion matrices of the best of each group (5 groups), and one layer plot for hf_encoder
+    embedded = {base64.b64decode(src.split(",", 1)[1]) for src in parser.src}
+    assert all(src.startswith("data:image/png;base64,") for src in parser.src)
+    assert embedded == {p.read_bytes() for p in (out / "figures").glob("*.png")}
+    # the results figure, confusion matrices of the best of each group (5 groups), one layer plot for
+    # hf_encoder; each as PNG and PDF
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert sum(n.startswith("cm_") for n in figures) == 5
     assert [n for n in figures if n.startswith("layers_")] == ["layers_emodb_hf_encoder_native.png"]
+    assert [n for n in figures if n.startswith("results_")] == ["results_emodb.png"]
     assert all(re.fullmatch(r"[A-Za-z0-9._-]+\.png", n) for n in figures)
     assert all((out / "figures" / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in figures)
+    pdfs = sorted(p.name for p in (out / "figures").glob("*.pdf"))
+    assert pdfs == sorted(n[:-4] + ".pdf" for n in figures)
+    assert all((out / "figures" / n).read_bytes()[:5] == b"%PDF-" for n in pdfs)
 
-    # csv: the best cell of a column carries a *
-    csv = pd.read_csv(out / "tables" / "emodb_uar.csv").set_index("feature set")
-    assert csv.loc["mfcc.stats", "rf / speaker"] == "0.900 \u00b1 0.016*"
-    assert not csv.loc["egemaps", "rf / speaker"].endswith("*")
-    assert csv.loc["egemaps", "svm / speaker"].endswith("*") and csv.loc["egemaps+mfcc.mean_std",
-                                                                            "svm / speaker"].endswith("*")
+    # csv: numbers, not display strings; the best of a column and the overall best as flags
+    csv = pd.read_csv(out / "tables" / "emodb_uar.csv").set_index(["feature_set", "model", "normalisation"])
+    assert {"mean", "std", "ci_low", "ci_high", "pooled", "best_in_column", "overall_best",
+            "not_significantly_worse", "declared", "feature_set_name", "model_name"} <= set(csv.columns)
+    for c in ("mean", "std", "ci_low", "ci_high", "pooled"):
+        assert pd.api.types.is_float_dtype(csv[c]), c
+    r = csv.loc[("mfcc.stats", "rf", "speaker")]
+    assert (r["mean"], r["ci_low"], r["ci_high"]) == pytest.approx((0.90, 0.85, 0.94))
+    assert r["std"] == pytest.approx(np.std([0.88, 0.90, 0.92]), rel=1e-5)
+    assert r["best_in_column"] and r["overall_best"] and r["feature_set_name"] == "MFCC stats"
+    assert csv["overall_best"].sum() == 1
+    assert not csv.loc[("egemaps", "rf", "speaker"), "best_in_column"]
+    assert csv.loc[("egemaps", "svm", "speaker"), "best_in_column"]
+    assert csv.loc[("egemaps+mfcc.mean_std", "svm", "speaker"), "best_in_column"]
+    for path in (out / "tables").glob("*.csv"):
+        text = path.read_text()
+        assert "\u00b1" not in text and "[0." not in text, path
 
     # md: bold best, pipes of late-fusion names escaped, HSF variants without repeated group label
     md = (out / "report.md").read_text()
-    assert "| **0.900 \u00b1 0.016** |" in md
-    assert r"late(egemaps\|mfcc.mean_std)" in md
-    assert "|  | HSF2 | mfcc.mean_std_silence |" in md
+    assert "| **0.900 \u00b1 0.016\u2020** |" in md
+    assert r"late(eGeMAPS (88) \| MFCC HSF1)" in md
+    assert "|  | MFCC HSF2 |" in md
     assert "Protocol: leave-one-speaker-out" in md
 
     # tex: booktabs, escaped names, bold best
     tex = (out / "tables" / "emodb_uar.tex").read_text()
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
-    assert r"mfcc.mean\_std\_silence" in tex and r"late(egemaps\textbar{}mfcc.mean\_std)" in tex
+    assert r"late(eGeMAPS (88) \textbar{} MFCC HSF1)" in tex
     assert r"ext\_a\%b\&c\#d" in tex
-    assert r"\textbf{0.900 $\pm$ 0.016}" in tex
+    assert r"\textbf{0.900 $\pm$ 0.016\textsuperscript{\dag}}" in tex
     assert r"\input{tables/emodb_uar}" in (out / "report.tex").read_text()
 
 

@@ -191,10 +191,17 @@ class AuditSection(Section):
 
 
 class ReportSection(Section):
-    """``[report]``: display names of feature sets and models, and a title."""
+    """``[report]``: display names of feature sets and models, a title, and the systems declared before
+    the run (``"FEATURESET/MODEL/NORMALISATION"``; the report marks their rows)."""
 
     display_names: dict[str, Name] = {}
     title: Name | None = None
+    declared: list[Name] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> ReportSection:
+        _no_repeats("declared", self.declared)
+        return self
 
 
 class SpecDocument(Section):

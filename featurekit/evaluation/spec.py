@@ -5,7 +5,7 @@ The schema of every section is :mod:`featurekit.evaluation.schema` (strict types
 extractor parameters, corpus options) before :func:`validate` resolves defaults.
 
 See ``pipelines/emodb.toml`` for a complete example. Sections: top-level ``name``, ``seed``,
-``description``; ``[audit]`` (``acknowledge``); ``[report]`` (``display_names``, ``title``);
+``description``; ``[audit]`` (``acknowledge``); ``[report]`` (``display_names``, ``title``, ``declared``);
 ``[corpus]`` (``name``, ``root_env``, ``options``; the root itself comes from ``--root`` or the
 environment variable ``root_env``, never from the file); ``[task]`` (``type`` classification or
 regression; ``target`` / ``targets``; ``subset``; ``mapping``); ``[protocol]`` (``name`` and its
@@ -121,7 +121,7 @@ class Spec:
 
     @property
     def report(self) -> dict[str, Any]:
-        """``[report]`` (``display_names``, ``title``)."""
+        """``[report]`` (``display_names``, ``title``, ``declared``)."""
         return dict(self.raw.get("report", {}))
 
     @property
@@ -288,6 +288,7 @@ def _check_report(doc: SpecDocument, sets: list[FeatureSet]) -> None:
     names = {s.name for s in sets} | {m.name for s in sets for m in s.late_groups} | set(doc.models)
     problems = [unknown(f"report.display_names.{k}", k, names, "feature set or model")
                 for k in doc.report.display_names if k not in names]
+    problems += _check_declared(doc, sets)
     if problems:
         raise SpecError(format_problems(problems), problems)
 
@@ -299,6 +300,30 @@ def _check_audit_names(section: Any) -> None:
     from featurekit.audit import acknowledged_checks
 
     acknowledged_checks(section.get("acknowledge"))
+
+
+def _check_declared(doc: SpecDocument, sets: list[FeatureSet]) -> list:
+    """``[report] declared``: each ``FEATURESET/MODEL/NORMALISATION`` a system of this grid."""
+    problems = []
+    set_names = [s.name for s in sets]
+    for i, entry in enumerate(doc.report.declared):
+        where = f"report.declared[{i}]"
+        parts = entry.rsplit("/", 2)
+        if len(parts) != 3 or not all(parts):
+            problems.append((where, f"expected 'FEATURESET/MODEL/NORMALISATION', got {entry!r}"))
+            continue
+        fs, model, norm = parts
+        if model not in doc.models:
+            problems.append(unknown(where, model, doc.models, "model", f"in {entry!r}"))
+            continue
+        entry_model = doc.models[model]
+        allowed = entry_model.sets if entry_model.sets is not None else set_names
+        if fs not in allowed:
+            problems.append(unknown(where, fs, allowed, f"feature set of model {model!r}", f"in {entry!r}"))
+        norms = entry_model.normalisation or doc.evaluation.normalisation
+        if norm not in norms:
+            problems.append(unknown(where, norm, norms, f"normalisation of model {model!r}", f"in {entry!r}"))
+    return problems
 
 
 def validate(raw: dict[str, Any], *, path: str = "") -> Spec:

@@ -6,11 +6,13 @@ task and protocol) and writes, into the report directory::
 
     results.csv            the results (several directories: concatenated, with a ``source`` column)
     report.md              all tables (best per column in bold) and figures        (format md)
-    tables/KEY.csv         one file per table, best per column marked with ``*``    (format csv)
+    tables/KEY.csv         one file per table: numbers (mean, std, ci_low, ci_high, flags) (format csv)
     tables/KEY.tex         booktabs tables; report.tex includes them                (format tex)
     index.html             one self-contained page with every table and figure     (format html)
-    figures/cm_*.png       confusion matrices of the best system per feature group and the top 3
+    figures/results_*.png  every system's pooled primary metric with its 95 % interval
+    figures/cm_*.png       confusion matrices of the best system per feature group, the top 3, declared
     figures/layers_*.png   the primary metric per encoder layer (feature sets with ``@LAYER``)
+    figures/*.pdf          every figure again as PDF (vector, for a paper)
 
 Each results directory's design audit (``audit.json``, see :mod:`featurekit.audit`), when it has one,
 comes first in report.md, index.html and report.tex.
@@ -19,7 +21,13 @@ Tables per classification experiment: UAR mean ± std across folds (rows: featur
 extractor, so that native / HSF1 / HSF2 / stats / LLD / layers of one extractor sit together;
 columns: model / normalisation), pooled UAR with its 95 % bootstrap interval, and the best systems.
 Per regression experiment: CCC per target and the mean CCC, pooled CCC with intervals, best
-systems. Every caption names the protocol and flags a speaker-dependent one.
+systems. Every caption names the protocol and flags a speaker-dependent one. Names are display names
+(:mod:`featurekit.report.names`; the spec's ``[report] display_names`` override them); the main table is
+split by normalisation when it would not fit a page. Every grid states how many systems were compared
+(the best of many is optimistic), marks the overall best (``†``), the systems not significantly worse
+than it (``‡``, paired tests in :mod:`featurekit.report.significance`) and the systems the spec
+declared before its run (``§``, ``[report] declared``); recall per class of the best systems and a
+significance table follow.
 """
 
 from __future__ import annotations
@@ -121,7 +129,7 @@ def write_report(results_dirs: Sequence[str | Path] | str | Path, out_dir: str |
     out_dir = Path(out_dir)
     report = build_report(dirs, out_dir)
     paths = [_copy_results(dirs, out_dir)]
-    paths += [out_dir / f.path for sec in report.sections for f in sec.figures]
+    paths += [out_dir / p for sec in report.sections for f in sec.figures for p in (f.path, f.vector) if p]
     for name in formats:
         paths += writer(name)(report, out_dir)
     return paths

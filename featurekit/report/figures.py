@@ -1,5 +1,10 @@
-"""Report figures (PNG, matplotlib's Agg canvas; pyplot and its global backend are not touched).
+"""Report figures (PNG and PDF, matplotlib's Agg canvas; pyplot and its global backend are not touched).
 
+Every figure is written as ``figures/NAME.png`` (embedded in ``index.html``, linked from the markdown)
+and ``figures/NAME.pdf`` (vector, for a paper; ``Figure.vector``). Titles use display names.
+
+- The results figure (:func:`results_figure`): the systems' pooled primary metric with its 95 %
+  bootstrap interval, best first, the overall best and the systems not significantly worse marked.
 - Confusion matrices of the best systems (:func:`confusion_figures`): predictions of all folds
   pooled, each cell the row-normalised recall with the count below it.
 - Primary metric per encoder layer (:func:`layer_figures`) for feature sets with ``@LAYER``
@@ -15,8 +20,11 @@ import numpy as np
 
 from featurekit.evaluation.metrics import confusion
 from featurekit.report.tables import (
+    BEST_MARK,
+    DECLARED_MARK,
     METRIC_LABELS,
     PM,
+    SIMILAR_MARK,
     Experiment,
     best_systems,
     layer_sort_key,
@@ -39,12 +47,15 @@ class Figure:
     caption
         What it shows.
     kind
-        ``confusion`` or ``layers``.
+        ``results``, ``confusion`` or ``layers``.
+    vector
+        The same figure as PDF, relative to the report directory (``None``: none).
     """
 
     path: str
     caption: str
     kind: str
+    vector: str | None = None
 
 
 def _new_figure(width: float, height: float):
@@ -62,6 +73,14 @@ def _unique(directory: Path, stem: str, used: set[str]) -> Path:
         name, k = f"{stem}_{k}.png", k + 1
     used.add(name)
     return directory / name
+
+
+def save_figure(fig, path: Path) -> str:
+    """Write ``fig`` as ``path`` (PNG) and beside it as PDF; returns the PDF's path relative to the report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    fig.savefig(path.with_suffix(".pdf"))
+    return f"{FIGURES_DIR}/{path.with_suffix('.pdf').name}"
 
 
 def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], path: Path,
@@ -104,8 +123,7 @@ def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], p
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure(fig, path)
     return path
 
 
@@ -148,14 +166,17 @@ def confusion_figures(exp: Experiment, out_dir: Path, *, top: int = 3, used: set
         classes = sorted(set(exp.classes) | set(y_true) | set(y_pred))
         stem = safe_name(f"cm_{exp.key}_{r['feature_set']}_{r['model']}_{r['normalisation']}")
         path = _unique(out_dir / FIGURES_DIR, stem, used)
-        title = (f"{r['feature_set']}\n{r['model']}, {r['normalisation']} normalisation: {label} "
+        names = exp.names
+        title = (f"{names.feature_set(r['feature_set'])}\n{names.model(r['model'])}, "
+                 f"{names.normalisation(r['normalisation'])}: {label} "
                  f"{r['score']:.3f} {PM} {r['score_std']:.3f} across folds, pooled {r['pooled']:.3f}")
         plot_confusion(y_true, y_pred, classes, path, title)
-        caption = (f"{r['feature_set']} | {r['model']} | {r['normalisation']} ({r['group']}): confusion "
+        caption = (f"{names.system(r['feature_set'], r['model'], r['normalisation'])}: confusion "
                    f"matrix of the pooled predictions ({len(sel)} utterances); recall per true class, counts "
                    f"in brackets. "
                    f"{label} {r['score']:.3f} {PM} {r['score_std']:.3f} across folds.")
-        out.append(Figure(f"{FIGURES_DIR}/{path.name}", caption, "confusion"))
+        out.append(Figure(f"{FIGURES_DIR}/{path.name}", caption, "confusion",
+                          f"{FIGURES_DIR}/{path.with_suffix('.pdf').name}"))
     return out
 
 
@@ -206,31 +227,95 @@ def layer_figures(exp: Experiment, out_dir: Path, *, used: set[str] | None = Non
             yerr = line["score_std"].to_numpy(float)
             ax.errorbar(line["pos"], line["score"],
                         yerr=None if np.isnan(yerr).all() else np.nan_to_num(yerr), marker="o", capsize=3,
-                        label=f"{model} / {norm}")
+                        label=f"{exp.names.model(model)} / {exp.names.normalisation(norm)}")
         if exp.task_type == "classification" and exp.classes:
             ax.axhline(1 / len(exp.classes), color="grey", linestyle="--", linewidth=1, label="chance")
         ax.set_xticks(range(len(layers)), labels=[str(v) for v in layers])
         ax.set_xlabel("encoder layer (negative: counted from the last)")
         ax.set_ylabel(f"{label} (mean {PM} std)")
-        what = extractor if kind == parse_feature_set_name(extractor).kind else f"{extractor}.{kind}"
+        what = exp.names.feature_set(extractor if kind == parse_feature_set_name(extractor).kind
+                                     else f"{extractor}.{kind}")
         ax.set_title(f"{what}: {label} per layer", fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
         path = _unique(out_dir / FIGURES_DIR, safe_name(f"layers_{exp.key}_{extractor}_{kind}"), used)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        vector = save_figure(fig, path)
         caption = (f"{what}: {label} (mean {PM} std across folds) per encoder layer, one line per model / "
                    f"normalisation.")
-        out.append(Figure(f"{FIGURES_DIR}/{path.name}", caption, "layers"))
+        out.append(Figure(f"{FIGURES_DIR}/{path.name}", caption, "layers", vector))
     return out
+
+
+def results_figure(exp: Experiment, out_dir: Path, *, used: set[str] | None = None,
+                   limit: int = 30) -> list[Figure]:
+    """The systems (best first, at most ``limit`` plus the declared ones) with their 95 % intervals.
+
+    Pooled primary metric with its bootstrap interval where ``results.csv`` has one, else the mean
+    across folds with its std; the overall best, the systems not significantly worse than it and the
+    declared systems are marked as in the tables.
+
+    Returns
+    -------
+    list of Figure
+        One figure (none without systems).
+    """
+    used = set() if used is None else used
+    sig = exp.significance
+    if sig.empty:
+        return []
+    shown = sig[(sig.index < limit) | sig["declared"]]
+    metric, _ = exp.primary
+    label = METRIC_LABELS.get(metric, metric)
+    if exp.task_type == "regression" and len(exp.targets) > 1:
+        label = f"mean {label} over {len(exp.targets)} targets"
+    pooled = exp.task_type == "classification" and shown["pooled_low"].notna().any()
+    if pooled:
+        value, low, high = shown["pooled"], shown["pooled_low"], shown["pooled_high"]
+        what = f"pooled {label} with 95% bootstrap interval"
+    else:
+        value = shown["score"]
+        low, high = value - shown["score_std"].fillna(0), value + shown["score_std"].fillna(0)
+        what = f"{label}, mean {PM} std across folds"
+    names = [exp.names.system(*k) for k in shown[["feature_set", "model", "normalisation"]].itertuples(
+        index=False, name=None)]
+    marks = [(BEST_MARK if b else SIMILAR_MARK if nw else "") + (DECLARED_MARK if d else "")
+             for b, nw, d in zip(shown["overall_best"], shown["not_worse"], shown["declared"])]
+    n = len(shown)
+    fig = _new_figure(7.5, 0.26 * n + 1.4)
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(n)[::-1]
+    colours = ["#c0392b" if b else "#2e86c1" if nw else "#7f8c8d"
+               for b, nw in zip(shown["overall_best"], shown["not_worse"])]
+    v = value.to_numpy(float)
+    err = np.vstack([np.clip(v - low.to_numpy(float), 0, None), np.clip(high.to_numpy(float) - v, 0, None)])
+    for k in range(n):
+        ax.errorbar(v[k], y[k], xerr=np.nan_to_num(err[:, k:k + 1]), fmt="o", color=colours[k], capsize=2,
+                    markersize=4)
+    if exp.task_type == "classification" and exp.classes:
+        ax.axvline(1 / len(exp.classes), color="grey", linestyle="--", linewidth=1)
+    ax.set_yticks(y, labels=[f"{t} {m}".rstrip() for t, m in zip(names, marks)], fontsize=7)
+    ax.set_xlabel(what)
+    more = f" (top {limit} of {exp.n_systems} shown)" if exp.n_systems > n else ""
+    ax.set_title(f"{exp.title}: {exp.n_systems} systems{more}", fontsize=9)
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    path = _unique(out_dir / FIGURES_DIR, safe_name(f"results_{exp.key}"), used)
+    vector = save_figure(fig, path)
+    caption = (f"{what} per system, best first{more}; red {BEST_MARK}: overall best, blue {SIMILAR_MARK}: "
+               f"not significantly worse than the best (Holm-corrected paired test), {DECLARED_MARK}: "
+               f"declared in the spec"
+               + ("; dashed: chance level" if exp.task_type == "classification" else "") + ".")
+    return [Figure(f"{FIGURES_DIR}/{path.name}", caption, "results", vector)]
 
 
 def make_figures(exp: Experiment, out_dir: Path, *, used: set[str] | None = None,
                  top: int = 3) -> list[Figure]:
-    """All figures of one experiment (confusion matrices, then layer plots)."""
+    """All figures of one experiment (results with intervals, confusion matrices, then layer plots)."""
     used = set() if used is None else used
-    return confusion_figures(exp, out_dir, top=top, used=used) + layer_figures(exp, out_dir, used=used)
+    return (results_figure(exp, out_dir, used=used) + confusion_figures(exp, out_dir, top=top, used=used)
+            + layer_figures(exp, out_dir, used=used))
 
 
-__all__ = ["FIGURES_DIR", "Figure", "confusion_figures", "layer_figures", "make_figures", "plot_confusion"]
+__all__ = ["FIGURES_DIR", "Figure", "confusion_figures", "layer_figures", "make_figures", "plot_confusion",
+           "results_figure", "save_figure"]

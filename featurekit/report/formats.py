@@ -2,11 +2,12 @@
 
 =====  ===========================================================================================
 md     ``report.md``: every experiment's tables (best value of a column in bold) and its figures.
-csv    ``tables/KEY.csv``: one file per table; the best value of a column carries a ``*``.
+csv    ``tables/KEY.csv``: one file per table, numbers only (``mean``, ``std``, ``ci_low``, ``ci_high``, ...;
+       flags such as ``best_in_column``, ``overall_best``, ``declared`` as booleans).
 tex    ``tables/KEY.tex`` (a booktabs ``table`` to ``\\input``; best in ``\\textbf``) and
        ``report.tex``, a standalone document including them and the figures.
-html   ``index.html``: one self-contained page (inline CSS, no external resources), tables and
-       figures (relative ``img src``).
+html   ``index.html``: one self-contained page (inline CSS, figures embedded as ``data:`` URIs, no
+       external resources); each figure links to its vector (PDF) version.
 =====  ===========================================================================================
 
 Add a format with ``@FORMATS.register("name")`` on a function ``(Report, Path) -> list[Path]``.
@@ -14,6 +15,7 @@ Add a format with ``@FORMATS.register("name")`` on a function ``(Report, Path) -
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 from collections.abc import Callable
@@ -24,7 +26,7 @@ from pathlib import Path
 from featurekit.registry import Registry
 from featurekit.report.audit import SourceAudit, audit_html, audit_latex, audit_markdown
 from featurekit.report.figures import Figure
-from featurekit.report.tables import DASH, PM, Experiment, Table
+from featurekit.report.tables import BEST_MARK, DASH, DECLARED_MARK, PM, SIMILAR_MARK, Experiment, Table
 
 TABLES_DIR = "tables"
 WIDE_TEX_COLUMNS = 8  # LaTeX tables with more columns are scaled to the line width (graphicx)
@@ -181,17 +183,15 @@ def write_markdown(report: Report, out_dir: Path) -> list[Path]:
 # -- csv -----------------------------------------------------------------------------------------
 @FORMATS.register("csv")
 def write_csv(report: Report, out_dir: Path) -> list[Path]:
-    """``tables/KEY.csv`` per table; the best cell of a column gets a trailing ``*``."""
+    """``tables/KEY.csv`` per table: the table's tidy numbers (:attr:`Table.numbers`), not display strings."""
     d = out_dir / TABLES_DIR
     d.mkdir(parents=True, exist_ok=True)
     paths = []
     for sec in report.sections:
         for t in sec.tables:
-            df = t.data.copy()
-            for c in df.columns:
-                df[c] = [f"{v}*" if b else str(v) for v, b in zip(df[c], t.best[c])]
+            df = t.numbers if t.numbers is not None else t.data
             path = d / f"{t.key}.csv"
-            df.to_csv(path, index=False, encoding="utf-8")
+            df.to_csv(path, index=False, encoding="utf-8", float_format="%.6g")
             paths.append(path)
     return paths
 
@@ -199,7 +199,9 @@ def write_csv(report: Report, out_dir: Path) -> list[Path]:
 # -- LaTeX ---------------------------------------------------------------------------------------
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "|": r"\textbar{}",
-        "<": r"\textless{}", ">": r"\textgreater{}", PM: r"$\pm$", DASH: "---", "\u2013": "--"}
+        "<": r"\textless{}", ">": r"\textgreater{}", PM: r"$\pm$", DASH: "---", "\u2013": "--",
+        BEST_MARK: r"\textsuperscript{\dag}", SIMILAR_MARK: r"\textsuperscript{\ddag}",
+        DECLARED_MARK: r"\textsuperscript{\S}", "\u0394": r"$\Delta$"}
 _TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX))
 
 
@@ -263,7 +265,7 @@ def write_latex(report: Report, out_dir: Path) -> list[Path]:
             doc.append(rf"\input{{{TABLES_DIR}/{t.key}}}")
         for f in sec.figures:
             doc += [r"\begin{figure}[htbp]", r"\centering",
-                    rf"\includegraphics[width=0.6\linewidth]{{{f.path}}}",
+                    rf"\includegraphics[width=0.6\linewidth]{{{f.vector or f.path}}}",
                     rf"\caption{{{tex_escape(f.caption)}}}", r"\end{figure}"]
         doc.append(r"\clearpage")
     doc.append(r"\end{document}")
@@ -331,6 +333,17 @@ def html_table(table: Table) -> str:
             f"</thead><tbody>{''.join(body)}</tbody></table></div>{notes}")
 
 
+def embedded_image(path: Path) -> str:
+    """A ``data:`` URI of a PNG/SVG/JPEG file, so that the page needs no other file to show it."""
+    mime = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+    try:
+        kind = mime[path.suffix.lower()]
+    except KeyError:
+        raise ValueError(f"{path}: cannot embed a {path.suffix or 'suffix-less'} file in index.html"
+                         ) from None
+    return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
 @FORMATS.register("html")
 def write_html(report: Report, out_dir: Path) -> list[Path]:
     """``index.html``: all tables and figures on one self-contained page."""
@@ -362,8 +375,10 @@ def write_html(report: Report, out_dir: Path) -> list[Path]:
         if sec.figures:
             parts.append(f'<h3 id="{e(exp.key)}_figures">Figures</h3><div class="figures">')
             for f in sec.figures:
-                parts.append(f'<figure><img src="{e(f.path)}" alt="{e(f.caption)}" loading="lazy">'
-                             f"<figcaption>{e(f.caption)}</figcaption></figure>")
+                vector = (f' <a href="{e(f.vector)}">{e(Path(f.vector).suffix[1:].upper())}</a>'
+                          if f.vector else "")
+                parts.append(f'<figure><img src="{embedded_image(out_dir / f.path)}" alt="{e(f.caption)}">'
+                             f"<figcaption>{e(f.caption)}{vector}</figcaption></figure>")
             parts.append("</div>")
         parts.append('<p class="sources">Sources: ' + "<br>".join(e(x) for x in _provenance(exp)) + "</p>")
         parts.append("</section>")
@@ -380,4 +395,4 @@ def writer(name: str) -> Writer:
 
 
 __all__ = ["CSS", "FORMATS", "Report", "Section", "Writer", "html_table", "latex_table", "markdown_table",
-           "md_escape", "tex_escape", "writer"]
+           "embedded_image", "md_escape", "tex_escape", "writer"]

@@ -23,11 +23,14 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from featurekit.report.names import EXTRACTOR_NAMES, DisplayNames, declared_systems
+from featurekit.report.significance import ALPHA, MIN_FOLDS, compare_to_best
 
 SUMMARY_FOLDS = ("mean", "std", "pooled")
 KIND_LABELS = {"native": "native", "mean_std": "HSF1", "mean_std_silence": "HSF2", "stats": "stats",
@@ -46,6 +49,10 @@ PRIMARY = {"classification": (("uar", True), ("macro_f1", True), ("accuracy", Tr
 METRIC_LABELS = {"uar": "UAR", "macro_f1": "macro-F1", "accuracy": "accuracy", "ccc": "CCC",
                  "pearson": "Pearson r", "mae": "MAE"}
 KEY_COLUMNS = ["feature_set", "model", "normalisation"]
+BEST_MARK = "\u2020"  # dagger: the overall best system
+SIMILAR_MARK = "\u2021"  # double dagger: not significantly worse than the best
+DECLARED_MARK = "\u00a7"  # section sign: a system declared in the spec before its run
+MAX_TABLE_COLUMNS = 6  # value columns of one main table (more: split by normalisation, then by models)
 
 
 class ReportError(ValueError):
@@ -180,6 +187,26 @@ class Experiment:
     predictions: pd.DataFrame | None
     sources: list[Path] = field(default_factory=list)
     specs: list[dict] = field(default_factory=list)
+
+    @cached_property
+    def names(self) -> DisplayNames:
+        """Display names (the specs' ``[report] display_names`` over the defaults)."""
+        return DisplayNames.from_specs(self.specs)
+
+    @cached_property
+    def declared(self) -> list[tuple[str, str, str]]:
+        """Systems ``(feature_set, model, normalisation)`` the specs declared (``[report] declared``)."""
+        return declared_systems(self.specs)
+
+    @property
+    def n_systems(self) -> int:
+        """How many systems (feature set x model x normalisation) the experiment compares."""
+        return len(self.results[KEY_COLUMNS].drop_duplicates())
+
+    @cached_property
+    def significance(self) -> pd.DataFrame:
+        """The best system against every other one (see :func:`significance_frame`)."""
+        return significance_frame(self)
 
     @property
     def primary(self) -> tuple[str, bool]:
@@ -382,6 +409,9 @@ class Table:
         Extra lines shown under the table.
     warning
         ``True`` for a speaker-dependent experiment (writers highlight the caption).
+    numbers
+        The table's numbers, tidy (one row per system, ``mean``/``std``/``ci_low``/``ci_high``, ...,
+        flags as booleans): what ``tables/KEY.csv`` holds. ``None``: the csv writer writes ``data``.
     """
 
     key: str
@@ -392,11 +422,13 @@ class Table:
     group_column: str | None = "group"
     notes: list[str] = field(default_factory=list)
     warning: bool = False
+    numbers: pd.DataFrame | None = None
 
     @property
     def label_columns(self) -> list[str]:
         """The leading text columns (left-aligned); the others hold numbers."""
-        text = {"group", "variant", "feature set", "model", "normalisation", "rank"}
+        text = {"group", "variant", "feature set", "model", "normalisation", "rank", "system", "marks",
+                "vs best"}
         return [c for c in self.data.columns if c in text]
 
 
@@ -477,12 +509,17 @@ def _mark_best(values: pd.DataFrame, higher: bool, digits: int = 3) -> pd.DataFr
     return rounded.eq(best, axis=1) & rounded.notna()
 
 
-def _grouped_frame(exp: Experiment, cells, values) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows of grouped feature sets: label columns + one column per model/normalisation."""
-    combos, headers = _columns(exp)
+def _grouped_frame(exp: Experiment, cells, values, combos: list[tuple[str, str]] | None = None,
+                   headers: dict[tuple[str, str], str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows of grouped feature sets (display names): label columns + one column per model/normalisation."""
+    all_combos, all_headers = _columns(exp)
+    combos = all_combos if combos is None else combos
+    headers = all_headers if headers is None else headers
     rows, nums = [], []
     for info in _systems_order(exp):
-        row = {"group": info.group, "variant": info.variant, "feature set": info.name}
+        if not any(exp_has(exp, info.name, *c) for c in combos):
+            continue
+        row = {"group": group_label(info.group), "feature set": exp.names.feature_set(info.name)}
         num = {}
         for c in combos:
             row[headers[c]] = cells(info.name, *c)
@@ -492,6 +529,21 @@ def _grouped_frame(exp: Experiment, cells, values) -> tuple[pd.DataFrame, pd.Dat
     return pd.DataFrame(rows), pd.DataFrame(nums, columns=[headers[c] for c in combos])
 
 
+def group_label(group: str) -> str:
+    """An extractor group as shown in tables (``MFCC``, ``eGeMAPS``, ``fusion``)."""
+    return EXTRACTOR_NAMES.get(group, group)
+
+
+def exp_has(exp: Experiment, fs: str, model: str, norm: str) -> bool:
+    """Whether the experiment has results for the system."""
+    return (fs, model, norm) in _present(exp)
+
+
+def _present(exp: Experiment) -> set[tuple[str, str, str]]:
+    r = exp.results
+    return set(zip(r["feature_set"].astype(str), r["model"].astype(str), r["normalisation"].astype(str)))
+
+
 def _lookup(exp: Experiment, target: str | None = None):
     s = summary_values(exp)
     if target is not None:
@@ -499,12 +551,11 @@ def _lookup(exp: Experiment, target: str | None = None):
     table = s.set_index(KEY_COLUMNS)
 
     def get(fs: str, model: str, norm: str, col: str) -> float:
-        try:
-            v = table.at[(fs, model, norm), col]
-        except KeyError:
+        if col not in table or (fs, model, norm) not in table.index:
             return float("nan")
-        if isinstance(v, pd.Series):
-            v = v.iloc[-1]
+        v = table.loc[(fs, model, norm), col]
+        if isinstance(v, pd.Series):  # several targets (target=None): their mean
+            v = v.iloc[-1] if target is not None else v.mean()
         return float(v) if pd.notna(v) else float("nan")
 
     return get
@@ -517,36 +568,215 @@ def _full_mask(data: pd.DataFrame, numeric_best: pd.DataFrame) -> pd.DataFrame:
     return mask
 
 
-def classification_table(exp: Experiment) -> Table:
-    """Feature sets x (model, normalisation): primary metric (UAR) mean ± std across folds."""
+# -- selection: the best of many, significance, declared systems ------------------------------
+def significance_frame(exp: Experiment) -> pd.DataFrame:
+    """Every system (best first) with the paired tests against the best and its marks.
+
+    Classification: the exact McNemar test on the pooled predictions (same utterances) and, with at
+    least :data:`~featurekit.report.significance.MIN_FOLDS` folds, the Wilcoxon signed-rank test of
+    the per-fold primary metric; both Holm-corrected over the compared systems. Regression: the
+    per-fold test on the primary metric averaged over targets.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`featurekit.report.significance.compare_to_best` columns plus ``score, score_std,
+        pooled, pooled_low, pooled_high, overall_best, declared``.
+    """
+    scores = system_scores(exp)
+    if scores.empty:
+        return scores.assign(overall_best=[], declared=[], not_worse=[], tested=[])
+    metric, higher = exp.primary
+    preds = None
+    if exp.task_type == "classification" and exp.predictions is not None:
+        preds = exp.predictions
+        if "target" in preds:
+            preds = preds[preds["target"].astype(str) == exp.targets[0]]
+    r = exp.results
+    per_fold = r[(r["metric"] == metric) & ~r["fold"].isin(SUMMARY_FOLDS)]
+    per_fold = per_fold.groupby(KEY_COLUMNS + ["fold"], sort=False, as_index=False)["value"].mean()
+    tests = compare_to_best(scores, preds, per_fold, higher=higher)
+    out = scores.merge(tests, on=KEY_COLUMNS, how="left", sort=False)
+    out["overall_best"] = out.index == 0
+    declared = set(exp.declared)
+    out["declared"] = [tuple(k) in declared for k in out[KEY_COLUMNS].itertuples(index=False)]
+    return out
+
+
+def system_marks(exp: Experiment, fs: str, model: str, norm: str) -> str:
+    """``†`` overall best, ``‡`` not significantly worse than it, ``§`` declared in the spec."""
+    sig = exp.significance
+    hit = sig[(sig["feature_set"] == fs) & (sig["model"] == model) & (sig["normalisation"] == norm)]
+    if hit.empty:
+        return DECLARED_MARK if (fs, model, norm) in exp.declared else ""
+    r = hit.iloc[0]
+    marks = BEST_MARK if r["overall_best"] else (SIMILAR_MARK if bool(r["not_worse"]) else "")
+    return marks + (DECLARED_MARK if r["declared"] else "")
+
+
+def selection_note(exp: Experiment, *, short: bool = False) -> str:
+    """How many systems were compared, that the best of them is optimistic, and the marks (``short``:
+    a reminder for the tables after the first)."""
+    n = exp.n_systems
+    sig = exp.significance
+    if short:
+        return (f"{n} systems compared (the best of them is an optimistic estimate); marks as in the first "
+                f"table: {BEST_MARK} overall best, {SIMILAR_MARK} not significantly worse than it, "
+                f"{DECLARED_MARK} declared in the spec.")
+    text = (f"{n} systems (feature set x model x normalisation) were compared on the same test folds; the "
+            f"best of {n} is an optimistic estimate of how that choice performs on new data "
+            f"(it was selected on these results).")
+    if not sig.empty:
+        best = sig.iloc[0]
+        label = METRIC_LABELS.get(exp.primary[0], exp.primary[0])
+        system = exp.names.system(best["feature_set"], best["model"], best["normalisation"])
+        text += f" {BEST_MARK} overall best: {system} ({label} {fmt(best['score'])})."
+        tested = int(sig["tested"].iloc[1:].sum())
+        if tested:
+            similar = int((sig["not_worse"] & ~sig["overall_best"]).sum())
+            test = ("exact McNemar test on the same utterances" if sig["p_mcnemar"].notna().any()
+                    else f"Wilcoxon signed-rank test over folds (>= {MIN_FOLDS} folds)")
+            text += (f" {SIMILAR_MARK} not significantly worse than the best ({test}, Holm-corrected over "
+                     f"{tested} comparisons, alpha {ALPHA}): {similar} system(s).")
+    if exp.declared:
+        text += (f" {DECLARED_MARK} declared in the spec before the run "
+                 f"({', '.join(exp.names.system(*d) for d in exp.declared)}): not selected on these results.")
+    return text
+
+
+def _system_numbers(exp: Experiment, systems: list[tuple[str, str, str]], target: str | None) -> pd.DataFrame:
+    """Tidy numbers of systems: names, mean/std across folds, pooled value with ci_low/ci_high, flags."""
+    metric, _ = exp.primary
+    get = _lookup(exp, target)
+    sig = exp.significance.set_index(KEY_COLUMNS) if not exp.significance.empty else None
+    rows = []
+    for fs, model, norm in systems:
+        flags = sig.loc[(fs, model, norm)] if sig is not None and (fs, model, norm) in sig.index else None
+        rows.append({
+            "feature_set": fs, "model": model, "normalisation": norm,
+            "feature_set_name": exp.names.feature_set(fs), "model_name": exp.names.model(model),
+            "metric": metric, "target": target or "",
+            "mean": get(fs, model, norm, f"mean:{metric}"), "std": get(fs, model, norm, f"std:{metric}"),
+            "pooled": get(fs, model, norm, f"pooled:{metric}"),
+            "ci_low": get(fs, model, norm, f"pooled:{metric}_ci95_low"),
+            "ci_high": get(fs, model, norm, f"pooled:{metric}_ci95_high"),
+            "overall_best": bool(flags["overall_best"]) if flags is not None else False,
+            "not_significantly_worse": bool(flags["not_worse"]) if flags is not None else False,
+            "declared": (fs, model, norm) in exp.declared,
+        })
+    return pd.DataFrame(rows)
+
+
+def _table_parts(exp: Experiment) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """``(key suffix, title scope, combos)`` per main table: all columns, or split by normalisation, then
+    into groups of models."""
+    combos, _ = _columns(exp)
+    if len(combos) <= MAX_TABLE_COLUMNS:
+        return [("", "", combos)]
+    norms = list(dict.fromkeys(n for _, n in combos))
+    parts = []
+    for norm in norms:
+        own = [c for c in combos if c[1] == norm]
+        k_chunks = -(-len(own) // MAX_TABLE_COLUMNS)  # as few tables as fit, of near-equal widths
+        chunks = [list(c) for c in np.array_split(np.arange(len(own)), k_chunks)]
+        chunks = [[own[i] for i in c] for c in chunks]
+        for k, chunk in enumerate(chunks):
+            suffix = ((f"_{safe_name(norm)}" if len(norms) > 1 else "")
+                      + (f"_part{k + 1}" if len(chunks) > 1 else ""))
+            scope = ", ".join(([exp.names.normalisation(norm)] if len(norms) > 1 else [])
+                              + ([f"models {k + 1}/{len(chunks)}"] if len(chunks) > 1 else []))
+            parts.append((suffix, f" ({scope})", chunk))
+    return parts
+
+
+def _combo_header(exp: Experiment, combos: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    norms = {n for _, n in combos}
+    return {c: exp.names.model(c[0]) if len(norms) == 1 else
+            f"{exp.names.model(c[0])} / {exp.names.normalisation(c[1])}" for c in combos}
+
+
+def _main_tables(exp: Experiment, *, pooled: bool) -> list[Table]:
     metric, higher = exp.primary
     get = _lookup(exp, exp.targets[0])
-    data, nums = _grouped_frame(exp, lambda fs, m, n: mean_std_text(get(fs, m, n, f"mean:{metric}"),
-                                                                      get(fs, m, n, f"std:{metric}")),
-                                lambda fs, m, n: get(fs, m, n, f"mean:{metric}"))
     label = METRIC_LABELS.get(metric, metric)
-    k = len(exp.folds)
-    chance = f" Chance level: {1 / len(exp.classes):.3f} ({len(exp.classes)} classes)." if exp.classes else ""
-    caption = (f"{label} (mean {PM} std across {k} folds), feature sets grouped by extractor; the best value "
-               f"of each column is marked. {_norm_note(exp)}{chance} {exp.protocol_text}.")
-    return Table(f"{exp.key}_{metric}", f"{label} by feature set", caption, data,
-                 _full_mask(data, _mark_best(nums, higher)), notes=[f"Variants: {VARIANT_LEGEND}."],
-                 warning=not exp.speaker_independent)
+    if pooled:
+        def value(fs, m, n):
+            return get(fs, m, n, f"pooled:{metric}")
+
+        def text(fs, m, n):
+            return ci_text(value(fs, m, n), get(fs, m, n, f"pooled:{metric}_ci95_low"),
+                           get(fs, m, n, f"pooled:{metric}_ci95_high"))
+    else:
+        def value(fs, m, n):
+            return get(fs, m, n, f"mean:{metric}")
+
+        def text(fs, m, n):
+            return mean_std_text(value(fs, m, n), get(fs, m, n, f"std:{metric}"))
+
+    def cell(fs, m, n):
+        t = text(fs, m, n)
+        return t if t == DASH else t + system_marks(exp, fs, m, n)
+
+    out = []
+    for part, (suffix, scope, combos) in enumerate(_table_parts(exp)):
+        headers = _combo_header(exp, combos)
+        data, nums = _grouped_frame(exp, cell, value, combos, headers)
+        best = _mark_best(nums, higher)
+        names = _ordered_names(exp, combos)
+        col_best = {(fs, m, n): bool(best.at[i, headers[(m, n)]])
+                    for i, fs in enumerate(names) for (m, n) in combos}
+        present = [(fs, m, n) for fs in names for (m, n) in combos if exp_has(exp, fs, m, n)]
+        numbers = _system_numbers(exp, present, exp.targets[0])
+        numbers["best_in_column"] = [col_best[k]
+                                     for k in numbers[KEY_COLUMNS].itertuples(index=False, name=None)]
+        if pooled:
+            title = f"Pooled {label} with 95% intervals{scope}"
+            caption = (f"Pooled {label} (all folds' predictions together) [95% bootstrap interval over "
+                       f"utterances]; the best value of each column in bold. {_norm_note(exp)} "
+                       f"{exp.protocol_text}.")
+            key = f"{exp.key}_{metric}_pooled{suffix}"
+            notes = [selection_note(exp, short=True)]
+        else:
+            chance = (f" Chance level: {1 / len(exp.classes):.3f} ({len(exp.classes)} classes)."
+                      if exp.classes else "")
+            title = f"{label} by feature set{scope}"
+            caption = (f"{label} (mean {PM} std across {len(exp.folds)} folds), feature sets grouped by "
+                       f"extractor; the best value of each column in bold. {_norm_note(exp)}{chance} "
+                       f"{exp.protocol_text}.")
+            key = f"{exp.key}_{metric}{suffix}"
+            notes = [selection_note(exp, short=part > 0), f"Variants: {VARIANT_LEGEND}."]
+        out.append(Table(key, title, caption, data, _full_mask(data, best), notes=notes,
+                         warning=not exp.speaker_independent, numbers=numbers))
+    return out
+
+
+def _ordered_names(exp: Experiment, combos: list[tuple[str, str]]) -> list[str]:
+    """Feature sets in table order that have a result in one of ``combos``."""
+    return [i.name for i in _systems_order(exp) if any(exp_has(exp, i.name, *c) for c in combos)]
+
+
+def classification_tables(exp: Experiment) -> list[Table]:
+    """The main table(s): feature sets x (model, normalisation), mean ± std across folds.
+
+    Split by normalisation (and then into groups of models) when there are more than
+    :data:`MAX_TABLE_COLUMNS` model/normalisation columns, so that each fits a page.
+    """
+    return _main_tables(exp, pooled=False)
+
+
+def classification_table(exp: Experiment) -> Table:
+    """The first main table (all of it when it fits a page; see :func:`classification_tables`)."""
+    return classification_tables(exp)[0]
+
+
+def pooled_tables(exp: Experiment) -> list[Table]:
+    """Feature sets x (model, normalisation): pooled primary metric [95 % bootstrap interval]."""
+    return _main_tables(exp, pooled=True)
 
 
 def pooled_table(exp: Experiment) -> Table:
-    """Feature sets x (model, normalisation): pooled primary metric [95 % bootstrap interval]."""
-    metric, higher = exp.primary
-    get = _lookup(exp, exp.targets[0])
-    data, nums = _grouped_frame(exp, lambda fs, m, n: ci_text(get(fs, m, n, f"pooled:{metric}"),
-                                                                get(fs, m, n, f"pooled:{metric}_ci95_low"),
-                                                                get(fs, m, n, f"pooled:{metric}_ci95_high")),
-                                lambda fs, m, n: get(fs, m, n, f"pooled:{metric}"))
-    label = METRIC_LABELS.get(metric, metric)
-    caption = (f"Pooled {label} (all folds' predictions together) [95% bootstrap interval over utterances]; "
-               f"the best value of each column is marked. {_norm_note(exp)} {exp.protocol_text}.")
-    return Table(f"{exp.key}_{metric}_pooled", f"Pooled {label} with 95% intervals", caption, data,
-                 _full_mask(data, _mark_best(nums, higher)), warning=not exp.speaker_independent)
+    """The first pooled table (all of it when it fits a page)."""
+    return pooled_tables(exp)[0]
 
 
 def system_scores(exp: Experiment) -> pd.DataFrame:
@@ -587,7 +817,7 @@ def system_scores(exp: Experiment) -> pd.DataFrame:
 
 
 def best_systems(exp: Experiment, top: int = 3) -> pd.DataFrame:
-    """The best system of every feature group plus the overall ``top`` systems, best first.
+    """The best system of every feature group, the overall ``top`` systems and the declared ones, best first.
 
     Returns
     -------
@@ -597,19 +827,30 @@ def best_systems(exp: Experiment, top: int = 3) -> pd.DataFrame:
     scores = system_scores(exp)
     if scores.empty:
         return scores
-    keep = set(scores.index[:top]) | set(scores.groupby("group", sort=False).head(1).index)
+    declared = set(exp.declared)
+    is_declared = [tuple(k) in declared for k in scores[KEY_COLUMNS].itertuples(index=False)]
+    keep = (set(scores.index[:top]) | set(scores.groupby("group", sort=False).head(1).index)
+            | set(scores.index[is_declared]))
     return scores.loc[sorted(keep)].reset_index(drop=True)
 
 
+def _system_label_columns(exp: Experiment, r) -> dict:
+    return {"group": group_label(r["group"]), "feature set": exp.names.feature_set(r["feature_set"]),
+            "model": exp.names.model(r["model"]),
+            "normalisation": exp.names.normalisation(r["normalisation"])}
+
+
 def best_systems_table(exp: Experiment, top: int = 3) -> Table:
-    """Summary: the best system per feature group and the overall top ``top``, ranked."""
+    """Summary: the best system per feature group, the overall top ``top`` and declared systems, ranked."""
     metric, _ = exp.primary
     label = METRIC_LABELS.get(metric, metric)
     best = best_systems(exp, top)
+    ranked = system_scores(exp)[KEY_COLUMNS].itertuples(index=False, name=None)
+    ranks = {k: i + 1 for i, k in enumerate(ranked)}
     rows = []
-    for k, r in best.iterrows():
-        row = {"rank": str(k + 1), "group": r["group"], "variant": r["variant"],
-               "feature set": r["feature_set"], "model": r["model"], "normalisation": r["normalisation"]}
+    for _, r in best.iterrows():
+        key = (r["feature_set"], r["model"], r["normalisation"])
+        row = {"rank": str(ranks[key]), **_system_label_columns(exp, r), "marks": system_marks(exp, *key)}
         if exp.task_type == "classification":
             row[f"{label} (mean {PM} std)"] = mean_std_text(r["score"], r["score_std"])
             row[f"pooled {label} [95% CI]"] = ci_text(r["pooled"], r["pooled_low"], r["pooled_high"])
@@ -624,11 +865,116 @@ def best_systems_table(exp: Experiment, top: int = 3) -> Table:
     data = pd.DataFrame(rows)
     extra = ("accuracy and macro-F1: means across folds" if exp.task_type == "classification"
              else f"per-target {label}: means across folds")
-    caption = (f"Best systems: the best of each feature group and the overall top {top}, ranked by mean "
-               f"{label} across folds ({extra}). {exp.protocol_text}.")
+    caption = (f"Best systems: the best of each feature group, the overall top {top} and the systems "
+               f"declared in the spec, with their rank among all {exp.n_systems} by mean {label} across "
+               f"folds ({extra}). {exp.protocol_text}.")
+    numbers = _system_numbers(exp, [tuple(k) for k in best[KEY_COLUMNS].itertuples(index=False, name=None)],
+                              exp.targets[0] if exp.task_type == "classification" else None)
+    numbers.insert(0, "rank", [ranks[tuple(k)] for k in best[KEY_COLUMNS].itertuples(index=False, name=None)])
+    if exp.task_type != "classification":
+        numbers["mean"] = best["score"].to_numpy()
+        numbers["std"] = best["score_std"].to_numpy()
+        numbers["metric"] = f"mean {metric} over targets"
     return Table(f"{exp.key}_best", "Best systems", caption, data,
                  pd.DataFrame(False, index=data.index, columns=data.columns), group_column=None,
-                 warning=not exp.speaker_independent)
+                 notes=[selection_note(exp)], warning=not exp.speaker_independent, numbers=numbers)
+
+
+def per_class_recall_table(exp: Experiment, top: int = 3) -> Table | None:
+    """Recall per class of the best systems (pooled predictions; else the pooled ``recall[c]`` metrics)."""
+    if exp.task_type != "classification":
+        return None
+    best = best_systems(exp, top)
+    preds = exp.predictions
+    if preds is not None and "target" in preds:
+        preds = preds[preds["target"].astype(str) == exp.targets[0]]
+    classes = exp.classes
+    if best.empty or not classes:
+        return None
+    res = exp.results
+    pooled = res[(res["fold"] == "pooled") & (res["target"].astype(str) == exp.targets[0])]
+    rows, nums = [], []
+    for _, r in best.iterrows():
+        key = (r["feature_set"], r["model"], r["normalisation"])
+        recall = {}
+        sel = None
+        if preds is not None:
+            sel = preds[(preds["feature_set"] == key[0]) & (preds["model"] == key[1])
+                        & (preds["normalisation"] == key[2])]
+        if sel is not None and len(sel):
+            y_true, y_pred = sel["y_true"].astype(str), sel["y_pred"].astype(str)
+            for c in classes:
+                n = int((y_true == c).sum())
+                recall[c] = float(((y_true == c) & (y_pred == c)).sum() / n) if n else np.nan
+        else:
+            p = pooled[(pooled["feature_set"] == key[0]) & (pooled["model"] == key[1])
+                       & (pooled["normalisation"] == key[2])].set_index("metric")["value"]
+            recall = {c: float(p.get(f"recall[{c}]", np.nan)) for c in classes}
+        values = np.array([recall[c] for c in classes], float)
+        uar = float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
+        rows.append({**_system_label_columns(exp, r), "marks": system_marks(exp, *key),
+                     **{c: fmt(recall[c]) for c in classes}, "UAR (pooled)": fmt(uar)})
+        nums.append({"feature_set": key[0], "model": key[1], "normalisation": key[2],
+                     "feature_set_name": exp.names.feature_set(key[0]), "model_name": exp.names.model(key[1]),
+                     **{f"recall[{c}]": recall[c] for c in classes}})
+    data = pd.DataFrame(rows)
+    numeric = pd.DataFrame([{c: n[f"recall[{c}]"] for c in classes} for n in nums])
+    mask = _full_mask(data, _mark_best(numeric, True))
+    caption = (f"Recall per class of the best systems (all folds' predictions pooled); the best recall of "
+               f"each class in bold. {exp.protocol_text}.")
+    return Table(f"{exp.key}_recall", "Recall per class of the best systems", caption, data, mask,
+                 group_column=None, warning=not exp.speaker_independent, numbers=pd.DataFrame(nums))
+
+
+def significance_table(exp: Experiment) -> Table | None:
+    """The best system against every other one: paired tests, Holm-corrected (:func:`significance_frame`)."""
+    sig = exp.significance
+    if len(sig) < 2 or not sig["tested"].iloc[1:].any():
+        return None
+    metric, _ = exp.primary
+    label = METRIC_LABELS.get(metric, metric)
+    has_utt = sig["p_mcnemar"].notna().any()
+    has_fold = sig["p_fold"].notna().any()
+
+    def p_text(p: float) -> str:
+        return DASH if not np.isfinite(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+    rows = []
+    for i, r in sig.iterrows():
+        row = {"rank": str(i + 1), **_system_label_columns(exp, r),
+               "marks": system_marks(exp, r["feature_set"], r["model"], r["normalisation"]),
+               f"{label} (mean {PM} std)": mean_std_text(r["score"], r["score_std"])}
+        if has_utt:
+            row["only best / only this"] = (DASH if not np.isfinite(r["only_best"])
+                                            else f"{int(r['only_best'])} / {int(r['only_other'])}")
+            row["McNemar p (Holm)"] = p_text(r["p_mcnemar_holm"])
+        if has_fold:
+            row["Wilcoxon p (Holm)"] = p_text(r["p_fold_holm"])
+        row["vs best"] = ("best" if r["overall_best"] else "n/a" if not r["tested"]
+                          else "not sig. worse" if r["not_worse"] else "worse")
+        rows.append(row)
+    data = pd.DataFrame(rows)
+    n_tested = int(sig["tested"].iloc[1:].sum())
+    tests = []
+    if has_utt:
+        tests.append("the exact McNemar test of per-utterance correctness on the same utterances (pooled "
+                     "predictions; 'only best / only this': utterances only one of the two got right)")
+    if has_fold:
+        tests.append(f"the Wilcoxon signed-rank test of the per-fold {label} (>= {MIN_FOLDS} folds)")
+    caption = (f"The overall best system against each of the other {len(sig) - 1} ({n_tested} tested): "
+               f"{'; and '.join(tests)}; p-values Holm-corrected over the comparisons. 'not sig. worse': "
+               f"no significant difference at alpha {ALPHA} "
+               f"({'McNemar decides where predictions exist' if has_utt and has_fold else 'two-sided'}). "
+               f"{exp.protocol_text}.")
+    numbers = sig.drop(columns=[c for c in ("group", "variant") if c in sig]).copy()
+    numbers.insert(3, "feature_set_name", [exp.names.feature_set(f) for f in sig["feature_set"]])
+    numbers.insert(4, "model_name", [exp.names.model(m) for m in sig["model"]])
+    numbers = numbers.rename(columns={"score": "mean", "score_std": "std", "pooled_low": "ci_low",
+                                      "pooled_high": "ci_high", "not_worse": "not_significantly_worse"})
+    return Table(f"{exp.key}_significance", "Significance against the best system", caption, data,
+                 pd.DataFrame(False, index=data.index, columns=data.columns), group_column=None,
+                 notes=[selection_note(exp, short=True)], warning=not exp.speaker_independent,
+                 numbers=numbers)
 
 
 def regression_table(exp: Experiment) -> Table:
@@ -646,8 +992,7 @@ def regression_table(exp: Experiment) -> Table:
             key = (info.name, model, norm)
             if key not in means.index:
                 continue
-            row = {"group": info.group, "variant": info.variant, "feature set": info.name, "model": model,
-                   "normalisation": norm}
+            row = _regression_labels(exp, info.name, model, norm)
             num = {}
             for t in exp.targets:
                 m = float(means.at[key, t]) if t in means else np.nan
@@ -656,7 +1001,7 @@ def regression_table(exp: Experiment) -> Table:
                 num[f"{label} {t}"] = m
             vals = [num[f"{label} {t}"] for t in exp.targets]
             mean_all = float(np.mean(vals)) if all(np.isfinite(vals)) else np.nan
-            row[f"mean {label}"] = fmt(mean_all)
+            row[f"mean {label}"] = fmt(mean_all) + (system_marks(exp, *key) if np.isfinite(mean_all) else "")
             num[f"mean {label}"] = mean_all
             rows.append(row)
             nums.append(num)
@@ -669,8 +1014,30 @@ def regression_table(exp: Experiment) -> Table:
     if len(norms) == 1:
         notes.insert(0, f"Feature normalisation: {norms[0]}.")
     return Table(f"{exp.key}_{metric}", f"{label} by feature set and target", caption, data,
-                 mask,
-                 notes=notes, warning=not exp.speaker_independent)
+                 mask, notes=[selection_note(exp), *notes], warning=not exp.speaker_independent,
+                 numbers=_regression_numbers(exp))
+
+
+def _regression_labels(exp: Experiment, fs: str, model: str, norm: str) -> dict:
+    return {"group": group_label(parse_feature_set_name(fs).group), "feature set": exp.names.feature_set(fs),
+            "model": exp.names.model(model), "normalisation": exp.names.normalisation(norm)}
+
+
+def _regression_numbers(exp: Experiment) -> pd.DataFrame:
+    """Tidy regression numbers: one row per system and target (mean, std, pooled, ci_low, ci_high)."""
+    metric, _ = exp.primary
+    s = summary_values(exp)
+    cols = {f"mean:{metric}": "mean", f"std:{metric}": "std", f"pooled:{metric}": "pooled",
+            f"pooled:{metric}_ci95_low": "ci_low", f"pooled:{metric}_ci95_high": "ci_high"}
+    out = s[KEY_COLUMNS + ["target"]].copy()
+    out.insert(3, "feature_set_name", [exp.names.feature_set(f) for f in s["feature_set"]])
+    out.insert(4, "model_name", [exp.names.model(m) for m in s["model"]])
+    out.insert(5, "metric", metric)
+    for src, dst in cols.items():
+        out[dst] = s[src].to_numpy(float) if src in s else np.nan
+    declared = set(exp.declared)
+    out["declared"] = [tuple(k) in declared for k in out[KEY_COLUMNS].itertuples(index=False, name=None)]
+    return out.reset_index(drop=True)
 
 
 def _regression_frame(rows: list[dict], nums: list[dict], higher: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -697,8 +1064,7 @@ def pooled_regression_table(exp: Experiment) -> Table:
         for model, norm in combos:
             if not any((info.name, model, norm, t) in s.index for t in exp.targets):
                 continue
-            row = {"group": info.group, "variant": info.variant, "feature set": info.name, "model": model,
-                   "normalisation": norm}
+            row = _regression_labels(exp, info.name, model, norm)
             num = {}
             for t in exp.targets:
                 key = (info.name, model, norm, t)
@@ -712,12 +1078,16 @@ def pooled_regression_table(exp: Experiment) -> Table:
     caption = (f"Pooled {label} per target (all folds' predictions together) [95% bootstrap interval]; the "
                f"best value of each column is marked. {exp.protocol_text}.")
     return Table(f"{exp.key}_{metric}_pooled", f"Pooled {label} with 95% intervals", caption, data,
-                 mask,
-                 warning=not exp.speaker_independent)
+                 mask, warning=not exp.speaker_independent, numbers=_regression_numbers(exp))
 
 
 def build_tables(exp: Experiment) -> list[Table]:
-    """All tables of one experiment: comparison, pooled with intervals, best systems."""
+    """All tables of one experiment: comparison (split to fit a page), pooled with intervals, best
+    systems, recall per class of the best systems, significance against the best."""
     if exp.task_type == "classification":
-        return [classification_table(exp), pooled_table(exp), best_systems_table(exp)]
-    return [regression_table(exp), pooled_regression_table(exp), best_systems_table(exp)]
+        tables = [*classification_tables(exp), *pooled_tables(exp), best_systems_table(exp),
+                  per_class_recall_table(exp), significance_table(exp)]
+    else:
+        tables = [regression_table(exp), pooled_regression_table(exp), best_systems_table(exp),
+                  significance_table(exp)]
+    return [t for t in tables if t is not None]

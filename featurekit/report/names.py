@@ -1,0 +1,120 @@
+"""Display names of feature sets, models and systems in report tables and figure titles.
+
+A results directory's ``spec.json`` carries the spec's ``[report]`` section: ``display_names`` (feature
+set or model -> text) overrides the default names derived here, e.g. ``eGeMAPS (88)`` for
+``egemaps``, ``MFCC HSF1`` for ``mfcc.mean_std``, ``Whisper tiny.en L4`` for ``whisper_ct2@4``,
+``SVM`` for ``svm``; ``declared`` lists systems ``FEATURESET/MODEL/NORMALISATION`` that the spec
+declared before its run (the tables mark them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+#: extractor -> pretty name
+EXTRACTOR_NAMES = {"egemaps": "eGeMAPS", "gemaps": "GeMAPS", "compare": "ComParE", "mfcc": "MFCC",
+                   "logmel": "log-Mel", "paa": "pAA", "paa_d": "pAA+\u0394", "whisper_ct2": "Whisper",
+                   "hf_encoder": "HF encoder"}
+#: dimensions of fixed-size native feature sets (openSMILE's functionals)
+NATIVE_DIMS = {"egemaps": 88, "gemaps": 62, "compare": 6373}
+MODEL_NAMES = {"svm": "SVM", "rf": "RF", "mlp": "MLP", "xgb": "XGBoost", "knn": "kNN", "logreg": "LogReg",
+               "svr": "SVR", "ridge": "Ridge", "torch_mlp": "MLP (torch)", "lstm": "LSTM", "gru": "GRU",
+               "conv1d": "1-D CNN"}
+NORMALISATION_NAMES = {"none": "no norm.", "global": "global z", "speaker": "speaker z"}
+_WHISPER_SIZE = re.compile(r"(?:faster-)?whisper-([A-Za-z0-9.\-]+)$")
+
+
+@dataclass
+class DisplayNames:
+    """Display names for one experiment: spec overrides, else defaults.
+
+    Attributes
+    ----------
+    overrides
+        ``display_names`` of the spec(s)' ``[report]`` section (feature set or model -> text).
+    extractor_labels
+        Extra words after an extractor's pretty name (``{"whisper_ct2": "tiny.en"}``, read from the
+        spec's extractor options).
+    """
+
+    overrides: dict[str, str] = field(default_factory=dict)
+    extractor_labels: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_specs(cls, specs: Iterable[dict]) -> DisplayNames:
+        """Names from ``spec.json`` documents (later ones win)."""
+        overrides, labels = {}, {}
+        for doc in specs:
+            raw = (doc or {}).get("spec", {}) or {}
+            overrides.update((raw.get("report") or {}).get("display_names") or {})
+            for name, options in (raw.get("extractors") or {}).items():
+                model = str((options or {}).get("model") or "").rstrip("/").rsplit("/", 1)[-1]
+                m = _WHISPER_SIZE.match(model)
+                if m:
+                    labels[name] = m.group(1)
+        return cls(overrides, labels)
+
+    def feature_set(self, name: str) -> str:
+        """``eGeMAPS (88)``, ``MFCC HSF1``, ``Whisper tiny.en L4``, fusion as ``A + B`` / ``late(A | B)``."""
+        if name in self.overrides:
+            return self.overrides[name]
+        if name.startswith("late(") and name.endswith(")"):
+            return "late(" + " | ".join(self.feature_set(p) for p in name[5:-1].split("|")) + ")"
+        if "+" in name:
+            return " + ".join(self.feature_set(p) for p in name.split("+"))
+        from featurekit.report.tables import KIND_LABELS, _default_kind
+
+        body, _, layer = name.partition("@")
+        extractor, _, kind = body.partition(".")
+        default = _default_kind(extractor)
+        kind = kind or default
+        words = [EXTRACTOR_NAMES.get(extractor, extractor)]
+        if extractor in self.extractor_labels:
+            words.append(self.extractor_labels[extractor])
+        if kind != "native":
+            words.append(KIND_LABELS.get(kind, kind))
+        if layer:
+            words.append(f"L{layer}")
+        text = " ".join(words)
+        if kind == "native" and not layer and extractor in NATIVE_DIMS:
+            text += f" ({NATIVE_DIMS[extractor]})"
+        return text
+
+    def model(self, name: str) -> str:
+        """``SVM``, ``LogReg``, ... (a spec's label such as ``svm_rbf`` is kept as it is)."""
+        return self.overrides.get(name, MODEL_NAMES.get(name, name))
+
+    def normalisation(self, name: str) -> str:
+        """``global z``, ``speaker z``, ``no norm.``."""
+        return NORMALISATION_NAMES.get(name, name)
+
+    def system(self, feature_set: str, model: str, normalisation: str) -> str:
+        """``eGeMAPS (88) / SVM / speaker z``."""
+        return f"{self.feature_set(feature_set)} / {self.model(model)} / {self.normalisation(normalisation)}"
+
+
+def declared_systems(specs: Iterable[dict]) -> list[tuple[str, str, str]]:
+    """``(feature_set, model, normalisation)`` of every ``[report] declared`` entry of the specs."""
+    out: list[tuple[str, str, str]] = []
+    for doc in specs:
+        raw = (doc or {}).get("spec", {}) or {}
+        for entry in (raw.get("report") or {}).get("declared") or []:
+            parts = split_declared(entry)
+            if parts and parts not in out:
+                out.append(parts)
+    return out
+
+
+def split_declared(entry: str) -> tuple[str, str, str] | None:
+    """``"egemaps+compare/svm/speaker"`` -> ``("egemaps+compare", "svm", "speaker")``; ``None`` if
+    malformed."""
+    parts = str(entry).rsplit("/", 2)
+    if len(parts) != 3 or not all(p.strip() for p in parts):
+        return None
+    return parts[0].strip(), parts[1].strip(), parts[2].strip()
+
+
+__all__ = ["EXTRACTOR_NAMES", "MODEL_NAMES", "NATIVE_DIMS", "DisplayNames", "declared_systems",
+           "split_declared"]
