@@ -369,7 +369,7 @@ def test_ct2_bad_inputs(tmp_path, models, monkeypatch):
     with pytest.raises(ModelError, match="does not exist"):
         ct2x(tmp_path / "nothing").native(sig, SR)
     monkeypatch.setitem(sys.modules, "ctranslate2", None)
-    with pytest.raises(ImportError, match=r"pip install featurekit\[ssl\]"):
+    with pytest.raises(ImportError, match=r'pip install "featurekit\[ssl\]"'):
         import_ctranslate2()
 
 
