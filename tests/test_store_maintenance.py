@@ -12,7 +12,6 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
-from featurekit.audio import AudioOptions
 from featurekit.cli import main
 from featurekit.corpora.synthetic import make_synthetic_corpus
 from featurekit.extraction import extract, parse_features
