@@ -177,7 +177,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{title}:")
         for name, ms in registry.items():
             missing = ms.missing_extra(name)
-            print(f"  {name:12s}" + (f" (unavailable: {missing})" if missing else ""))
+            print(f"  {name:12s} (unavailable: {missing})" if missing else f"  {name}")
     return 0
 
 
