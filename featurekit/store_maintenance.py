@@ -95,7 +95,7 @@ def unusable_reason(key: TableKey) -> tuple[str | None, str | None]:
     libraries = library_versions(cls.libraries)
     if ex.get("libraries") != libraries:
         return f"library versions changed: {_diff(ex.get('libraries') or {}, libraries)}", None
-    if set(ex.get("params") or {}) != set(cls._param_names()):
+    if set(ex.get("params") or {}) != set(cls.key_param_names()):
         return f"parameters of another version: {sorted(ex.get('params') or {})}", None
     kinds = {*FUNCTIONALS.names(), *([LLD_KIND] if cls.has_lld else []),
              *([NATIVE_KIND] if cls.has_native else [])}

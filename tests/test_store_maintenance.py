@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
+from featurekit.audio import AudioOptions
 from featurekit.cli import main
 from featurekit.corpora.synthetic import make_synthetic_corpus
 from featurekit.extraction import extract, parse_features
@@ -194,3 +195,29 @@ def test_store_ls_and_info(synth, tmp_path, capsys):
 
     r = main(["store", "info", "s/mfcc/nothing", "--store", str(store.root)])
     assert r == 2 and "no table of the store" in capsys.readouterr().err
+
+
+def test_every_current_extractor_key_is_judged_usable(whisper_tiny_dir, tmp_path):
+    """gc never removes a table a current extractor version maps to: the key each registered extractor
+    writes today is judged usable, for every kind it has (encoders: with a real model directory; their
+    ``key_excludes`` parameters are not in the key)."""
+    from featurekit.extractors import EXTRACTORS, FUNCTIONALS, make_extractor
+    from featurekit.extractors.ssl.common import EncoderExtractor
+    from featurekit.store_maintenance import unusable_reason
+
+    store = FeatureStore(tmp_path)
+    checked = []
+    for name, cls in EXTRACTORS.items():
+        if issubclass(cls, EncoderExtractor):
+            if name != "whisper_ct2":
+                continue  # hf_encoder: tests/test_ssl.py (needs a transformers model directory)
+            ext = make_extractor(name, model=str(whisper_tiny_dir))
+        else:
+            ext = make_extractor(name)
+        kinds = [*(["native"] if cls.has_native else []),
+                 *(["lld", *FUNCTIONALS.names()] if cls.has_lld else [])]
+        for kind in kinds:
+            key = store.table("c", ext, kind, AudioOptions()).key
+            assert unusable_reason(key) == (None, None), (name, kind)
+        checked.append(name)
+    assert {"mfcc", "egemaps", "paa", "whisper_ct2"} <= set(checked)

@@ -142,6 +142,13 @@ class Extractor:
         """Parameters as given to ``__init__``."""
         return {k: getattr(self, k) for k in self._param_names()}
 
+    @classmethod
+    def key_param_names(cls) -> list[str]:
+        """The parameters that enter :meth:`key` (all but ``key_excludes``, those that never change a
+        value, e.g. an encoder's batch size)."""
+        excluded = set(getattr(cls, "key_excludes", ()))
+        return [k for k in cls._param_names() if k not in excluded]
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
