@@ -144,7 +144,10 @@ def cmd_features(args: argparse.Namespace) -> int:
     print(f"functionals: {', '.join(FUNCTIONALS.names())} (applied to LLDs), native (toolkit's own)\n")
     for name, cls in EXTRACTORS.items():
         line = f"{name:12s} {cls.description}"
-        if not args.no_dims and getattr(cls, "probe", True):
+        missing = cls.missing_extra()
+        if missing:
+            line += f"\n{' ' * 13}(unavailable: {missing})"
+        elif not args.no_dims and getattr(cls, "probe", True):
             try:
                 ext = cls()
                 dims = []
@@ -162,6 +165,19 @@ def cmd_features(args: argparse.Namespace) -> int:
                 reason = str(err).splitlines()[0] if str(err) else "they depend on its parameters"
                 line += f"\n{' ' * 13}(dimensions not computed: {reason})"
         print(line)
+    return 0
+
+
+@command("models", "list the classifiers and regressors a spec's [models] can name")
+@_args(lambda p: None)
+def cmd_models(args: argparse.Namespace) -> int:
+    from featurekit.evaluation.models import CLASSIFIERS, REGRESSORS
+
+    for title, registry in (("classifiers", CLASSIFIERS), ("regressors", REGRESSORS)):
+        print(f"{title}:")
+        for name, ms in registry.items():
+            missing = ms.missing_extra(name)
+            print(f"  {name:12s} (unavailable: {missing})" if missing else f"  {name}")
     return 0
 
 
@@ -416,7 +432,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # Modules that register further subcommands with @command (imported when the parser is built;
 # each must be cheap to import).
-COMMAND_MODULES = ("featurekit.deploy.commands", "featurekit.distributed.commands")
+COMMAND_MODULES = ("featurekit.deploy.commands", "featurekit.distributed.commands",
+                   "featurekit.store_commands")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -496,6 +513,7 @@ EXPECTED_ERRORS = {
     "featurekit.audio": ("AudioError",),
     "featurekit.corpora.base": ("CorpusLayoutError",),
     "featurekit.registry": ("UnknownNameError",),
+    "featurekit.extras": ("MissingExtraError",),
     "featurekit.evaluation.spec": ("SpecError",),
     "featurekit.evaluation.runner": ("DataError",),
     "featurekit.distributed._dask": ("DaskNotInstalledError", "EnvironmentMismatchError", "SchedulerError"),

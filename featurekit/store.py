@@ -2,11 +2,17 @@
 
 Layout::
 
-    STORE/<corpus>/<extractor>/<kind>-<hash>/key.json      what the table holds (see TableKey)
+    STORE/<corpus>/<extractor>/<kind>-<hash>/_key.json     what the table holds (see TableKey)
     STORE/<corpus>/<extractor>/<kind>-<hash>/part-*.parquet  rows, appended in chunks
-    STORE/<corpus>/<extractor>/<kind>-<hash>/part-*.parquet.keys.json  each part's (id, fingerprint)
+    STORE/<corpus>/<extractor>/<kind>-<hash>/_part-*.parquet.keys.json  each part's (id, fingerprint)
                                                             pairs and width, so a warm run needs no parquet
     STORE/<corpus>/_fingerprints.json                       path -> (stat, content hash) memo
+
+Every file beside the parts starts with ``_`` or ``.``, names that pyarrow's dataset discovery skips,
+so a table folder is a plain parquet dataset: ``pd.read_parquet(folder)`` reads its rows (before
+de-duplication, see :meth:`FeatureTable.read`). Stores of older versions kept ``key.json`` and
+``part-*.parquet.keys.json`` there; a table renames them when opened (:meth:`FeatureTable.migrate`)
+and reads both layouts (a store it may not write stays in the old one).
 
 ``kind`` is ``native`` (the toolkit's own functionals), an HSF functional name (``mean_std``,
 ``mean_std_silence``, ``stats``) or ``lld`` (frame level). ``hash`` covers the extractor's name,
@@ -164,9 +170,24 @@ def _atomic_write_parquet(rows, path: Path) -> None:
             tmp.unlink()
 
 
+KEY_FILE = "_key.json"
+LEGACY_KEY_FILE = "key.json"
+_INDEX_SUFFIX = ".keys.json"
+
+
 def _sidecar(part: Path) -> Path:
     """The keys index written beside a part (see :meth:`FeatureTable.keys`)."""
-    return part.with_name(part.name + ".keys.json")
+    return part.with_name(f"_{part.name}{_INDEX_SUFFIX}")
+
+
+def _legacy_sidecar(part: Path) -> Path:
+    """Where older store versions wrote a part's keys index (a name pyarrow does not skip)."""
+    return part.with_name(part.name + _INDEX_SUFFIX)
+
+
+def _part_of_index(index: Path) -> Path:
+    """The part a keys index (either layout) belongs to."""
+    return index.with_name(index.name.removeprefix("_").removesuffix(_INDEX_SUFFIX))
 
 
 def _keys_index(ids, fingerprints, names) -> dict:
@@ -223,12 +244,36 @@ class FeatureTable:
     def kind(self) -> str:
         return self.key.kind
 
+    def migrate(self) -> None:
+        """Rename an older store's side files (``key.json``, ``part-*.parquet.keys.json``) to the names
+        starting with ``_`` that pyarrow skips. Idempotent; safe under concurrent processes (each
+        rename is atomic; a lost race or a store we may not write leaves the old names, which are
+        read too)."""
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return
+        for name in names:
+            if name == LEGACY_KEY_FILE:
+                new = self.directory / KEY_FILE
+            elif name.startswith("part-") and name.endswith(".parquet" + _INDEX_SUFFIX):
+                new = _sidecar(_part_of_index(self.directory / name))
+            else:
+                continue
+            try:
+                if new.exists():
+                    (self.directory / name).unlink()
+                else:
+                    os.replace(self.directory / name, new)
+            except OSError:
+                pass
+
     def _ensure(self) -> None:
-        if not (self.directory / "key.json").exists():
+        if not (self.directory / KEY_FILE).exists():
             self.directory.mkdir(parents=True, exist_ok=True)
             _atomic_write_text(
                 json.dumps(self.key.as_dict(), indent=2, sort_keys=True, default=str),
-                self.directory / "key.json",
+                self.directory / KEY_FILE,
             )
 
     def parts(self) -> list[Path]:
@@ -277,9 +322,14 @@ class FeatureTable:
     def _part_keys(self, part: Path) -> dict:
         """A part's keys index: from its index file, else (older stores) from the parquet file."""
         if part not in self._index:
-            try:
-                info = json.loads(_sidecar(part).read_text())
-            except (OSError, ValueError):
+            info = None
+            for index in (_sidecar(part), _legacy_sidecar(part)):
+                try:
+                    info = json.loads(index.read_text())
+                    break
+                except (OSError, ValueError):
+                    continue
+            if info is None:
                 import pyarrow.parquet as pq
 
                 try:
@@ -319,9 +369,10 @@ class FeatureTable:
         subset = [*KEY_COLUMNS, "frame"] if "frame" in df.columns else list(KEY_COLUMNS)
         return df.drop_duplicates(subset, keep="last").reset_index(drop=True)
 
-    def remove_orphans(self) -> list[Path]:
+    def remove_orphans(self, *, dry_run: bool = False) -> list[Path]:
         """Remove what killed writers left: temporary files, keys indexes whose part never arrived,
-        and the writers' lock files. Returns the removed paths.
+        and the writers' lock files. Returns the removed paths (with ``dry_run``: those it would
+        remove, leaving them).
 
         A file is an orphan when its writer token's lock is free (the writer died); files of older
         store versions (no token) when older than :data:`LEGACY_ORPHAN_AGE_S`.
@@ -344,6 +395,9 @@ class FeatureTable:
             return not alive[token]
 
         def remove(path: Path) -> None:
+            if dry_run:
+                removed.append(path)
+                return
             try:
                 path.unlink(missing_ok=True)
                 removed.append(path)
@@ -353,8 +407,9 @@ class FeatureTable:
         for tmp in self.directory.glob(".tmp-*"):
             if orphaned(tmp, tmp.name):
                 remove(tmp)
-        for index in self.directory.glob("part-*.parquet.keys.json"):
-            part = index.with_name(index.name.removesuffix(".keys.json"))
+        for index in [*self.directory.glob(f"_part-*.parquet{_INDEX_SUFFIX}"),
+                      *self.directory.glob(f"part-*.parquet{_INDEX_SUFFIX}")]:
+            part = _part_of_index(index)
             if not part.exists() and orphaned(index, part.name) and not part.exists():
                 remove(index)
         for lock in self.directory.glob(".writer-*.lock"):
@@ -378,6 +433,7 @@ class FeatureTable:
             for part in parts:
                 part.unlink(missing_ok=True)
                 _sidecar(part).unlink(missing_ok=True)
+                _legacy_sidecar(part).unlink(missing_ok=True)
                 self._index.pop(part, None)
 
 
@@ -391,15 +447,23 @@ class FeatureStore:
         """The table for ``corpus`` x ``extractor`` x ``kind`` under the given audio options."""
         audio_key = {**audio.as_dict(), "libraries": library_versions(AUDIO_LIBRARIES)}
         key = TableKey(corpus=corpus, extractor=extractor.key(), kind=kind, audio=audio_key)
-        return FeatureTable(self.root / corpus / extractor.name / f"{kind}-{key.digest()}", key)
+        table = FeatureTable(self.root / corpus / extractor.name / f"{kind}-{key.digest()}", key)
+        table.migrate()
+        return table
 
     def tables(self, corpus: str | None = None) -> list[FeatureTable]:
-        """Every table present (optionally of one corpus)."""
+        """Every table present (optionally of one corpus), older layouts migrated when writable."""
         out = []
-        pattern = f"{corpus or '*'}/*/*/key.json"
-        for key_file in sorted(self.root.glob(pattern)):
+        folders = {f.parent for name in (KEY_FILE, LEGACY_KEY_FILE)
+                   for f in self.root.glob(f"{corpus or '*'}/*/*/{name}")}
+        for folder in sorted(folders):
+            key_file = folder / KEY_FILE
+            if not key_file.exists():
+                key_file = folder / LEGACY_KEY_FILE
             d = json.loads(key_file.read_text())
-            out.append(FeatureTable(key_file.parent, TableKey(**d)))
+            table = FeatureTable(folder, TableKey(**d))
+            table.migrate()
+            out.append(table)
         return out
 
     # -- fingerprints ------------------------------------------------------------------------

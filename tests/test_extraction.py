@@ -287,7 +287,7 @@ def test_warm_run_reads_part_indexes_not_parquet(synth, tmp_path, monkeypatch):
     reqs = parse_features("mfcc", functionals=["mean_std", "stats"])
     store = FeatureStore(tmp_path)
     extract(synth, reqs, store, corpus="s", jobs=1, progress=False)
-    indexes = sorted(tmp_path.glob("s/mfcc/*/part-*.parquet.keys.json"))
+    indexes = sorted(tmp_path.glob("s/mfcc/*/_part-*.parquet.keys.json"))
     assert len(indexes) == 2
 
     def no_parquet(*args, **kwargs):
@@ -307,7 +307,7 @@ def test_warm_run_reads_part_indexes_not_parquet(synth, tmp_path, monkeypatch):
     assert again.computed == 0 and again.tables["mfcc.mean_std"] == (len(synth), 80)
 
     # an index whose part never arrived (writer killed in between) is ignored
-    orphan = indexes[0].with_name("part-00000000000000000001-deadbeef.parquet.keys.json")
+    orphan = indexes[0].with_name("_part-00000000000000000001-deadbeef.parquet.keys.json")
     orphan.write_text('{"ids": ["ghost"], "fingerprints": ["x"], "n_features": 80}')
     t = FeatureStore(tmp_path).table("s", reqs[0].extractor, "mean_std", AudioOptions())
     assert "ghost" not in set(t.keys()["id"])

@@ -369,7 +369,7 @@ def test_ct2_bad_inputs(tmp_path, models, monkeypatch):
     with pytest.raises(ModelError, match="does not exist"):
         ct2x(tmp_path / "nothing").native(sig, SR)
     monkeypatch.setitem(sys.modules, "ctranslate2", None)
-    with pytest.raises(ImportError, match=r"pip install featurekit\[ssl\]"):
+    with pytest.raises(ImportError, match=r'pip install "featurekit\[ssl\]"'):
         import_ctranslate2()
 
 
@@ -401,3 +401,15 @@ def test_ct2_short_inputs_track_30s_padding_on_speech(whisper_tiny_dir, emodb_ro
     for a, b in zip(padded, short):
         assert np.corrcoef(a.values[:384], b.values[:384])[0, 1] > 0.93  # means (measured: 0.96-0.99)
         assert np.corrcoef(a.values[384:], b.values[384:])[0, 1] > 0.97  # standard deviations
+
+
+def test_store_gc_keeps_current_encoder_tables(models, tmp_path):
+    """An hf_encoder table of today's version is judged usable by ``featurekit store gc`` (its
+    ``key_excludes`` parameters, e.g. batch_size, are not in the key and must not count as missing)."""
+    from featurekit.audio import AudioOptions
+    from featurekit.store_maintenance import unusable_reason
+
+    ext = hf(models["wav2vec2"], batch_size=2)
+    for kind in ("native", "lld", "mean_std"):
+        key = FeatureStore(tmp_path).table("c", ext, kind, AudioOptions()).key
+        assert unusable_reason(key) == (None, None), kind

@@ -362,8 +362,10 @@ def load_model(directory: str | os.PathLike) -> SavedModel:
             try:
                 from featurekit.heads.persistence import read_head
             except ImportError as err:  # pragma: no cover - torch missing
+                from featurekit.extras import install_command
+
                 raise ModelLoadError(f"{d / entry['head']}: loading a torch head needs torch "
-                                     f"({err})") from None
+                                     f"({err}): {install_command('deep')}") from None
             head_dir = entry["head"]
             try:
                 head = read_head(lambda name, h=head_dir: read(f"{h}/{name}"), where=str(d / head_dir))

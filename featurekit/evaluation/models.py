@@ -36,6 +36,8 @@ class ModelSpec:
         Whether fitting spends its time in native code that releases the GIL (libsvm, liblinear,
         tree building, XGBoost), so folds can run in threads of one process: no worker start-up and
         no copying of feature matrices, which is what small problems are dominated by.
+    extra
+        The optional dependency group (:mod:`featurekit.extras`) the model needs, None for core.
     """
 
     build: Callable[..., Any]
@@ -45,6 +47,16 @@ class ModelSpec:
     sample_weight: bool = False
     groups: bool = False
     threads: bool = False
+    extra: str | None = None
+
+    def missing_extra(self, name: str) -> str | None:
+        """None when the model can be built here, else why not and the ``pip install`` command."""
+        if self.extra is None:
+            return None
+        from featurekit.extras import missing_message, missing_modules
+
+        missing = missing_modules(self.extra)
+        return missing_message(self.extra, f"the {name} model", missing) if missing else None
 
 
 CLASSIFIERS: Registry[ModelSpec] = Registry("classifier")
@@ -77,7 +89,9 @@ def _mlp_c(seed, class_weight, **p):
 
 
 def _xgb_c(seed, class_weight, **p):
-    from xgboost import XGBClassifier
+    from featurekit.extras import import_optional
+
+    XGBClassifier = import_optional("xgboost", "xgb", "the xgb model").XGBClassifier  # noqa: N806
 
     p = {
         "n_estimators": 300,
@@ -109,7 +123,7 @@ SVM_GRID = {"kernel": ["linear"], "C": [0.1, 0.3, 1.0, 3.0, 10.0], "multiclass":
 CLASSIFIERS.add("svm", ModelSpec(_svc, SVM_GRID, threads=True))
 CLASSIFIERS.add("rf", ModelSpec(_rf_c, {"max_features": ["sqrt"]}, threads=True))
 CLASSIFIERS.add("mlp", ModelSpec(_mlp_c, {"alpha": [0.01, 1.0]}, sample_weight=True))
-CLASSIFIERS.add("xgb", ModelSpec(_xgb_c, {"max_depth": [4]}, sample_weight=True, threads=True))
+CLASSIFIERS.add("xgb", ModelSpec(_xgb_c, {"max_depth": [4]}, sample_weight=True, threads=True, extra="xgb"))
 CLASSIFIERS.add("knn", ModelSpec(_knn_c, {"n_neighbors": [5, 15]}))
 CLASSIFIERS.add("logreg", ModelSpec(_logreg, {"C": [0.01, 0.1, 1.0]}))
 
@@ -140,7 +154,9 @@ def _mlp_r(seed, class_weight, **p):
 
 
 def _xgb_r(seed, class_weight, **p):
-    from xgboost import XGBRegressor
+    from featurekit.extras import import_optional
+
+    XGBRegressor = import_optional("xgboost", "xgb", "the xgb model").XGBRegressor  # noqa: N806
 
     p = {
         "n_estimators": 300,
@@ -164,12 +180,15 @@ def _ridge(seed, class_weight, **p):
 REGRESSORS.add("svr", ModelSpec(_svr, {"kernel": ["linear"], "C": [0.001, 0.01, 0.1]}, threads=True))
 REGRESSORS.add("rf", ModelSpec(_rf_r, {"max_features": ["sqrt"]}, threads=True))
 REGRESSORS.add("mlp", ModelSpec(_mlp_r, {"alpha": [0.01, 1.0]}))
-REGRESSORS.add("xgb", ModelSpec(_xgb_r, {"max_depth": [4]}, threads=True))
+REGRESSORS.add("xgb", ModelSpec(_xgb_r, {"max_depth": [4]}, threads=True, extra="xgb"))
 REGRESSORS.add("ridge", ModelSpec(_ridge, {"alpha": [1.0, 10.0, 100.0, 1000.0]}))
 
 
 def _head(name: str, task: str):
     def build(seed, class_weight, **p):
+        from featurekit.extras import require_extra
+
+        require_extra("deep", f"the {name} model")
         from featurekit.heads import make_head
 
         if task == "classification":
@@ -184,7 +203,8 @@ def _head(name: str, task: str):
 for _name, _seq, _vec in (("torch_mlp", True, True), ("lstm", True, False), ("gru", True, False),
                           ("conv1d", True, False)):
     for _reg, _task in ((CLASSIFIERS, "classification"), (REGRESSORS, "regression")):
-        _reg.add(_name, ModelSpec(_head(_name, _task), {}, sequences=_seq, vectors=_vec, groups=True))
+        _reg.add(_name, ModelSpec(_head(_name, _task), {}, sequences=_seq, vectors=_vec, groups=True,
+                                  extra="deep"))
 
 
 def model_registry(task: str) -> Registry[ModelSpec]:

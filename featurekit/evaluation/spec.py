@@ -155,6 +155,9 @@ def parse_feature_set(text: str, *, where: str) -> FeatureSet:
             context = f"in feature set {text!r}" if text.strip() != name else ""
             raise SpecError(": ".join(unknown(where, name, EXTRACTORS.names(), "extractor", context)))
         cls = EXTRACTORS.get(name)
+        missing = cls.missing_extra()
+        if missing:
+            raise SpecError(f"{where}: {text!r}: {missing}")
         kind = kind or ("native" if cls.has_native else "mean_std")
         if kind not in ("native", "lld") and kind not in FUNCTIONALS:
             kinds = ["native", "lld", *FUNCTIONALS.names()]
@@ -278,6 +281,10 @@ def check_document(raw: dict[str, Any]) -> SpecDocument:
             problems.append(unknown(key, registered, reg.names(), f"{task_type} model"))
             continue
         ms = reg.get(registered)
+        missing = ms.missing_extra(registered)
+        if missing:
+            problems.append((f"models.{name}", missing))
+            continue
         problems += check_model_params(ms, entry.params, entry.grid, where=f"models.{name}")
     if problems:
         raise SpecError(format_problems(problems), problems)

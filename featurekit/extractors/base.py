@@ -83,6 +83,10 @@ class Extractor:
         Parameter name -> a function raising ``ValueError`` for a value of the declared type that is
         still invalid (e.g. a string with its own grammar). Types and ranges are declared by the
         annotations of ``__init__`` (``Annotated[int, Ge(1)]``); :meth:`check_params` checks both.
+    extra
+        The optional dependency group (:mod:`featurekit.extras`) the extractor needs, None for core.
+    requires
+        The modules of ``extra`` it imports (default: all of the extra's).
     """
 
     name: ClassVar[str] = ""
@@ -92,6 +96,28 @@ class Extractor:
     has_lld: ClassVar[bool] = True
     description: ClassVar[str] = ""
     param_checks: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+    extra: ClassVar[str | None] = None
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    # -- optional dependencies ---------------------------------------------------------------
+    @classmethod
+    def missing_extra(cls) -> str | None:
+        """None when the extractor can run here, else why not and the ``pip install`` command."""
+        if cls.extra is None:
+            return None
+        from featurekit.extras import missing_message, missing_modules
+
+        missing = missing_modules(cls.extra, cls.requires or None)
+        return missing_message(cls.extra, f"the {cls.name} extractor", missing) if missing else None
+
+    @classmethod
+    def require_extra(cls) -> None:
+        """Raise :class:`~featurekit.extras.MissingExtraError` when :meth:`missing_extra` says so."""
+        message = cls.missing_extra()
+        if message:
+            from featurekit.extras import MissingExtraError
+
+            raise MissingExtraError(message)
 
     # -- scikit-learn style parameters -------------------------------------------------------
     @classmethod
@@ -115,6 +141,13 @@ class Extractor:
     def get_params(self) -> dict[str, Any]:
         """Parameters as given to ``__init__``."""
         return {k: getattr(self, k) for k in self._param_names()}
+
+    @classmethod
+    def key_param_names(cls) -> list[str]:
+        """The parameters that enter :meth:`key` (all but ``key_excludes``, those that never change a
+        value, e.g. an encoder's batch size)."""
+        excluded = set(getattr(cls, "key_excludes", ()))
+        return [k for k in cls._param_names() if k not in excluded]
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -188,7 +221,9 @@ def register_extractor(cls: type[Extractor]) -> type[Extractor]:
 
 def make_extractor(name: str, **params: Any) -> Extractor:
     """Instantiate the extractor registered as ``name`` with ``params`` (checked by
-    :meth:`Extractor.check_params`)."""
+    :meth:`Extractor.check_params`); :class:`~featurekit.extras.MissingExtraError` when its extra is
+    not installed."""
     cls = EXTRACTORS.get(name)
+    cls.require_extra()
     cls.check_params(params)
     return cls(**params)

@@ -18,6 +18,7 @@ from featurekit.extractors.base import Extractor, Frames, register_extractor
 class _PAA(Extractor):
     with_deltas: ClassVar[bool] = False
     libraries = ("pyAudioAnalysis", "numpy", "scipy")
+    extra = "paa"
 
     def __init__(self, *, window: Annotated[float, Gt(0)] = 0.050,
                  step: Annotated[float, Gt(0)] = 0.025) -> None:
@@ -25,8 +26,10 @@ class _PAA(Extractor):
         self.step = step
 
     def lld(self, signal: np.ndarray, sr: int) -> Frames:
-        from pyAudioAnalysis import ShortTermFeatures
+        from featurekit.extras import import_optional
 
+        ShortTermFeatures = import_optional("pyAudioAnalysis.ShortTermFeatures", "paa",  # noqa: N806
+                                            f"the {self.name} extractor")
         win, step = int(self.window * sr), int(self.step * sr)
         feats, names = ShortTermFeatures.feature_extraction(
             signal.astype(np.float64) * 2**15, sr, win, step, deltas=self.with_deltas

@@ -111,6 +111,8 @@ class HFEncoder(EncoderExtractor):
     name = "hf_encoder"
     version = "1"
     libraries = ("transformers", "torch", "numpy", "librosa")
+    extra = "ssl"
+    requires = ("torch", "transformers")
     description = ("transformers speech encoder (wav2vec2, HuBERT, WavLM, data2vec-audio, Whisper): "
                    "per-layer states")
 

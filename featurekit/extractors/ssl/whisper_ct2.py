@@ -51,17 +51,12 @@ from featurekit.extractors.ssl.common import (
 ComputeType = Literal["default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
                       "float16", "bfloat16", "float32"]
 
-INSTALL_HINT = "pip install featurekit[ssl]  (or: pip install ctranslate2)"
-
-
 def import_ctranslate2():
-    """``ctranslate2``, or an ImportError that says how to install it."""
-    try:
-        import ctranslate2
-    except ImportError as err:
-        raise ImportError(f"the whisper_ct2 extractor needs ctranslate2, which is not installed: "
-                          f"{INSTALL_HINT}") from err
-    return ctranslate2
+    """``ctranslate2``, or a :class:`~featurekit.extras.MissingExtraError` (an ImportError) that says how
+    to install it."""
+    from featurekit.extras import import_optional
+
+    return import_optional("ctranslate2", "ssl", "the whisper_ct2 extractor")
 
 
 def read_ct2_header(path: Path) -> dict[str, Any]:
@@ -146,6 +141,8 @@ class WhisperCT2(EncoderExtractor):
     name = "whisper_ct2"
     version = "1"
     libraries = ("ctranslate2", "numpy", "librosa")
+    extra = "ssl"
+    requires = ("ctranslate2",)
     description = "Whisper encoder via CTranslate2 (faster-whisper models): last-layer mean/std"
     key_excludes = ("batch_size", "threads")
 
