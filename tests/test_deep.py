@@ -244,3 +244,12 @@ def test_spec_augment_trains_only_and_reruns_identically():
     a.model_.augment.register_forward_hook(lambda *args: calls.append(1))
     a.predict(x)
     assert calls == []  # never at prediction
+
+
+def test_mixed_precision_needs_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here: mixed precision is allowed")
+    with pytest.raises(ValueError, match="mixed_precision=True needs a CUDA device"):
+        TorchClassifier(mixed_precision=True).fit(np.zeros((6, 3)), [0, 1] * 3)
+    with pytest.raises(ValueError, match="mixed_precision must be True or False"):
+        TorchClassifier(mixed_precision=1).fit(np.zeros((6, 3)), [0, 1] * 3)
