@@ -5,7 +5,8 @@ optionally (``--gru``) the wall time and UAR of a whole GRU LOSO run on MFCC LLD
 Preset inputs are the store's frame tables with the published extractor parameters (window 1024, hop
 256, 128 mel bands / 40 MFCCs), extracted into (or read from) ``--store``. Seconds per epoch are
 measured by training the preset at its published size on the first LOSO training fold (``--limit``
-utterances of it, default all) for ``--epochs`` epochs; the LOSO wall time is measured with
+utterances of it, default all) for ``--epochs`` epochs, after an untimed one-epoch warm-up fit on 16
+utterances; the LOSO wall time is measured with
 ``--loso`` (a whole evaluation run at ``--loso-epochs`` epochs per fold), otherwise projected as
 folds x the preset's ``max_epochs`` x seconds per epoch and labelled "projected".
 
@@ -109,11 +110,16 @@ def preset_rows(name: str, root: Path, args: argparse.Namespace, runs: list[tupl
     max_epochs = PRESET_PARAMS[name]["max_epochs"]
     for device, amp in runs:
         label = f"{device}{' amp' if amp else ' fp32' if device == 'cuda' else f' {args.threads} threads'}"
-        head = make_head(name, max_epochs=args.epochs, patience=None, validation_fraction=None,
-                         random_state=0, n_threads=args.threads if device == "cpu" else None, device=device,
-                         mixed_precision=amp)
+        kw = {"patience": None, "validation_fraction": None, "random_state": 0, "device": device,
+              "n_threads": args.threads if device == "cpu" else None, "mixed_precision": amp}
+
+        def head(epochs: int, kw: dict = kw):
+            return make_head(name, max_epochs=epochs, **kw)
+
+        # warm-up (thread pools, allocator, CUDA context and kernels), not timed
+        head(1).fit(seqs[train[:16]], labels[train[:16]])
         t0 = time.perf_counter()
-        head.fit(seqs[train], labels[train])
+        head(args.epochs).fit(seqs[train], labels[train])
         per_epoch = (time.perf_counter() - t0) / args.epochs * full / len(train)
         scaled = "" if len(train) == full else f" (timed on {len(train)} of {full} utterances, scaled)"
         line = f"{name} [{label}]: {per_epoch:.1f} s/epoch on a {full}-utterance training fold{scaled}"
