@@ -165,6 +165,8 @@ def test_fixed_len_head_checks_and_persists(tmp_path):
         clf.set_params(fixed_len=40).fit(x, y)
     with pytest.raises(ValueError, match="X holds vectors"):
         TorchClassifier(fixed_len=4).fit(np.zeros((6, 3)), [0, 1] * 3)
+    with pytest.raises(ValueError, match=r"\(SpecAugment\) mask frame sequences, but X holds vectors"):
+        TorchClassifier(time_masks=1, time_mask_width=2).fit(np.zeros((6, 3)), [0, 1] * 3)
 
 
 # --------------------------------------------------------------------------------------------- presets

@@ -322,14 +322,16 @@ def _check_sequence_models(models: dict[str, dict], sets: list[FeatureSet], reg:
 SPEC_AUGMENT_PARAMS = ("time_masks", "time_mask_width", "freq_masks", "freq_mask_width")
 
 
-def _apply_augmentation(section: dict | None, models: dict[str, dict], reg: Any) -> None:
+def _apply_augmentation(section: dict | None, models: dict[str, dict], sets: list[FeatureSet], reg: Any
+                        ) -> None:
     """Resolve ``[augmentation]`` into the params of the models it applies to (in place), so it enters
     their cell digests; a spec without the section resolves exactly as before."""
     if not section or not section.get("spec_augment"):
         return
     names = section.get("models")
-    if names is None:  # default: every torch head that runs on frame sequences
-        names = [n for n, m in models.items() if reg.get(m["model"]).sequences and reg.get(m["model"]).groups]
+    if names is None:  # default: every torch head that runs on frame sequences only
+        names = [n for n, m in models.items()
+                 if reg.get(m["model"]).groups and not reg.get(m["model"]).vectors]
     for i, name in enumerate(names):
         if name not in models:
             raise SpecError(": ".join(unknown(f"augmentation.models[{i}]", name, models, "model entry")))
@@ -337,6 +339,11 @@ def _apply_augmentation(section: dict | None, models: dict[str, dict], reg: Any)
         if not (ms.sequences and ms.groups):
             raise SpecError(f"augmentation.models[{i}]: {name!r} is not a torch head on frame sequences; "
                             "SpecAugment masks frames of .lld feature sets during training")
+        vectors = [s.name for s in sets if not s.sequences and ("sets" not in models[name]
+                                                                 or s.name in models[name]["sets"])]
+        if ms.vectors and vectors:
+            raise SpecError(f"augmentation.models[{i}]: {name!r} also runs on the vector feature sets "
+                            f"{vectors}, which SpecAugment cannot mask; restrict it with models.{name}.sets")
         clash = [k for k in SPEC_AUGMENT_PARAMS if k in models[name]["params"] or k in models[name]["grid"]]
         if clash:
             raise SpecError(f"models.{name}: {clash} also set by augmentation.spec_augment; "
@@ -408,7 +415,7 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
                     raise SpecError(f"models.{name}.{key}: {unknown_vals} not among {sorted(known)}")
     _check_report(doc, sets)
     _check_sequence_models(models, sets, reg)
-    _apply_augmentation(raw.get("augmentation"), models, reg)
+    _apply_augmentation(raw.get("augmentation"), models, sets, reg)
     extractors = {
         name: {k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in params.items()}
         for name, params in raw.get("extractors", {}).items()

@@ -246,6 +246,9 @@ class _TorchHead(BaseEstimator):
         if self.fixed_len is not None:
             raise ValueError(f"fixed_len={self.fixed_len} crops sequences, but X holds vectors (2-D); "
                              "pass frame sequences (e.g. an .lld feature set) or set fixed_len=None")
+        if self._augmenter() is not None:
+            raise ValueError("time_masks / freq_masks (SpecAugment) mask frame sequences, but X holds "
+                             "vectors (2-D); pass frame sequences or set them to 0")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=self._task == "regression",
                              multi_output=self._task == "regression")
         self.input_kind_ = "vectors"
