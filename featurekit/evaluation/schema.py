@@ -195,7 +195,7 @@ class SpecAugmentSection(Section):
 
 class AugmentationSection(Section):
     """``[augmentation]``: training-only augmentation, and the ``[models.NAME]`` entries it applies to
-    (default: every torch head on frame sequences)."""
+    (default: every torch head that takes frame sequences only)."""
 
     spec_augment: SpecAugmentSection | None = None
     models: NonEmptyNames | None = None
