@@ -5,8 +5,8 @@ optionally (``--gru``) the wall time and UAR of a whole GRU LOSO run on MFCC LLD
 Preset inputs are the store's frame tables with the published extractor parameters (window 1024, hop
 256, 128 mel bands / 40 MFCCs), extracted into (or read from) ``--store``. Seconds per epoch are
 measured by training the preset at its published size on the first LOSO training fold (``--limit``
-utterances of it, default all) for ``--epochs`` epochs, after an untimed one-epoch warm-up fit on 16
-utterances; the LOSO wall time is measured with
+utterances of it, default all) for ``--epochs`` epochs, after an untimed one-epoch warm-up fit on its
+16 longest utterances; the LOSO wall time is measured with
 ``--loso`` (a whole evaluation run at ``--loso-epochs`` epochs per fold), otherwise projected as
 folds x the preset's ``max_epochs`` x seconds per epoch and labelled "projected".
 
@@ -117,7 +117,8 @@ def preset_rows(name: str, root: Path, args: argparse.Namespace, runs: list[tupl
             return make_head(name, max_epochs=epochs, **kw)
 
         # warm-up (thread pools, allocator, CUDA context and kernels), not timed
-        head(1).fit(seqs[train[:16]], labels[train[:16]])
+        warm = sorted(train, key=lambda i: len(seqs[i]))[-16:]  # long enough for fixed_len
+        head(1).fit(seqs[warm], labels[warm])
         t0 = time.perf_counter()
         head(args.epochs).fit(seqs[train], labels[train])
         per_epoch = (time.perf_counter() - t0) / args.epochs * full / len(train)
