@@ -380,6 +380,26 @@ def _cell_inputs(data: FeatureData, fs: FeatureSet, norm: str, speakers: np.ndar
     return [one(g) for g in fs.late_groups] if fs.late else one(fs)
 
 
+def check_sequence_lengths(spec: Spec, cell: Cell, inputs) -> None:
+    """Before any fit: a model's fixed-length crop (``fixed_len``, in its params or grid) must not be
+    longer than every sequence of the cell's feature set (a DataError naming the model and set)."""
+    if cell.feature_set.late or not cell.feature_set.sequences:
+        return
+    cfg = spec.models[cell.model]
+    ms = spec.model_spec(cell.model)
+    lengths = [len(s) for s in inputs]
+    grid = cfg["grid"]
+    candidates = [{**cfg["params"], k: v} for k, vals in grid.items() for v in vals] or [cfg["params"]]
+    for params in candidates:
+        check = getattr(ms.build(spec.seed, None, **params), "check_lengths", None)
+        if check is None:
+            return
+        try:
+            check(lengths)
+        except ValueError as err:
+            raise DataError(f"models.{cell.model} on {cell.feature_set.name}: {err}") from None
+
+
 def _run_fold(
     cell_key: str,
     fold: Fold,
@@ -568,6 +588,7 @@ def run(
     tasks = []
     for c in todo:
         inputs = _cell_inputs(data, c.feature_set, c.normalisation, speakers)
+        check_sequence_lengths(spec, c, inputs)
         seqs = (
             [g.sequences for g in c.feature_set.late_groups]
             if c.feature_set.late

@@ -184,6 +184,23 @@ class ModelSection(Section):
     inner_folds: Annotated[int, Ge(2)] | None = None
 
 
+class SpecAugmentSection(Section):
+    """``[augmentation.spec_augment]``: SpecAugment masks per training item and batch (0: none)."""
+
+    time_masks: Annotated[int, Ge(0)] = 0
+    time_mask_width: Annotated[int, Ge(0)] = 0
+    freq_masks: Annotated[int, Ge(0)] = 0
+    freq_mask_width: Annotated[int, Ge(0)] = 0
+
+
+class AugmentationSection(Section):
+    """``[augmentation]``: training-only augmentation, and the ``[models.NAME]`` entries it applies to
+    (default: every torch head that takes frame sequences only)."""
+
+    spec_augment: SpecAugmentSection | None = None
+    models: NonEmptyNames | None = None
+
+
 class AuditSection(Section):
     """``[audit]``: names of audit checks whose errors the spec accepts (the audit checks the names)."""
 
@@ -219,5 +236,6 @@ class SpecDocument(Section):
     features: FeaturesSection
     evaluation: EvaluationSection = EvaluationSection()
     models: Annotated[dict[str, ModelSection], Len(1)]
+    augmentation: AugmentationSection | None = None
     audit: AuditSection = AuditSection()
     report: ReportSection = ReportSection()

@@ -333,6 +333,57 @@ def _check_declared(doc: SpecDocument, sets: list[FeatureSet]) -> list:
     return problems
 
 
+def _check_sequence_models(models: dict[str, dict], sets: list[FeatureSet], reg: Any) -> None:
+    """A model that takes frame sequences only (lstm, gru, conv1d, the spectrogram presets) needs an
+    ``.lld`` feature set among those it is given; on vectors alone it would silently never run."""
+    for name, m in models.items():
+        if reg.get(m["model"]).vectors:
+            continue
+        given = [s for s in sets if "sets" not in m or s.name in m["sets"]]
+        vectors = [s.name for s in given if not s.sequences]
+        if "sets" in m and vectors:
+            raise SpecError(f"models.{name}.sets: {vectors} are vector feature sets, but {m['model']!r} "
+                            "takes frame sequences only (an .lld set such as logmel.lld or mfcc.lld)")
+        if not any(s.sequences for s in given):
+            raise SpecError(f"models.{name}: {m['model']!r} takes frame sequences only (an .lld feature set "
+                            f"such as logmel.lld or mfcc.lld), but features.sets has none: "
+                            f"{[s.name for s in given]}")
+
+
+#: The estimator parameters ``[augmentation.spec_augment]`` sets (see featurekit.heads.TorchClassifier).
+SPEC_AUGMENT_PARAMS = ("time_masks", "time_mask_width", "freq_masks", "freq_mask_width")
+
+
+def _apply_augmentation(section: dict | None, models: dict[str, dict], sets: list[FeatureSet], reg: Any
+                        ) -> None:
+    """Resolve ``[augmentation]`` into the params of the models it applies to (in place), so it enters
+    their cell digests; a spec without the section resolves exactly as before."""
+    if not section or not section.get("spec_augment"):
+        return
+    names = section.get("models")
+    if names is None:  # default: every torch head that runs on frame sequences only
+        names = [n for n, m in models.items()
+                 if reg.get(m["model"]).groups and not reg.get(m["model"]).vectors]
+    for i, name in enumerate(names):
+        if name not in models:
+            raise SpecError(": ".join(unknown(f"augmentation.models[{i}]", name, models, "model entry")))
+        ms = reg.get(models[name]["model"])
+        if not (ms.sequences and ms.groups):
+            raise SpecError(f"augmentation.models[{i}]: {name!r} is not a torch head on frame sequences; "
+                            "SpecAugment masks frames of .lld feature sets during training")
+        vectors = [s.name for s in sets if not s.sequences and ("sets" not in models[name]
+                                                                 or s.name in models[name]["sets"])]
+        if ms.vectors and vectors:
+            raise SpecError(f"augmentation.models[{i}]: {name!r} also runs on the vector feature sets "
+                            f"{vectors}, which SpecAugment cannot mask; restrict it with models.{name}.sets")
+        clash = [k for k in SPEC_AUGMENT_PARAMS if k in models[name]["params"] or k in models[name]["grid"]]
+        if clash:
+            raise SpecError(f"models.{name}: {clash} also set by augmentation.spec_augment; "
+                            "give them in one place")
+        models[name]["params"] = {**models[name]["params"],
+                                  **{k: int(section["spec_augment"].get(k, 0)) for k in SPEC_AUGMENT_PARAMS}}
+
+
 def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
     """Check a parsed TOML document and resolve defaults; raises :class:`SpecError`."""
     raw = copy.deepcopy(raw)
@@ -395,6 +446,8 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
                 if unknown_vals:
                     raise SpecError(f"models.{name}.{key}: {unknown_vals} not among {sorted(known)}")
     _check_report(doc, sets)
+    _check_sequence_models(models, sets, reg)
+    _apply_augmentation(raw.get("augmentation"), models, sets, reg)
     extractors = {
         name: {k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in params.items()}
         for name, params in raw.get("extractors", {}).items()

@@ -1,4 +1,4 @@
-"""Keras-style torch heads (MLP, LSTM, GRU, 1-D conv) as scikit-learn estimators.
+"""Keras-style torch heads (MLP, LSTM, GRU, 1-D conv, 2-D spectrogram CNNs) as scikit-learn estimators.
 
 Importing this package imports torch; the rest of featurekit does not.
 

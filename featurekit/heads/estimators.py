@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from featurekit.heads.data import SequenceSet, is_sequence_input, validate_sequences
 from featurekit.heads.layers import LayerSpec, build_network, format_specs, parse_layers
 from featurekit.heads.losses import concordance_cc, mse_per_target, weighted_task_loss
-from featurekit.heads.modules import HeadNetwork, MemberAverage
+from featurekit.heads.modules import HeadNetwork, MemberAverage, SpecAugment
 
 __all__ = ["EXPECTED_FAILED_CHECKS", "OPTIMIZERS", "TorchClassifier", "TorchRegressor"]
 
@@ -194,13 +194,41 @@ class _TorchHead(BaseEstimator):
         _check_int("n_threads", self.n_threads, 1, allow_none=True)
         _check_int("n_members", self.n_members, 1)
         _check_int("max_len", self.max_len, 1, allow_none=True)
+        _check_int("fixed_len", self.fixed_len, 1, allow_none=True)
+        for name in ("time_masks", "time_mask_width", "freq_masks", "freq_mask_width"):
+            _check_int(name, getattr(self, name), 0)
         _check_int("verbose", self.verbose, 0)
-        _resolve_device(self.device)
+        device = _resolve_device(self.device)
+        if not isinstance(self.mixed_precision, (bool, np.bool_)):
+            raise ValueError(f"mixed_precision must be True or False, got {self.mixed_precision!r}")
+        if self.mixed_precision and device.type != "cuda":
+            raise ValueError(f"mixed_precision=True needs a CUDA device, but device={self.device!r} "
+                             f"resolves to {device.type!r}")
         return specs
+
+    def _frame_limit(self) -> int | None:
+        """Frames kept per sequence: ``max_len`` and ``fixed_len`` (which crops anyway), the smaller."""
+        limits = [n for n in (self.max_len, self.fixed_len) if n is not None]
+        return min(limits) if limits else None
+
+    def check_lengths(self, lengths: Sequence[int]) -> None:
+        """Raise a ValueError when ``fixed_len`` is longer than every sequence of ``lengths`` (frames):
+        a crop that would only pad. Called by :meth:`fit` and, before any fit, by the evaluation."""
+        longest = int(max(lengths)) if len(lengths) else 0
+        if self.fixed_len is not None and self.fixed_len > longest:
+            raise ValueError(f"fixed_len={self.fixed_len} frames is longer than every input sequence "
+                             f"(the longest has {longest} frames): the crop would only pad; "
+                             f"use fixed_len <= {longest}")
+
+    def _augmenter(self) -> SpecAugment | None:
+        if (self.time_masks and self.time_mask_width) or (self.freq_masks and self.freq_mask_width):
+            return SpecAugment(self.time_masks, self.time_mask_width, self.freq_masks, self.freq_mask_width)
+        return None
 
     def _validate_X_fit(self, X: Any, y: Any) -> tuple[SequenceSet, np.ndarray]:
         if is_sequence_input(X):
-            seqs = validate_sequences(X, max_len=self.max_len)
+            seqs = validate_sequences(X, max_len=self._frame_limit())
+            self.check_lengths([len(s) for s in seqs])
             if y is None:
                 raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
             y = np.asarray(y)
@@ -215,6 +243,12 @@ class _TorchHead(BaseEstimator):
                 del self.feature_names_in_
             self.input_kind_ = "sequences"
             return SequenceSet(seqs), y
+        if self.fixed_len is not None:
+            raise ValueError(f"fixed_len={self.fixed_len} crops sequences, but X holds vectors (2-D); "
+                             "pass frame sequences (e.g. an .lld feature set) or set fixed_len=None")
+        if self._augmenter() is not None:
+            raise ValueError("time_masks / freq_masks (SpecAugment) mask frame sequences, but X holds "
+                             "vectors (2-D); pass frame sequences or set them to 0")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=self._task == "regression",
                              multi_output=self._task == "regression")
         self.input_kind_ = "vectors"
@@ -223,7 +257,8 @@ class _TorchHead(BaseEstimator):
     def _validate_X_predict(self, X: Any) -> SequenceSet:
         check_is_fitted(self)
         if is_sequence_input(X):
-            return SequenceSet(validate_sequences(X, n_features=self.n_features_in_, max_len=self.max_len))
+            return SequenceSet(validate_sequences(X, n_features=self.n_features_in_,
+                                                  max_len=self._frame_limit()))
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return SequenceSet(np.asarray(X, dtype=np.float32))
 
@@ -286,7 +321,8 @@ class _TorchHead(BaseEstimator):
             train_idx, val_idx = self._split(len(data), strat, groups, member_seed)
             mean, std = data.subset(train_idx).frame_moments() if self.standardize else (None, None)
             with _torch_threads(self.n_threads), _seeded(member_seed, device, self.random_state is not None):
-                net, built = build_network(specs, self.n_features_in_, n_outputs)
+                net, built = build_network(specs, self.n_features_in_, n_outputs, fixed_len=self.fixed_len,
+                                           augment=self._augmenter())
                 if self.standardize:
                     std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(mean)), std, 1.0)
                     net.set_standardization(torch.as_tensor(mean, dtype=torch.float32),
@@ -318,6 +354,7 @@ class _TorchHead(BaseEstimator):
         and validation size."""
         loss_fn = self._loss_fn(targets.shape[1] if targets.dim() == 2 else 0, device)
         optimizer = OPTIMIZERS[self.optimizer](net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        scaler = torch.amp.GradScaler("cuda") if self.mixed_precision else None
         generator = torch.Generator().manual_seed(seed)
         val_data = data.subset(val_idx) if val_idx is not None else None
         val_targets = targets[val_idx].to(device) if val_idx is not None else None
@@ -330,12 +367,22 @@ class _TorchHead(BaseEstimator):
             for idx in _batches(order, self.batch_size):
                 x, lengths = data.batch(idx, device)
                 optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(net(x, lengths), targets[idx].to(device))
+                if scaler is None:
+                    loss = loss_fn(net(x, lengths), targets[idx].to(device))
+                else:  # float16 autocast on CUDA, loss in float32, scaled gradients
+                    with torch.autocast("cuda", dtype=torch.float16):
+                        out = net(x, lengths)
+                    loss = loss_fn(out.float(), targets[idx].to(device))
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"{type(self).__name__}: the training loss became {loss.item()} "
                                              f"in epoch {epoch + 1}; try a smaller lr")
-                loss.backward()
-                optimizer.step()
+                if scaler is None:
+                    loss.backward()
+                    optimizer.step()
+                else:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
                 total += loss.item() * len(idx)
             record = {"epoch": epoch + 1, "train_loss": total / len(train_idx)}
             if val_data is not None:
@@ -420,8 +467,19 @@ _PARAMS_DOC = """
     n_threads : int or None
         ``torch.set_num_threads`` during fit / predict, restored afterwards (None: leave as is).
     device : {"cpu", "cuda", "auto"} or "cuda:<i>"
+    mixed_precision : bool
+        Train under float16 autocast with gradient scaling (CUDA only; a ValueError elsewhere).
     max_len : int or None
         Keep at most the first ``max_len`` frames of each sequence (None: no truncation).
+    fixed_len : int or None
+        Crop every sequence to its first ``fixed_len`` frames or zero-pad it (after standardisation,
+        i.e. with the training mean) to them, as fixed-size spectrogram CNNs do; None: variable
+        length under masks. Longer than every training sequence: a ValueError.
+    time_masks, time_mask_width, freq_masks, freq_mask_width : int
+        SpecAugment (Park et al., 2019) during training only: per training item and batch,
+        ``time_masks`` masks of up to ``time_mask_width`` frames and ``freq_masks`` masks of up to
+        ``freq_mask_width`` features set to the training mean; seeded by ``random_state``. Never
+        applied at prediction. 0: off.
     n_members : int
         Train this many networks with different seeds (initialisation, batch order and inner
         validation split; member 0 uses ``random_state`` itself) and average them: the class
@@ -489,8 +547,9 @@ class TorchClassifier(ClassifierMixin, _TorchHead):
                  patience: int | None = 10, validation_fraction: float | None = 0.1,
                  class_weight: str | dict | None = None, standardize: bool = True,
                  random_state: int | np.random.RandomState | None = None, n_threads: int | None = None,
-                 device: str = "cpu", max_len: int | None = None, n_members: int = 1,
-                 verbose: int = 0) -> None:
+                 device: str = "cpu", max_len: int | None = None, fixed_len: int | None = None,
+                 time_masks: int = 0, time_mask_width: int = 0, freq_masks: int = 0, freq_mask_width: int = 0,
+                 mixed_precision: bool = False, n_members: int = 1, verbose: int = 0) -> None:
         self.layers = layers
         self.optimizer = optimizer
         self.lr = lr
@@ -505,6 +564,12 @@ class TorchClassifier(ClassifierMixin, _TorchHead):
         self.n_threads = n_threads
         self.device = device
         self.max_len = max_len
+        self.fixed_len = fixed_len
+        self.time_masks = time_masks
+        self.time_mask_width = time_mask_width
+        self.freq_masks = freq_masks
+        self.freq_mask_width = freq_mask_width
+        self.mixed_precision = mixed_precision
         self.n_members = n_members
         self.verbose = verbose
 
@@ -581,8 +646,9 @@ class TorchRegressor(RegressorMixin, _TorchHead):
                  weight_decay: float = 0.0, batch_size: int = 32, max_epochs: int = 100,
                  patience: int | None = 10, validation_fraction: float | None = 0.1, standardize: bool = True,
                  random_state: int | np.random.RandomState | None = None, n_threads: int | None = None,
-                 device: str = "cpu", max_len: int | None = None, n_members: int = 1,
-                 verbose: int = 0) -> None:
+                 device: str = "cpu", max_len: int | None = None, fixed_len: int | None = None,
+                 time_masks: int = 0, time_mask_width: int = 0, freq_masks: int = 0, freq_mask_width: int = 0,
+                 mixed_precision: bool = False, n_members: int = 1, verbose: int = 0) -> None:
         self.layers = layers
         self.loss = loss
         self.task_weights = task_weights
@@ -598,6 +664,12 @@ class TorchRegressor(RegressorMixin, _TorchHead):
         self.n_threads = n_threads
         self.device = device
         self.max_len = max_len
+        self.fixed_len = fixed_len
+        self.time_masks = time_masks
+        self.time_mask_width = time_mask_width
+        self.freq_masks = freq_masks
+        self.freq_mask_width = freq_mask_width
+        self.mixed_precision = mixed_precision
         self.n_members = n_members
         self.verbose = verbose
 

@@ -22,6 +22,16 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 __all__ = [
     "ACTIVATIONS",
+    "Activation",
+    "BatchNorm2d",
+    "Conv2d",
+    "GlobalPool2d",
+    "MapsToFrames",
+    "Parallel",
+    "Pool2d",
+    "SelfAttention",
+    "SpecAugment",
+    "fix_length",
     "AttentionPool",
     "BatchNorm",
     "Dense",
@@ -61,7 +71,17 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return steps.unsqueeze(0) < lengths.unsqueeze(1)
 
 
+def _full(lengths: torch.Tensor, max_len: int) -> bool:
+    """Whether no item of the batch is padded (every length is ``max_len``)."""
+    return bool((lengths == max_len).all())
+
+
 def _zero_padding(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    if x.dim() == 4:
+        if _full(lengths, x.shape[-1]):
+            return x  # feature maps (B, C, F, T): time is the last axis
+        mask = lengths_to_mask(lengths, x.shape[-1])
+        return x.masked_fill(~mask[:, None, None, :], 0.0)
     mask = lengths_to_mask(lengths, x.shape[1])
     return x.masked_fill(~mask.unsqueeze(-1), 0.0)
 
@@ -235,6 +255,215 @@ class AttentionPool(nn.Module):
         return torch.bmm(weights.unsqueeze(1), x).squeeze(1), None
 
 
+def fix_length(x: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop a padded batch ``(B, T, F)`` to its first ``length`` frames or zero-pad it to them; every
+    item then counts as ``length`` frames long (the padding becomes part of the input, as in
+    fixed-size spectrogram CNNs)."""
+    if x.shape[1] >= length:
+        x = x[:, :length]
+    else:
+        x = F.pad(x, (0, 0, 0, length - x.shape[1]))
+    return x, torch.full((x.shape[0],), length, dtype=torch.int64, device=x.device)
+
+
+def _as_map(x: torch.Tensor) -> torch.Tensor:
+    """Frames ``(B, T, F)`` as a one-channel feature map ``(B, 1, F, T)``; maps pass unchanged."""
+    return x.transpose(1, 2).unsqueeze(1) if x.dim() == 3 else x
+
+
+class Conv2d(nn.Module):
+    """2-D convolution over (frequency, time) feature maps with "same" padding and masked lengths.
+
+    Frames ``(B, T, F)`` enter as a one-channel map ``(B, 1, F, T)``. As in :class:`MaskedConv1d`,
+    padded frames are zero, which is what the convolution's own padding supplies at the end of a
+    sequence predicted alone; with ``stride`` s both axes shrink to ``ceil(n / s)``.
+    """
+
+    def __init__(self, in_channels: int, channels: int, kernel_f: int, kernel_t: int, stride: int = 1,
+                 activation: str = "relu") -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, channels, (kernel_f, kernel_t), stride=stride)
+        self.activation = ACTIVATIONS[activation]()
+        tf, tt = kernel_f - 1, kernel_t - 1
+        self.pad = (tt // 2, tt - tt // 2, tf // 2, tf - tf // 2)
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
+        y = self.activation(self.conv(F.pad(_as_map(x), self.pad)))
+        return y, torch.div(lengths - 1, self.stride, rounding_mode="floor") + 1
+
+
+class Pool2d(nn.Module):
+    """Max or average pooling of feature maps over ``(pool_f, pool_t)`` windows (stride = window).
+
+    The frequency axis is floored (its size is fixed); time uses the windows that hold at least one
+    valid frame (``ceil(length / pool_t)`` of them), and reduces over the valid frames only, so an
+    item's output does not depend on the padding of its batch.
+    """
+
+    def __init__(self, mode: str, pool_f: int, pool_t: int) -> None:
+        super().__init__()
+        self.mode, self.pool_f, self.pool_t = mode, pool_f, pool_t
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
+        x = _as_map(x)
+        b, c, f, t = x.shape
+        pf, pt = self.pool_f, self.pool_t
+        nf, nt = f // pf, -(-t // pt)
+        if t % pt == 0 and _full(lengths, t):  # nothing padded: plain pooling
+            pool = F.max_pool2d if self.mode == "max" else F.avg_pool2d
+            return pool(x[:, :, :nf * pf], (pf, pt)), lengths // pt
+        valid = F.pad(lengths_to_mask(lengths, t), (0, nt * pt - t))  # (B, nt * pt)
+        x = F.pad(x[:, :, :nf * pf], (0, nt * pt - t)).reshape(b, c, nf, pf, nt, pt)
+        v = valid.reshape(b, 1, 1, 1, nt, pt)
+        if self.mode == "max":
+            y = x.masked_fill(~v, float("-inf")).amax(dim=(3, 5))
+        else:
+            count = (v.sum(dim=5) * pf).clamp(min=1).squeeze(3)
+            y = (x * v).sum(dim=(3, 5)) / count
+        y_len = torch.div(lengths + pt - 1, pt, rounding_mode="floor")
+        return _zero_padding(y, y_len), y_len  # -inf of windows past the end -> 0
+
+
+class BatchNorm2d(nn.Module):
+    """Batch normalisation of feature maps per channel, with statistics over the valid frames only."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(channels)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
+        x = _as_map(x)
+        b, c, f, t = x.shape
+        if _full(lengths, t):
+            return self.norm(x.reshape(b, c, f * t)).reshape(b, c, f, t), lengths
+        mask = lengths_to_mask(lengths, t)
+        xt = x.permute(0, 3, 1, 2)  # (B, T, C, F)
+        out = xt.new_zeros(xt.shape)
+        out[mask] = self.norm(xt[mask])
+        return out.permute(0, 2, 3, 1), lengths
+
+
+class Activation(nn.Module):
+    """An activation function on its own (frames, maps or vectors)."""
+
+    def __init__(self, activation: str) -> None:
+        super().__init__()
+        self.activation = ACTIVATIONS[activation]()
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
+        return self.activation(x), lengths
+
+
+class GlobalPool2d(nn.Module):
+    """Mean or maximum of each channel over frequency and the valid frames: maps -> vectors ``(B, C)``."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
+        mask = lengths_to_mask(lengths, x.shape[-1])[:, None, None, :]
+        if self.mode == "max":
+            return x.masked_fill(~mask, float("-inf")).amax(dim=(2, 3)), None
+        n = (lengths * x.shape[2]).unsqueeze(1).to(x.dtype)
+        return (x * mask).sum(dim=(2, 3)) / n, None
+
+
+class MapsToFrames(nn.Module):
+    """Feature maps ``(B, C, F, T)`` as a frame sequence ``(B, T, C * F)`` (e.g. CNN -> LSTM)."""
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
+        x = _as_map(x)
+        b, c, f, t = x.shape
+        return x.permute(0, 3, 1, 2).reshape(b, t, c * f), lengths
+
+
+class SelfAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention over the valid frames.
+
+    Each of ``heads`` heads projects the frames to queries, keys and values of width ``dim``;
+    padded frames are masked out as keys. ``fusion="concat"`` concatenates the heads (``heads * dim``
+    features), ``"mean"`` averages them (``dim`` features; head fusion as in Xu et al., 2020).
+    """
+
+    def __init__(self, in_features: int, dim: int, heads: int = 1, fusion: str = "concat") -> None:
+        super().__init__()
+        self.qkv = nn.Linear(in_features, 3 * heads * dim)
+        self.heads, self.dim, self.fusion = heads, dim, fusion
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, self.dim).permute(2, 0, 3, 1, 4)
+        mask = lengths_to_mask(lengths, t)[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, T, D)
+        if self.fusion == "mean":
+            return out.mean(dim=1), lengths
+        return out.transpose(1, 2).reshape(b, t, self.heads * self.dim), lengths
+
+
+class Parallel(nn.Module):
+    """Branches run on the same input, outputs concatenated along channels (maps) or features (frames),
+    inception style. Padding is zeroed after every layer of a branch, as in :class:`HeadNetwork`."""
+
+    def __init__(self, branches: list[list[nn.Module]]) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(nn.ModuleList(b) for b in branches)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> LayerOutput:
+        outs, out_len = [], None
+        for branch in self.branches:
+            y, y_len = x, lengths
+            for layer in branch:
+                y, y_len = layer(y, y_len)
+                y = _zero_padding(y, y_len)
+            if out_len is not None and not torch.equal(out_len, y_len):
+                raise ValueError("parallel branches shorten the time axis differently; give them the "
+                                 "same strides and time pools")
+            outs.append(y)
+            out_len = y_len
+        return torch.cat(outs, dim=1 if outs[0].dim() == 4 else -1), out_len
+
+
+class SpecAugment(nn.Module):
+    """SpecAugment-style masking (Park et al., 2019) of a padded batch of frames ``(B, T, F)``,
+    applied by :class:`HeadNetwork` in training mode only (never at prediction).
+
+    Each item gets ``time_masks`` masks of ``0..time_width`` consecutive valid frames and
+    ``freq_masks`` masks of ``0..freq_width`` consecutive features, set to 0 (the training mean, since
+    inputs are standardised first). Draws use torch's RNG, which the estimator seeds.
+    """
+
+    def __init__(self, time_masks: int = 0, time_width: int = 0, freq_masks: int = 0,
+                 freq_width: int = 0) -> None:
+        super().__init__()
+        self.time_masks, self.time_width = time_masks, time_width
+        self.freq_masks, self.freq_width = freq_masks, freq_width
+
+    @staticmethod
+    def _bands(n: int, size: torch.Tensor, count: int, width: int, device: torch.device) -> torch.Tensor:
+        """(B, n) boolean: ``count`` random bands of up to ``width`` within each item's ``size``."""
+        b = len(size)
+        hit = torch.zeros(b, n, dtype=torch.bool, device=device)
+        steps = torch.arange(n, device=device)
+        for _ in range(count):
+            w = (torch.rand(b) * (width + 1)).long().to(device)
+            w = torch.minimum(w, size)
+            start = (torch.rand(b).to(device) * (size - w + 1)).long()
+            hit |= (steps >= start[:, None]) & (steps < (start + w)[:, None])
+        return hit
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        b, t, f = x.shape
+        drop = torch.zeros(b, t, f, dtype=torch.bool, device=x.device)
+        if self.time_masks and self.time_width:
+            drop |= self._bands(t, lengths, self.time_masks, self.time_width, x.device)[:, :, None]
+        if self.freq_masks and self.freq_width:
+            full = torch.full((b,), f, dtype=torch.int64, device=x.device)
+            drop |= self._bands(f, full, self.freq_masks, self.freq_width, x.device)[:, None, :]
+        return x.masked_fill(drop, 0.0)
+
+
 class HeadNetwork(nn.Module):
     """Body layers (frame stage, one pooling layer, vector stage) plus a linear output layer.
 
@@ -253,10 +482,12 @@ class HeadNetwork(nn.Module):
     """
 
     def __init__(self, layers: list[nn.Module], pool_index: int, in_features: int, body_features: int,
-                 n_outputs: int) -> None:
+                 n_outputs: int, fixed_len: int | None = None, augment: nn.Module | None = None) -> None:
         super().__init__()
         self.body = nn.ModuleList(layers)
         self.pool_index = pool_index
+        self.fixed_len = fixed_len
+        self.augment = augment
         self.output = nn.Linear(body_features, n_outputs)
         self.register_buffer("x_mean", torch.zeros(in_features))
         self.register_buffer("x_scale", torch.ones(in_features))
@@ -270,6 +501,10 @@ class HeadNetwork(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Map a padded batch ``(B, T, F)`` with ``lengths`` ``(B,)`` to outputs ``(B, n_outputs)``."""
         x = _zero_padding((x - self.x_mean) / self.x_scale, lengths)
+        if self.fixed_len is not None:  # crop / zero-pad (the training mean) to a fixed length
+            x, lengths = fix_length(x, self.fixed_len)
+        if self.augment is not None and self.training:
+            x = _zero_padding(self.augment(x, lengths), lengths)
         state: torch.Tensor | None = lengths
         for i, layer in enumerate(self.body):
             x, state = layer(x, state)

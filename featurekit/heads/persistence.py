@@ -169,7 +169,7 @@ def read_head(read: Callable[[str], bytes], *, where: str) -> TorchClassifier | 
         est.y_scale_ = np.asarray(fitted["y_scale_"], dtype=np.float64)
         est.y_ndim_ = fitted["y_ndim_"]
         est.n_outputs_ = fitted["n_outputs_"]
-    nets = [build_network(est.layers, est.n_features_in_, meta["n_outputs"])[0]
+    nets = [build_network(est.layers, est.n_features_in_, meta["n_outputs"], fixed_len=est.fixed_len)[0]
             for _ in range(params.get("n_members", 1))]
     net = est._combine(nets)
     try:
