@@ -230,6 +230,13 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
         "--test-root",
         help="root of a cross_corpus protocol's test corpus (default: its protocol.test_corpus.root_env)",
     )
+    p.add_argument(
+        "--corpus-root",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="root of the spec's [corpora.NAME] (repeatable; default: its corpora.NAME.root_env)",
+    )
     p.add_argument("--out", required=True, help="results directory")
     p.add_argument(
         "--store",
@@ -260,7 +267,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from featurekit.evaluation import load_spec, run
 
     spec = load_spec(args.spec)
-    root = resolve_root(spec, args.root)
+    roots = dict(item.split("=", 1) for item in args.corpus_root if "=" in item)
+    if len(roots) != len(args.corpus_root):
+        raise SystemExit("--corpus-root: expected NAME=PATH")
+    if spec.corpora and args.root:
+        raise SystemExit(f"{spec.path}: a multi-corpus spec takes --corpus-root NAME=PATH, not --root")
+    if roots and not spec.corpora:
+        raise SystemExit(f"{spec.path}: --corpus-root is for [corpora.NAME] specs; use --root")
+    root = None if spec.corpora else resolve_root(spec, args.root)
     test_root = args.test_root
     if test_root is None and spec.protocol["name"] == "cross_corpus":
         env = spec.protocol["test_corpus"].get("root_env")
@@ -274,6 +288,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         scheduler=args.scheduler,
         test_root=test_root,
+        roots=roots,
     )
     _print_summary(df, spec)
     print(f"results: {Path(args.out) / 'results.csv'}")
@@ -282,6 +297,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _print_summary(df, spec) -> None:
     primary = "uar" if spec.task_type == "classification" else "ccc"
+    for protocol, part in df.groupby("protocol", sort=False):  # several: a cross-corpus matrix
+        _print_protocol(part, primary, protocol)
+
+
+def _print_protocol(df, primary: str, protocol: str) -> None:
     sel = df[(df.fold.isin(["mean", "std", "pooled"])) & (df.metric == primary)]
     piv = sel.pivot_table(
         index=["feature_set", "model", "normalisation", "target"],
@@ -289,7 +309,7 @@ def _print_summary(df, spec) -> None:
         values="value",
         aggfunc="first",
     )
-    print(f"\n{primary.upper()} ({df['protocol'].iloc[0]}):")
+    print(f"\n{primary.upper()} ({protocol}):")
     for (fs, model, norm, target), r in piv.iterrows():
         t = "" if target == "label" else f" [{target}]"
         print(
