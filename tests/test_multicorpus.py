@@ -113,6 +113,19 @@ def test_cross_corpus_matrix(corpora, store, tmp_path, monkeypatch):
     # every matrix entry has its pooled UAR and interval
     sel = df[(df.fold == "pooled") & (df.metric.isin(["uar", "uar_ci95_low", "uar_ci95_high"]))]
     assert len(sel) == 2 * 4 * 3
+    # the report: one experiment per matrix entry, and the heatmap with every pair and its interval
+    from featurekit.report import build_report, load_experiments
+    from featurekit.report.figures import matrix_values
+
+    exps = load_experiments([tmp_path / "r"])
+    assert len(exps) == 4 and all(len(e.predictions) in (2 * len(ma), 2 * len(mb)) for e in exps)  # 2 norms
+    values = matrix_values(df.assign(source="r"))
+    uar = df[(df.fold == "pooled") & (df.metric == "uar") & (df.normalisation == "speaker")
+             & (df.protocol == "matrix other -> syn (cross-corpus)")]["value"].item()
+    assert values[("egemaps", "logreg", "speaker")][("other", "syn")][0] == pytest.approx(uar)
+    report = build_report([tmp_path / "r"], tmp_path / "rep")
+    heatmaps = [f for s in report.sections for f in s.figures if f.kind == "matrix"]
+    assert len(heatmaps) == 1 and (tmp_path / "rep" / heatmaps[0].path).is_file()
 
 
 def _read_other(roots):
