@@ -7,10 +7,12 @@ extractor parameters, corpus options) before :func:`validate` resolves defaults.
 See ``pipelines/emodb.toml`` for a complete example. Sections: top-level ``name``, ``seed``,
 ``description``; ``[audit]`` (``acknowledge``); ``[report]`` (``display_names``, ``title``);
 ``[corpus]`` (``name``, ``root_env``, ``options``; the root itself comes from ``--root`` or the
-environment variable ``root_env``, never from the file); ``[task]`` (``type`` classification or
+environment variable ``root_env``, never from the file), or, for several corpora, ``[corpora.NAME]``
+(``adapter``, ``root_env``, ``options``, ``mapping`` onto ``task.subset``, ``drop``; multi-corpus
+protocols ``cross_corpus_matrix``, ``leave_one_corpus_out``, ``multi_corpus_loso``); ``[task]`` (``type`` classification or
 regression; ``target`` / ``targets``; ``subset``; ``mapping``); ``[protocol]`` (``name`` and its
 options); ``[audio]``; ``[extractors.NAME]`` parameters; ``[features]`` (``sets``,
-``late_fusion``); ``[evaluation]`` (``normalisation``, ``balancing``, ``inner_folds``,
+``late_fusion``, ``[[features.stacking]]`` with ``members`` ``FEATURE_SET:MODEL`` and ``meta``); ``[evaluation]`` (``normalisation``, ``balancing``, ``inner_folds``,
 ``metrics``, ``bootstrap``); ``[models.NAME]`` (``grid``, fixed ``params``, and optionally ``sets`` and
 ``normalisation`` restricting the model to some feature sets / normalisations; by default a model runs
 on every feature set it can take: vector models on vectors, sequence models on ``lld`` sets). NAME is
@@ -23,7 +25,8 @@ Feature-set syntax: ``EXTRACTOR[.KIND][@LAYER]`` joined by ``+`` for early fusio
 concatenation). ``KIND`` defaults to ``native`` for extractors that have native functionals and
 ``mean_std`` otherwise; ``lld`` means frame-level sequences (for sequence models; ``a.lld+b.lld``
 concatenates frame by frame on ``a``'s frames, taking ``b``'s frame nearest in time). ``@LAYER``
-picks encoder layers (an index, ``mean``, or indices joined by ``,``). ``late_fusion`` lists
+picks encoder layers (an index, ``mean``, or indices joined by ``,``; ``wsum`` / ``wsum(I,J,...)``: a
+learned weighted sum of the layers, see :mod:`featurekit.evaluation.layerfusion`). ``late_fusion`` lists
 groups of feature sets whose per-set models' class probabilities are averaged.
 """
 
