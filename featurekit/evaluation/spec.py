@@ -9,11 +9,13 @@ See ``pipelines/emodb.toml`` for a complete example. Sections: top-level ``name`
 ``[corpus]`` (``name``, ``root_env``, ``options``; the root itself comes from ``--root`` or the
 environment variable ``root_env``, never from the file), or, for several corpora, ``[corpora.NAME]``
 (``adapter``, ``root_env``, ``options``, ``mapping`` onto ``task.subset``, ``drop``; multi-corpus
-protocols ``cross_corpus_matrix``, ``leave_one_corpus_out``, ``multi_corpus_loso``); ``[task]`` (``type`` classification or
-regression; ``target`` / ``targets``; ``subset``; ``mapping``); ``[protocol]`` (``name`` and its
-options); ``[audio]``; ``[extractors.NAME]`` parameters; ``[features]`` (``sets``,
-``late_fusion``, ``[[features.stacking]]`` with ``members`` ``FEATURE_SET:MODEL`` and ``meta``); ``[evaluation]`` (``normalisation``, ``balancing``, ``inner_folds``,
-``metrics``, ``bootstrap``); ``[models.NAME]`` (``grid``, fixed ``params``, and optionally ``sets`` and
+protocols ``cross_corpus_matrix``, ``leave_one_corpus_out``, ``multi_corpus_loso``); ``[task]``
+(``type`` classification or regression; ``target`` / ``targets``; ``subset``; ``mapping``);
+``[protocol]`` (``name`` and its options); ``[audio]``; ``[extractors.NAME]`` parameters;
+``[features]`` (``sets``, ``late_fusion``, ``[[features.stacking]]`` with ``members``
+``FEATURE_SET:MODEL`` and ``meta``); ``[evaluation]`` (``normalisation``, ``balancing``,
+``inner_folds``, ``metrics``, ``bootstrap``); ``[models.NAME]`` (``grid``, fixed ``params``, and
+optionally ``sets`` and
 ``normalisation`` restricting the model to some feature sets / normalisations; by default a model runs
 on every feature set it can take: vector models on vectors, sequence models on ``lld`` sets). NAME is
 a registered model, or any label with ``model = "REGISTERED"`` naming the model it configures, so one
