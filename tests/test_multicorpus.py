@@ -398,3 +398,34 @@ def test_wsum_layer_syntax():
     d = {"corpus": {"name": "synthetic"}, "features": {"sets": ["egemaps@wsum"]}, "models": {"logreg": {}}}
     with pytest.raises(SpecError, match="only encoder extractors have layers"):
         validate(d)
+
+
+def test_cli_names_a_missing_corpus_root_and_writes_nothing(corpora, tmp_path, capsys, monkeypatch):
+    from featurekit.cli import main
+
+    roots, *_ = corpora
+    monkeypatch.delenv("FK_TEST_OTHER", raising=False)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'name = "m"\n[corpora.syn]\nadapter = "synthetic"\n'
+        '[corpora.other]\nadapter = "csv"\nroot_env = "FK_TEST_OTHER"\n'
+        'options = { csv = "meta.csv", columns = { label = "emotion" } }\n'
+        'mapping = { anger = "angry", joy = "happy" }\n'
+        '[task]\nsubset = ["angry", "happy", "neutral", "sad"]\n[protocol]\nname = "leave_one_corpus_out"\n'
+        '[features]\nsets = ["egemaps"]\n[models.logreg]\n'
+    )
+    out, store = tmp_path / "out", tmp_path / "store"
+    argv = ["evaluate", str(spec), "--out", str(out), "--store", str(store), "--jobs", "1", "--quiet"]
+    assert main([*argv, "--corpus-root", f"syn={roots['syn']}"]) == 2
+    err = capsys.readouterr().err
+    assert "corpora.other: no root: pass --corpus-root other=PATH or set FK_TEST_OTHER" in err
+    with pytest.raises(SystemExit, match="takes --corpus-root NAME=PATH, not --root"):
+        main([*argv, "--root", str(roots["syn"])])
+    assert not out.exists() and not store.exists()
+
+
+def test_corpus_normalisation_is_accepted_by_the_two_corpus_cross_corpus_protocol():
+    d = {"corpus": {"name": "synthetic"}, "features": {"sets": ["egemaps"]}, "models": {"logreg": {}},
+         "protocol": {"name": "cross_corpus", "test_corpus": {"name": "csv", "options": {"csv": "m.csv"}}},
+         "evaluation": {"normalisation": ["corpus"]}}
+    assert validate(d).evaluation["normalisation"] == ["corpus"]
