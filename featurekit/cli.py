@@ -4,10 +4,12 @@ modules are imported lazily so start-up stays fast (the classical path never imp
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from featurekit.registry import Registry
@@ -36,6 +38,39 @@ def _default_jobs() -> int:
     return os.cpu_count() or 1
 
 
+log = logging.getLogger("featurekit.cli")
+
+
+class UsageError(Exception):
+    """A command line that cannot be run as given (exit status 2, one line on stderr)."""
+
+
+def jobs_argument(p: argparse.ArgumentParser, *, default: int | None = None, what: str = "") -> None:
+    """``--jobs N``, documented the same way on every command that takes it."""
+    default = _default_jobs() if default is None else default
+    p.add_argument("--jobs", type=int, default=default, metavar="N",
+                   help=f"worker processes{what} (default: {default}"
+                        f"{', all cores' if default == _default_jobs() else ''})")
+
+
+def store_argument(p: argparse.ArgumentParser) -> None:
+    """``--store DIR`` with the one default shared by every command (see :func:`resolve_store`)."""
+    p.add_argument("--store", default=None, metavar="DIR",
+                   help="feature store directory (default: $FEATUREKIT_STORE, else ./store; printed)")
+
+
+def resolve_store(args: argparse.Namespace) -> str:
+    """``--store``, or the shared default (:func:`featurekit.defaults.default_store`), which is logged."""
+    if args.store is not None:
+        return args.store
+    from featurekit.defaults import STORE_ENV, default_store
+
+    path = default_store()
+    origin = f"${STORE_ENV}" if os.environ.get(STORE_ENV) else f"default; --store or ${STORE_ENV} to change"
+    log.info(f"feature store: {path.resolve()} ({origin})")
+    return str(path)
+
+
 # -- corpora -------------------------------------------------------------------------------------
 @command("corpora", "list corpus adapters")
 @_args(lambda p: None)
@@ -49,9 +84,13 @@ def cmd_corpora(args: argparse.Namespace) -> int:
 
 def _corpus_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("what", choices=["info"])
-    p.add_argument("name")
-    p.add_argument("root")
-    p.add_argument("--corpus-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("name", nargs="?", help=argparse.SUPPRESS)  # the older positional form NAME ROOT
+    p.add_argument("root", nargs="?", help=argparse.SUPPRESS)
+    p.add_argument("--corpus", dest="corpus_name", metavar="NAME",
+                   help="corpus adapter name (see `featurekit corpora`)")
+    p.add_argument("--root", dest="corpus_root", metavar="ROOT", help="corpus root directory")
+    p.add_argument("--corpus-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="adapter option, e.g. csv=list.csv for the csv adapter (repeatable; JSON values)")
 
 
 def corpus_options(items: list[str]) -> dict:
@@ -61,7 +100,7 @@ def corpus_options(items: list[str]) -> dict:
     for item in items:
         key, eq, value = item.partition("=")
         if not eq:
-            raise SystemExit(f"--corpus-option {item!r}: expected KEY=VALUE")
+            raise UsageError(f"--corpus-option {item!r}: expected KEY=VALUE")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -69,16 +108,25 @@ def corpus_options(items: list[str]) -> dict:
     return out
 
 
-@command("corpus", "corpus info NAME ROOT: counts per label, speaker and session")
+def _one_of(flag: str, value: str | None, positional: str | None) -> str:
+    if value and positional and value != positional:
+        raise UsageError(f"{flag} {value!r} and the positional {positional!r} disagree; give one")
+    if not (value or positional):
+        raise UsageError("give --corpus NAME --root ROOT (e.g. featurekit corpus info --corpus emodb "
+                         "--root data/emodb)")
+    return value or positional
+
+
+@command("corpus", "corpus info --corpus NAME --root ROOT: counts per label, speaker and session")
 @_args(_corpus_args)
 def cmd_corpus(args: argparse.Namespace) -> int:
     from featurekit.corpora import corpus_summary, load_corpus
 
-    m = load_corpus(args.name, args.root, **corpus_options(args.corpus_option))
-    print(
-        f"{args.name} at {args.root}: {len(m)} utterances, {m['speaker'].nunique()} speakers, "
-        f"{m['session'].nunique()} sessions"
-    )
+    name = _one_of("--corpus", args.corpus_name, args.name)
+    root = _one_of("--root", args.corpus_root, args.root)
+    m = load_corpus(name, root, **corpus_options(args.corpus_option))
+    counts = ", ".join(f"{m[c].nunique()} {c}s" for c in ("speaker", "session") if c in m.columns)
+    print(f"{name} at {root}: {len(m)} utterances" + (f", {counts}" if counts else ""))
     for col, counts in corpus_summary(m).items():
         print(f"\n{col}:")
         for k, v in counts.items():
@@ -111,7 +159,8 @@ def cmd_features(args: argparse.Namespace) -> int:
                     ]
                 line += "\n" + " " * 13 + " ".join(dims)
             except Exception as err:  # e.g. an encoder that needs a model path
-                line += f"\n{' ' * 13}(dimensions depend on parameters: {type(err).__name__})"
+                reason = str(err).splitlines()[0] if str(err) else "they depend on its parameters"
+                line += f"\n{' ' * 13}(dimensions not computed: {reason})"
         print(line)
     return 0
 
@@ -136,13 +185,19 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
         "--functionals", default="mean_std", help="HSFs for bare LLD extractors (default mean_std)"
     )
     p.add_argument("--lld", action="store_true", help="also store frame-level LLD tables")
-    p.add_argument("--store", required=True, help="feature store directory")
-    p.add_argument("--jobs", type=int, default=_default_jobs(), help="worker processes (default: all cores)")
+    store_argument(p)
+    jobs_argument(p)
     p.add_argument("--sample-rate", type=int, default=16000)
     p.add_argument(
         "--trim-db", type=float, default=None, help="trim leading/trailing silence (dB below peak)"
     )
     p.add_argument("--duration", type=float, default=None, help="crop/pad every signal to this many seconds")
+    p.add_argument(
+        "--max-samples",
+        type=int,
+        default=2**27,  # featurekit.audio.DEFAULT_MAX_SAMPLES
+        help="refuse (before decoding) a file that would decode to more samples (default 2**27)",
+    )
     p.add_argument(
         "--param",
         action="append",
@@ -161,7 +216,12 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
         default=4096,  # featurekit.extraction.DEFAULT_FLUSH_EVERY (not imported: keeps the CLI light)
         help="utterances buffered per table before a write (also written at 64 MiB of values)",
     )
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--flush-seconds",
+        type=float,
+        default=30.0,  # featurekit.extraction.FLUSH_SECONDS
+        help="write buffered rows at least this often (default 30 s), so a kill loses little",
+    )
 
 
 def parse_params(items: list[str]) -> dict[str, dict]:
@@ -172,7 +232,7 @@ def parse_params(items: list[str]) -> dict[str, dict]:
         key, eq, value = item.partition("=")
         ext, dot, name = key.partition(".")
         if not eq or not dot:
-            raise SystemExit(f"--param {item!r}: expected EXTRACTOR.NAME=VALUE")
+            raise UsageError(f"--param {item!r}: expected EXTRACTOR.NAME=VALUE")
         try:
             v = json.loads(value)
         except json.JSONDecodeError:
@@ -196,9 +256,12 @@ def cmd_extract(args: argparse.Namespace) -> int:
         lld=args.lld,
         params=parse_params(args.param),
     )
+    log.debug("tables: " + ", ".join(f"{r.extractor.name}.{k}" for r in requests for k in r.kinds))
     manifest = load_corpus(args.corpus, args.root, **corpus_options(args.corpus_option))
-    audio = AudioOptions(sample_rate=args.sample_rate, trim_db=args.trim_db, duration=args.duration)
-    store = FeatureStore(args.store)
+    log.debug(f"{args.corpus} at {args.root}: {len(manifest)} utterances")
+    audio = AudioOptions(sample_rate=args.sample_rate, trim_db=args.trim_db, duration=args.duration,
+                         max_samples=args.max_samples)
+    store = FeatureStore(resolve_store(args))
     from featurekit.distributed import extract_here_or_there
 
     summary = extract_here_or_there(
@@ -211,12 +274,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         progress=not args.quiet,
         flush_every=args.flush_every,
+        flush_seconds=args.flush_seconds,
     )
     summary.seconds = time.perf_counter() - t0
     print("\n".join(summary.lines()))
     if summary.failures:
         print(
-            f"{len(summary.failures)} file(s) failed (listed above); the others are stored.", file=sys.stderr
+            f"featurekit extract: {len(summary.failures)} file(s) failed (listed above); the others "
+            "are stored.",
+            file=sys.stderr,
         )
         return 1
     return 0
@@ -238,56 +304,48 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
         help="root of the spec's [corpora.NAME] (repeatable; default: its corpora.NAME.root_env)",
     )
     p.add_argument("--out", required=True, help="results directory")
-    p.add_argument(
-        "--store",
-        default=os.environ.get("FEATUREKIT_STORE", "store"),
-        help="feature store (default: $FEATUREKIT_STORE or ./store)",
-    )
-    p.add_argument("--jobs", type=int, default=_default_jobs())
+    store_argument(p)
+    jobs_argument(p, what=" for extraction and the folds")
     p.add_argument(
         "--scheduler",
         default=os.environ.get("FEATUREKIT_SCHEDULER"),
         help="dask.distributed scheduler address (or FEATUREKIT_SCHEDULER)",
     )
-    p.add_argument("--quiet", action="store_true")
 
 
 def resolve_root(spec, root: str | None) -> str:
-    if root:
-        return root
-    env = spec.corpus.get("root_env")
-    if env and os.environ.get(env):
-        return os.environ[env]
-    raise SystemExit(f"{spec.path}: no corpus root: pass --root" + (f" or set {env}" if env else ""))
+    """``--root``, else the spec's ``corpus.root_env`` variable (:func:`featurekit.api.resolve_root`)."""
+    from featurekit import api
+
+    try:
+        return api.resolve_root(spec, root)
+    except api.MissingRootError as err:
+        raise UsageError(str(err)) from None
 
 
 @command("evaluate", "run an experiment spec (speaker-independent by default)")
 @_args(_evaluate_args)
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from featurekit.evaluation import load_spec, run
+    from featurekit.api import evaluate
+    from featurekit.evaluation import load_spec
 
     spec = load_spec(args.spec)
     roots = dict(item.split("=", 1) for item in args.corpus_root if "=" in item)
     if len(roots) != len(args.corpus_root):
-        raise SystemExit("--corpus-root: expected NAME=PATH")
+        raise UsageError("--corpus-root: expected NAME=PATH")
     if spec.corpora and args.root:
-        raise SystemExit(f"{spec.path}: a multi-corpus spec takes --corpus-root NAME=PATH, not --root")
+        raise UsageError(f"{spec.path}: a multi-corpus spec takes --corpus-root NAME=PATH, not --root")
     if roots and not spec.corpora:
-        raise SystemExit(f"{spec.path}: --corpus-root is for [corpora.NAME] specs; use --root")
-    root = None if spec.corpora else resolve_root(spec, args.root)
-    test_root = args.test_root
-    if test_root is None and spec.protocol["name"] == "cross_corpus":
-        env = spec.protocol["test_corpus"].get("root_env")
-        test_root = os.environ.get(env) if env else None
-    df = run(
+        raise UsageError(f"{spec.path}: --corpus-root is for [corpora.NAME] specs; use --root")
+    df = evaluate(
         spec,
-        root,
-        args.out,
-        store=args.store,
+        root=None if spec.corpora else resolve_root(spec, args.root),
+        out=args.out,
+        store=resolve_store(args),
         jobs=args.jobs,
         progress=not args.quiet,
         scheduler=args.scheduler,
-        test_root=test_root,
+        test_root=args.test_root,
         roots=roots,
     )
     _print_summary(df, spec)
@@ -318,6 +376,31 @@ def _print_protocol(df, primary: str, protocol: str) -> None:
         )
 
 
+def _audit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="experiment spec (TOML), e.g. pipelines/emodb.toml")
+    p.add_argument("--root", help="corpus root (default: the spec's corpus.root_env variable)")
+    p.add_argument("--test-root", help="root of a cross_corpus protocol's test corpus")
+    store_argument(p)  # its fingerprint memo spares hashing every file again
+    p.add_argument("--out", default=None, help="also write audit.json and audit.md into this directory")
+
+
+@command("audit", "design audit of a spec on its corpus (confounds, leaks, fold health); fits nothing")
+@_args(_audit_args)
+def cmd_audit(args: argparse.Namespace) -> int:
+    from featurekit.api import resolve_test_root
+    from featurekit.audit import audit_spec
+    from featurekit.evaluation import load_spec
+
+    spec = load_spec(args.spec)
+    root, test_root = resolve_root(spec, args.root), resolve_test_root(spec, args.test_root)
+    report = audit_spec(spec, root, store=resolve_store(args), test_root=test_root)
+    print(report.to_text())
+    if args.out:
+        for path in report.write(args.out):
+            print(path)
+    return 2 if report.blocked else 0
+
+
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("results", nargs="+", help="results directories written by `featurekit evaluate`")
     p.add_argument("--format", default="md,csv,tex,html", help="comma-separated: md, csv, tex, html")
@@ -342,7 +425,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 @_args(
     lambda p: (
         p.add_argument("--dir", default=None, help="working directory (default: a temp dir)"),
-        p.add_argument("--jobs", type=int, default=_default_jobs()),
+        jobs_argument(p),
     )
 )
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -361,13 +444,69 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in COMMAND_MODULES:
         importlib.import_module(module)
-    parser = argparse.ArgumentParser(prog="featurekit", description="speech emotion recognition toolkit")
+    from featurekit._version import __version__
+
+    parser = argparse.ArgumentParser(prog="featurekit", description="speech emotion recognition toolkit",
+                                     epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"featurekit {__version__}")
+    _verbosity_arguments(parser, suppress=False)
+    common = argparse.ArgumentParser(add_help=False)  # the same flags after the subcommand
+    _verbosity_arguments(common, suppress=True)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (builder, fn, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
+        p = sub.add_parser(name, help=help_, description=help_, parents=[common])
         builder(p)
         p.set_defaults(func=fn)
     return parser
+
+
+EXIT_STATUS = """exit status:
+  0    success
+  1    data failures: some audio files or data could not be processed (the rest is done and kept)
+  2    usage or spec errors: bad arguments, unknown names, a wrong corpus root, an invalid spec
+  141  standard output closed early (e.g. `featurekit corpora | head -1`); nothing is printed"""
+
+
+def _verbosity_arguments(p: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """-v / -q; with ``suppress`` (a subcommand's copy) an absent flag keeps the value given before it."""
+    p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS if suppress else 0,
+                   help="more messages (debug logging)")
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                   help="only warnings and errors; no progress bars")
+
+
+class _Messages(logging.Formatter):
+    """``featurekit COMMAND: message`` (``... warning: message`` from warnings up)."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.command = command
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        return f"featurekit {self.command}: {level}{record.getMessage()}"
+
+
+def log_level(*, verbose: int, quiet: bool) -> int:
+    """Info by default, debug with -v, warnings and errors only with -q."""
+    return logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+
+
+@contextmanager
+def messages_on_stderr(command: str, *, verbose: int, quiet: bool) -> Iterator[None]:
+    """While a command runs, the ``featurekit`` loggers' messages go to stderr (the state is restored
+    afterwards, so calling :func:`main` in a program leaves its logging as it was)."""
+    logger = logging.getLogger("featurekit")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Messages(command))
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(log_level(verbose=verbose, quiet=quiet))
+    try:
+        yield
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
 
 
 # Errors reported as one line (exit 2) instead of a traceback. Looked up lazily in sys.modules: an
@@ -383,23 +522,54 @@ EXPECTED_ERRORS = {
 }
 
 
+# Of those, the data failures (exit 1): the input was understood but the data could not be processed.
+DATA_ERRORS = {
+    "featurekit.audio": ("AudioError",),
+    "featurekit.api": ("FeatureExtractionError",),
+    "featurekit.evaluation.runner": ("DataError",),
+}
+
+
+def _loaded(errors: dict[str, tuple[str, ...]]) -> tuple[type, ...]:
+    return tuple(getattr(sys.modules[m], n) for m, names in errors.items() if m in sys.modules for n in names)
+
+
 def _expected_error(err: BaseException) -> bool:
-    if isinstance(err, (FileNotFoundError, ValueError)):
+    if isinstance(err, (FileNotFoundError, ValueError, UsageError)):
         return True
-    types = [getattr(sys.modules[m], n)
-             for m, names in EXPECTED_ERRORS.items() if m in sys.modules for n in names]
-    return isinstance(err, tuple(types))
+    return isinstance(err, _loaded(EXPECTED_ERRORS))
+
+
+def exit_status(err: BaseException) -> int:
+    """1 for a data failure, 2 for a usage or spec error (see ``EXIT_STATUS``)."""
+    return 1 if isinstance(err, _loaded(DATA_ERRORS)) else 2
+
+
+def _stdout_closed() -> int:
+    """The reader of our standard output went away (``| head``): end quietly, as SIGPIPE would."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
+    except (OSError, ValueError):  # stdout is not a file (e.g. captured): nothing to redirect
+        pass
+    return 141
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.quiet, args.verbose = bool(args.quiet), int(args.verbose)
     try:
-        return int(args.func(args) or 0)
+        with messages_on_stderr(args.command, verbose=args.verbose, quiet=args.quiet):
+            status = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        return _stdout_closed()
     except Exception as err:
         if not _expected_error(err):
             raise
         print(f"featurekit {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return exit_status(err)
 
 
 if __name__ == "__main__":  # run as a script: use the imported module, so plug-in commands register once

@@ -4,9 +4,16 @@ One call, :func:`extract`, handles a manifest and a list of :class:`FeatureReque
 utterance is decoded once per chunk and run through every extractor that still lacks its row.
 Work is dispatched with joblib in chunks (``pre_dispatch`` bounds how many are in flight) and
 results are flushed to the store once a table has ``flush_every`` utterances or ``FLUSH_BYTES`` of
-values buffered, so memory stays bounded and a killed run keeps everything flushed before the kill
-(a corpus the size of Emo-DB then writes one part per table, with nothing to compact). A file that
+values buffered, or ``flush_seconds`` (default :data:`FLUSH_SECONDS`) after the last write, so memory
+stays bounded and a killed run keeps everything flushed before the kill: it loses at most the rows
+of the last ``flush_seconds`` plus the chunks in flight (parts are merged at the end). A file that
 fails is listed with its reason; it never stops the others.
+
+Every value an extractor returns is checked: a file whose LLDs, native functionals or HSFs hold
+NaN or infinite values fails with the extractor, the table and the columns named (nothing of it is
+stored). Undefined quantities that extractors report as finite numbers are stored as they are:
+openSMILE reports F0 (and the jitter/shimmer/HNR that depend on it) of unvoiced frames as 0, so
+eGeMAPS on unvoiced audio has 0 for its F0 functionals (``tests/test_hostile_input.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from featurekit.audio import AudioError, AudioOptions, load_audio
+from featurekit.corpora.base import check_unique_paths
 from featurekit.extractors.base import EXTRACTORS, Extractor, make_extractor
 from featurekit.extractors.functionals import FUNCTIONALS, apply_functional
 from featurekit.store import LLD_KIND, NATIVE_KIND, FeatureStore, FeatureTable, align
@@ -29,6 +37,8 @@ DEFAULT_FUNCTIONALS = ("mean_std",)
 DEFAULT_FLUSH_EVERY = 4096
 #: Buffered feature values per table (bytes) that trigger a write, whatever the utterance count.
 FLUSH_BYTES = 64 * 2**20
+#: Seconds after the last write that trigger a write of whatever is buffered (bounds what a kill loses).
+FLUSH_SECONDS = 30.0
 
 
 @dataclass
@@ -151,6 +161,21 @@ def _batched(method, signals: list[np.ndarray], sr: int, paths: list[str]) -> li
         return out
 
 
+def check_finite(values: np.ndarray, names: list[str], path: str, table: str) -> None:
+    """Raise an :class:`AudioError` naming ``path``, ``table`` and the columns when ``values`` (a vector
+    or ``(frames, columns)``) holds NaN or infinite values."""
+    values = np.asarray(values)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    width = values.shape[-1] if values.ndim else 1
+    cols = np.flatnonzero(bad.reshape(-1, width).any(axis=0))
+    kinds = [k for k, hit in (("NaN", np.isnan(values).any()), ("inf", np.isinf(values).any())) if hit]
+    listed = ", ".join(names[j] for j in cols[:5]) + (" ..." if len(cols) > 5 else "")
+    raise AudioError(path, f"{table}: non-finite feature values ({'/'.join(kinds)} in {len(cols)} of "
+                           f"{width} columns: {listed}); nothing stored for it")
+
+
 def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: AudioOptions) -> dict:
     """Worker: compute the needed tables for a few utterances. Never raises for a bad file.
 
@@ -224,11 +249,14 @@ def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: Au
                     raise frames
                 if frames is not None and len(frames.values) == 0:
                     raise AudioError(path, f"{ext.name} produced no frames")
+                if frames is not None:
+                    check_finite(frames.values, frames.names, path, f"{ext.name}.{LLD_KIND}")
                 for kind in kinds:
                     if kind == NATIVE_KIND:
                         v = natives[uid]
                         if isinstance(v, Exception):
                             raise v
+                        check_finite(v.values, v.names, path, f"{ext.name}.{kind}")
                         pending[uid].append(((ri, kind), (uid, fp, v.values, v.names)))
                     elif kind == LLD_KIND:
                         pending[uid].append(
@@ -236,6 +264,7 @@ def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: Au
                         )
                     else:
                         v = apply_functional(kind, frames, signals[uid], sr, ext.name)
+                        check_finite(v.values, v.names, path, f"{ext.name}.{kind}")
                         pending[uid].append(((ri, kind), (uid, fp, v.values, v.names)))
             except AudioError as err:
                 failures[uid] = str(err)
@@ -285,6 +314,7 @@ def extract(
     jobs: int | None = None,
     chunk_size: int | None = None,
     flush_every: int = DEFAULT_FLUSH_EVERY,
+    flush_seconds: float = FLUSH_SECONDS,
     progress: bool = True,
     compact: bool = True,
 ) -> ExtractionSummary:
@@ -309,6 +339,13 @@ def extract(
     flush_every
         Buffered utterances per table before a part is written (a part is also written once a table
         buffers :data:`FLUSH_BYTES` of values).
+    flush_seconds
+        Whatever is buffered is written once this many seconds have passed since the last write.
+
+    Raises
+    ------
+    ValueError
+        The manifest lists one audio file (or segment) under two ids (nothing is computed).
     """
     t0 = time.perf_counter()
     audio = audio or AudioOptions()
@@ -325,6 +362,7 @@ def extract(
             jobs=jobs,
             chunk_size=chunk_size,
             flush_every=flush_every,
+            flush_seconds=flush_seconds,
             progress=progress,
         )
     _finish(plan, requests, summary, compact=compact)
@@ -359,6 +397,7 @@ def _plan(
 
     Unreadable files go to ``summary.failures``; pairs already stored count as ``summary.cache_hits``.
     """
+    check_unique_paths(manifest, source=f"manifest of {corpus}")
     ids = manifest["id"].astype(str).tolist()
     paths = manifest["path"].astype(str).tolist()
     starts = manifest["start"].tolist() if "start" in manifest else [None] * len(ids)
@@ -373,6 +412,7 @@ def _plan(
     for ri, req in enumerate(requests):
         for kind in req.kinds:
             t = store.table(corpus, req.extractor, kind, audio)
+            t.remove_orphans()  # left by a writer killed earlier
             tables[(ri, kind)] = t
             present[(ri, kind)] = set(zip(*[t.keys()[c] for c in ("id", "fingerprint")]))
 
@@ -434,7 +474,8 @@ def _longest_first(todo: list) -> list:
     return sorted(todo, key=size, reverse=True)
 
 
-def _run(todo, requests, audio, tables, summary, *, jobs, chunk_size, flush_every, progress) -> None:
+def _run(todo, requests, audio, tables, summary, *, jobs, chunk_size, flush_every, flush_seconds,
+         progress) -> None:
     if len(todo) <= IN_PROCESS_MAX:
         jobs = 1
     if chunk_size is None:
@@ -449,7 +490,8 @@ def _run(todo, requests, audio, tables, summary, *, jobs, chunk_size, flush_ever
         outputs = Parallel(n_jobs=jobs, return_as="generator_unordered", pre_dispatch="2*n_jobs")(
             delayed(_process_chunk)(c, requests, audio) for c in chunks
         )
-    _consume(outputs, tables, summary, total=len(todo), flush_every=flush_every, progress=progress)
+    _consume(outputs, tables, summary, total=len(todo), flush_every=flush_every, flush_seconds=flush_seconds,
+             progress=progress)
 
 
 def _consume(
@@ -460,23 +502,31 @@ def _consume(
     total: int,
     flush_every: int,
     progress: bool,
+    flush_seconds: float = FLUSH_SECONDS,
 ) -> None:
     """Collect :func:`_process_chunk` outputs (any order) into ``summary``; flush rows to the tables.
 
-    Rows are buffered per table and appended as a part once ``flush_every`` are buffered; whatever is
-    buffered is flushed at the end, also when ``outputs`` raises.
+    Rows are buffered per table and appended as a part once ``flush_every`` rows or
+    :data:`FLUSH_BYTES` are buffered, or ``flush_seconds`` have passed since the last write; whatever
+    is buffered is flushed at the end, also when ``outputs`` raises.
     """
     from tqdm.auto import tqdm
 
     buffers: dict[tuple[int, str], list] = defaultdict(list)
     nbytes: dict[tuple[int, str], int] = defaultdict(int)
 
+    last_write = time.monotonic()
+
     def flush(force: bool) -> None:
+        nonlocal last_write
+        due = force or time.monotonic() - last_write >= flush_seconds
         for k, rows in buffers.items():
-            if rows and (force or len(rows) >= flush_every or nbytes[k] >= FLUSH_BYTES):
+            if rows and (due or len(rows) >= flush_every or nbytes[k] >= FLUSH_BYTES):
                 tables[k].append(_rows_to_table(k[1], rows))
                 rows.clear()
                 nbytes[k] = 0
+        if due:
+            last_write = time.monotonic()
 
     bar = tqdm(total=total, desc="extract", unit="utt", disable=not progress, mininterval=1.0)
     try:

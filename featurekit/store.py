@@ -6,26 +6,38 @@ Layout::
     STORE/<corpus>/<extractor>/<kind>-<hash>/part-*.parquet  rows, appended in chunks
     STORE/<corpus>/<extractor>/<kind>-<hash>/part-*.parquet.keys.json  each part's (id, fingerprint)
                                                             pairs and width, so a warm run needs no parquet
-    STORE/<corpus>/_fingerprints.json                       path/size/mtime -> content hash memo
+    STORE/<corpus>/_fingerprints.json                       path -> (stat, content hash) memo
 
 ``kind`` is ``native`` (the toolkit's own functionals), an HSF functional name (``mean_std``,
 ``mean_std_silence``, ``stats``) or ``lld`` (frame level). ``hash`` covers the extractor's name,
 version, parameters and library versions, the audio options and the decoder/resampler versions.
 
-Rows carry the utterance ``id`` and the ``fingerprint`` (content hash) of its audio file, so a
-changed file no longer matches and is recomputed. Writers only ever add whole part files, written
-to a temporary name and renamed into place (atomic on POSIX), so a reader never sees a half-written
-table and a killed writer leaves at most an ignored temporary file. Two processes may extract into
+Rows carry the utterance ``id`` and the ``fingerprint`` (content hash: BLAKE2b-128 of the file's
+bytes) of its audio file, so a changed file no longer matches and is recomputed. Hashing every file
+on every run would cost a warm run more than everything else, so a file's hash is reused only while
+its ``(size, mtime_ns, ctime_ns, inode, device)`` all equal those recorded when it was hashed. The
+status-change time ``ctime`` is set by the kernel on every write, rename or ``utime`` and cannot be
+set back by a user, so content changed in place, even with the size kept and the modification time
+restored, is hashed again; so is a file replaced by another (inode) or a path pointing elsewhere.
+
+Writers only ever add whole part files, written to a temporary name and renamed into place (atomic
+on POSIX), so a reader never sees a half-written table. Each writing process holds an exclusive
+``flock`` on its own ``.writer-<token>.lock`` in the table's directory and puts its token in the
+names of its temporary files and parts; the next run (:meth:`FeatureTable.remove_orphans`) removes
+the temporary files and keys indexes without a part of every writer whose lock is free, i.e. that
+died (files of older versions, without a token, after an hour). Two processes may extract into
 one store at once: the worst case is a row computed twice, which reading de-duplicates. Compaction
 (merging parts) holds an exclusive lock; readers hold a shared one.
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
 import json
 import os
+import stat
 import time
 import uuid
 import warnings
@@ -46,6 +58,70 @@ KEY_COLUMNS = ("id", "fingerprint")
 LLD_KIND = "lld"
 NATIVE_KIND = "native"
 COMPACT_AFTER_PARTS = 8
+#: Age after which a temporary file or keys index of an older store version (no writer token) is orphaned.
+LEGACY_ORPHAN_AGE_S = 3600
+_TOKEN_LEN = 16
+_writer: dict[str, Any] = {"pid": None, "token": None, "locks": {}}
+
+
+def _writer_token() -> str:
+    """This process' writer token (a new one after a fork, whose locks are the parent's)."""
+    if _writer["pid"] != os.getpid():
+        _writer.update(pid=os.getpid(), token=uuid.uuid4().hex[:_TOKEN_LEN], locks={})
+    return _writer["token"]
+
+
+@atexit.register
+def _release_writer_locks() -> None:
+    """On a normal exit, remove this process' lock files (after a kill, the next run does)."""
+    if _writer["pid"] != os.getpid():
+        return
+    for directory, fd in list(_writer["locks"].items()):
+        (directory / f".writer-{_writer['token']}.lock").unlink(missing_ok=True)
+        os.close(fd)
+    _writer["locks"] = {}
+
+
+def _writer_lock(directory: Path) -> str:
+    """Hold (until this process ends) the lock that marks ``directory``'s files with our token as live."""
+    token = _writer_token()
+    if directory not in _writer["locks"]:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / f".writer-{token}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _writer["locks"][directory] = fd
+    return token
+
+
+def _token_of(name: str) -> str | None:
+    """The writer token in a temporary file's or part's name (None: an older store's file)."""
+    if name.startswith(".tmp-"):
+        field = name[len(".tmp-"):].split("-", 1)[0]
+    elif name.startswith("part-"):
+        fields = name.split("-")
+        field = fields[2] if len(fields) >= 4 else ""
+    else:
+        return None
+    return field if len(field) == _TOKEN_LEN else None
+
+
+def _writer_alive(directory: Path, token: str) -> bool:
+    """Whether the writer with ``token`` still holds its lock (it is running)."""
+    if token == _writer["token"] and _writer["pid"] == os.getpid():
+        return True
+    try:
+        fd = os.open(directory / f".writer-{token}.lock", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:  # e.g. a store we may not write: leave everything as it is
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 @dataclass(frozen=True)
@@ -65,9 +141,14 @@ class TableKey:
         return hashlib.blake2b(blob, digest_size=8).hexdigest()
 
 
+def _tmp_name(path: Path) -> Path:
+    """A temporary name beside ``path``, marked with this process' writer token (see the module docstring)."""
+    return path.with_name(f".tmp-{_writer_lock(path.parent)}-{uuid.uuid4().hex}-{path.name}")
+
+
 def _atomic_write_parquet(rows, path: Path) -> None:
     """Write a DataFrame or an Arrow table to ``path`` via a temporary name and a rename."""
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    tmp = _tmp_name(path)
     try:
         if isinstance(rows, pd.DataFrame):
             rows.to_parquet(tmp, index=False)
@@ -109,10 +190,13 @@ def _column(table, name: str) -> list:
     return table.column(name).to_pylist()
 
 
-def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _atomic_write_text(text: str, path: Path, *, tmp: Path | None = None) -> None:
+    tmp = tmp or _tmp_name(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -169,7 +253,8 @@ class FeatureTable:
     def _write_part(self, df) -> Path:
         # the index goes first: a part is visible only once complete, and by then its index exists
         # (an index whose part never arrived, e.g. after a kill, is ignored and later removed)
-        path = self.directory / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        token = _writer_lock(self.directory)
+        path = self.directory / f"part-{time.time_ns():020d}-{token}-{uuid.uuid4().hex[:8]}.parquet"
         _atomic_write_text(json.dumps(_rows_index(df)), _sidecar(path))
         _atomic_write_parquet(df, path)
         return path
@@ -234,18 +319,57 @@ class FeatureTable:
         subset = [*KEY_COLUMNS, "frame"] if "frame" in df.columns else list(KEY_COLUMNS)
         return df.drop_duplicates(subset, keep="last").reset_index(drop=True)
 
+    def remove_orphans(self) -> list[Path]:
+        """Remove what killed writers left: temporary files, keys indexes whose part never arrived,
+        and the writers' lock files. Returns the removed paths.
+
+        A file is an orphan when its writer token's lock is free (the writer died); files of older
+        store versions (no token) when older than :data:`LEGACY_ORPHAN_AGE_S`.
+        """
+        if not self.directory.is_dir():
+            return []
+        removed: list[Path] = []
+        alive: dict[str, bool] = {}
+        now = time.time()
+
+        def orphaned(path: Path, name: str) -> bool:
+            token = _token_of(name)
+            if token is None:
+                try:
+                    return now - path.stat().st_mtime > LEGACY_ORPHAN_AGE_S
+                except FileNotFoundError:
+                    return False
+            if token not in alive:
+                alive[token] = _writer_alive(self.directory, token)
+            return not alive[token]
+
+        def remove(path: Path) -> None:
+            try:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+            except OSError:  # not ours to remove (permissions): harmless, readers ignore it
+                pass
+
+        for tmp in self.directory.glob(".tmp-*"):
+            if orphaned(tmp, tmp.name):
+                remove(tmp)
+        for index in self.directory.glob("part-*.parquet.keys.json"):
+            part = index.with_name(index.name.removesuffix(".keys.json"))
+            if not part.exists() and orphaned(index, part.name) and not part.exists():
+                remove(index)
+        for lock in self.directory.glob(".writer-*.lock"):
+            token = lock.name[len(".writer-"):-len(".lock")]
+            if token not in alive:
+                alive[token] = _writer_alive(self.directory, token)
+            if not alive[token]:
+                remove(lock)
+        return removed
+
     def compact(self) -> None:
-        """Merge all parts into one (exclusive lock); also removes stale temporary files."""
+        """Merge all parts into one (exclusive lock); also removes orphaned files (:meth:`remove_orphans`)."""
         with _locked(self._lock, exclusive=True):
             parts = self.parts()
-            now = time.time()
-            for tmp in self.directory.glob(".tmp-*"):  # left by a killed writer
-                if now - tmp.stat().st_mtime > 3600:
-                    tmp.unlink(missing_ok=True)
-            for index in self.directory.glob("part-*.parquet.keys.json"):  # its part never arrived
-                part = index.with_name(index.name.removesuffix(".keys.json"))
-                if not part.exists() and now - index.stat().st_mtime > 3600:
-                    index.unlink(missing_ok=True)
+            self.remove_orphans()
             if len(parts) < 2:
                 return
             df = self._read_parts(None)
@@ -280,51 +404,89 @@ class FeatureStore:
 
     # -- fingerprints ------------------------------------------------------------------------
     def fingerprints(self, corpus: str, paths: list[str]) -> tuple[list[str | None], dict[str, str]]:
-        """Content hashes of ``paths``, memoised by (path, size, mtime).
+        """Content hashes of ``paths``; a file's hash is reused while its stat is unchanged.
 
-        Returns the fingerprints (None for an unreadable file) and ``{path: reason}`` for those.
+        The memo maps each path to ``(size, mtime_ns, ctime_ns, inode, device)`` and the hash; any
+        difference (content changed in place even with the mtime restored: ctime moves) hashes the
+        file again (see the module docstring). Memos of older versions are ignored (re-hashed once;
+        the hashes, and so the stored rows, are the same).
+
+        Returns the fingerprints (None for an unreadable or non-regular file) and ``{path: reason}``
+        for those.
         """
         memo_path = self.root / corpus / "_fingerprints.json"
-        memo: dict[tuple[str, int, int], str] = {}
-        try:
-            rows = json.loads(memo_path.read_text())
-            memo = {(p, size, mtime): fp for p, size, mtime, fp in rows}
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError, TypeError) as err:  # a damaged memo only costs re-hashing
-            warnings.warn(
-                f"{memo_path}: unreadable fingerprint memo ({err}); re-hashing the files", stacklevel=2
-            )
+        memo = _read_memo(memo_path)
         out: list[str | None] = []
         errors: dict[str, str] = {}
-        new = 0
-        from featurekit.audio import AudioError
+        new: dict[str, list] = {}
+        from featurekit.audio import AudioError, open_regular
 
         for p in paths:
             try:
                 st = os.stat(p)
             except OSError:
-                out.append(None)
-                errors[p] = "file not found"
-                continue
-            k = (p, st.st_size, st.st_mtime_ns)
-            fp = memo.get(k)
-            if fp is None:
+                st = None
+            if st is None or not stat.S_ISREG(st.st_mode):  # open_regular names the problem
                 try:
-                    fp = file_fingerprint(p)
+                    os.close(open_regular(p))
+                    problem = "changed while being checked"
                 except AudioError as err:
-                    out.append(None)
-                    errors[p] = err.problem
-                    continue
-                memo[k] = fp
-                new += 1
+                    problem = err.problem
+                out.append(None)
+                errors[p] = problem
+                continue
+            sig = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+            entry = memo.get(p)
+            if entry is not None and entry[:5] == sig:
+                out.append(entry[5])
+                continue
+            try:
+                fp = file_fingerprint(p)
+            except AudioError as err:
+                out.append(None)
+                errors[p] = err.problem
+                continue
+            new[p] = [*sig, fp]
             out.append(fp)
         if new:
             memo_path.parent.mkdir(parents=True, exist_ok=True)
-            rows = [[p, size, mtime, fp] for (p, size, mtime), fp in memo.items()]
             with _locked(memo_path.with_suffix(".lock"), exclusive=True):
-                _atomic_write_text(json.dumps(rows), memo_path)
+                # under the lock: merge with what other processes wrote meanwhile; any temporary memo
+                # file present now was left by a killed writer (writers hold this lock)
+                for tmp in memo_path.parent.glob(f".tmp-*-{memo_path.name}"):
+                    tmp.unlink(missing_ok=True)
+                memo = {**_read_memo(memo_path, warn=False), **new}
+                _atomic_write_text(json.dumps({"version": MEMO_VERSION, "files": memo}), memo_path,
+                                   tmp=memo_path.with_name(f".tmp-{uuid.uuid4().hex}-{memo_path.name}"))
         return out, errors
+
+
+MEMO_VERSION = 2
+
+
+def _read_memo(memo_path: Path, *, warn: bool = True) -> dict[str, list]:
+    """``{path: [size, mtime_ns, ctime_ns, inode, device, hash]}`` from the memo file ({} if absent,
+    of an older version or damaged: a damaged memo only costs re-hashing, with a warning)."""
+    try:
+        data = json.loads(memo_path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        if warn:
+            warnings.warn(f"{memo_path}: unreadable fingerprint memo ({err}); re-hashing the files",
+                          stacklevel=3)
+        return {}
+    if not isinstance(data, dict) or data.get("version") != MEMO_VERSION:
+        return {}  # an older memo (keyed by size and mtime only): not trusted, the files are re-hashed
+    files = data.get("files")
+    ok = isinstance(files, dict) and all(
+        isinstance(v, list) and len(v) == 6 and all(isinstance(x, int) for x in v[:5])
+        and isinstance(v[5], str) for v in files.values())
+    if not ok:
+        if warn:
+            warnings.warn(f"{memo_path}: malformed fingerprint memo; re-hashing the files", stacklevel=3)
+        return {}
+    return files
 
 
 def align(df: pd.DataFrame, manifest: pd.DataFrame, fingerprints: list[str | None]) -> pd.DataFrame:

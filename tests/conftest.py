@@ -44,6 +44,12 @@ def emodb_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def emovo_root() -> Path:
+    """EMOVO (``f1`` .. ``m3`` actor folders of FLAC files): ``$FEATUREKIT_EMOVO`` or ../shared/data/emovo."""
+    return shared_path("FEATUREKIT_EMOVO", SHARED / "data" / "emovo", "EMOVO")
+
+
+@pytest.fixture(scope="session")
 def whisper_tiny_dir() -> Path:
     """faster-whisper tiny.en (CTranslate2 Whisper encoder).
 

@@ -455,8 +455,8 @@ def test_csv_manifest_errors(tmp_path):
     with pytest.raises(CorpusLayoutError, match="no column 'speaker_id'") as err:
         load_corpus("csv", root, csv="meta/list.csv", columns={**CSV_COLUMNS, "speaker": "speaker_id"})
     assert str(csv_path) in str(err.value)
-    with pytest.raises(CorpusLayoutError, match="missing column.*speaker") as err:
-        load_corpus("csv", root, csv="meta/list.csv", columns={"path": "file", "label": "emotion"})
+    with pytest.raises(CorpusLayoutError, match="missing column.*path") as err:  # only path is needed
+        load_corpus("csv", root, csv="meta/list.csv", columns={"label": "emotion", "speaker": "spk"})
     assert str(csv_path) in str(err.value)
     write_text(root / "dup.csv", "path,label,speaker\naudio/spk1/a.wav,x,1\n"
                f"{tmp_path / 'elsewhere' / 'a.wav'},y,2\n")
@@ -478,6 +478,7 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
     "savee": make_savee,
     "iemocap": make_iemocap,
     "msppodcast": make_msppodcast,
+    "emovo": lambda root: write_wav(root / "f1" / "dis-f1-b1.wav").parents[1],  # EMOVO: tests/test_emovo.py
 }
 
 
@@ -508,7 +509,7 @@ def test_other_corpus_tree_is_rejected(tmp_path, corpus, other):
 
 
 def test_all_adapters_registered():
-    expected = {"ravdess", "cremad", "tess", "savee", "iemocap", "msppodcast", "csv", "emodb"}
+    expected = {"ravdess", "cremad", "tess", "savee", "iemocap", "msppodcast", "csv", "emodb", "emovo"}
     assert expected <= set(CORPORA.names())
     assert all(CORPORA.get(name).description for name in CORPORA.names())
 

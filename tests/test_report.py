@@ -328,3 +328,23 @@ def test_errors(tmp_path: Path, cls_dir: Path) -> None:
         (tmp_path / "empty").mkdir()
         write_report([tmp_path / "empty"], tmp_path / "r")
     assert set(FORMATS.names()) >= {"md", "csv", "tex", "html"}
+
+
+def test_spec_description_under_the_heading(cls_dir: Path, tmp_path: Path) -> None:
+    """A spec's ``description`` (e.g. a caveat such as an English-only encoder) appears in every format."""
+    info = json.loads((cls_dir / "spec.json").read_text())
+    info["spec"]["description"] = "Toy corpus.\n  Whisper is English-only: 100% caveat & *care*."
+    (cls_dir / "spec.json").write_text(json.dumps(info))
+    out = tmp_path / "report"
+    write_report([cls_dir], out)
+    md = (out / "report.md").read_text()
+    text = "Toy corpus. Whisper is English-only: 100% caveat & *care*."
+    assert f"classification of label (4 classes)\n\n{md_escape(text)}\n\nProtocol:" in md
+    assert tex_escape(text) in (out / "report.tex").read_text()
+    assert '<p class="description">Toy corpus. Whisper is English-only: 100% caveat &amp; *care*.</p>' in (
+        out / "index.html").read_text()
+    # no description: nothing added
+    info["spec"].pop("description")
+    (cls_dir / "spec.json").write_text(json.dumps(info))
+    write_report([cls_dir], out)
+    assert 'class="description"' not in (out / "index.html").read_text()

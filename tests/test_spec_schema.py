@@ -311,8 +311,8 @@ def test_extract_cli_refuses_bad_params_before_reading_the_corpus(tmp_path, caps
 
 def test_new_sections_are_typed_and_optional():
     report = {"display_names": {"egemaps": "eGeMAPS", "svm": "SVM"}, "title": "T"}
-    spec = validate(changed({"audit": {"acknowledge": ["speaker_overlap"]}, "report": report}))
-    assert spec.sections.audit.acknowledge == ["speaker_overlap"]
+    spec = validate(changed({"audit": {"acknowledge": ["speaker_label_confound"]}, "report": report}))
+    assert spec.sections.audit.acknowledge == ["speaker_label_confound"]
     assert spec.sections.report.display_names["egemaps"] == "eGeMAPS" and spec.report["title"] == "T"
     plain = validate(BASE)
     assert plain.sections.audit.acknowledge == [] and plain.audit == {} and plain.report == {}

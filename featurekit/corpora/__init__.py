@@ -4,6 +4,7 @@ from featurekit.corpora import (  # noqa: F401  (registers)
     cremad,
     csv_manifest,
     emodb,
+    emovo,
     iemocap,
     msppodcast,
     ravdess,

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from featurekit.corpora.base import CorpusLayoutError, finalize_manifest, register_corpus, require_dir
+from featurekit.corpora.base import (
+    CorpusLayoutError,
+    absolute_path,
+    finalize_manifest,
+    register_corpus,
+    require_dir,
+)
 
 EMOTIONS = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 LEVELS = {"LO": "low", "MD": "medium", "HI": "high", "XX": "unspecified"}
@@ -54,7 +60,7 @@ def parse_file_name(path: Path) -> dict:
                               (level, LEVELS, "level")):
         if code not in table:
             raise CorpusLayoutError(f"{path}: unknown CREMA-D {what} code {code!r}")
-    return {"id": path.stem, "path": str(path.resolve()), "speaker": actor, "session": actor,
+    return {"id": path.stem, "path": absolute_path(path), "speaker": actor, "session": actor,
             "label": EMOTIONS[emotion], "transcript": SENTENCES[sentence], "sentence": sentence,
             "level": level, "intensity": LEVELS[level]}
 

@@ -4,10 +4,19 @@ Example: a CSV with columns ``file, emotion, spk, fold`` is read with
 ``load_corpus("csv", root, csv="meta.csv", columns={"path": "file", "label": "emotion",
 "speaker": "spk"})``; ``fold`` is kept as an extra column. A manifest column that is not mapped
 is taken from the CSV column of the same name when there is one.
+
+The file is read strictly, and every problem is reported with the file and its line: text that is
+not in the given encoding (UTF-8 by default), a header with an empty or repeated column name, a row
+with more or fewer fields than the header, an empty needed cell, a number that is not one. Only an
+empty cell is missing: ``NA``, ``None``, ``null`` and the like are text (a speaker may be called
+``NA``); in the numeric columns (``start``, ``end``, ``valence``, ``arousal``, ``dominance``) an
+empty cell or ``nan``/``na``/``n/a``/``null``/``none`` (any case) is missing.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import warnings
 from pathlib import Path
@@ -15,9 +24,11 @@ from pathlib import Path
 import pandas as pd
 
 from featurekit.corpora.base import (
+    FEATURE_COLUMNS,
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
     CorpusLayoutError,
+    absolute_path,
     finalize_manifest,
     register_corpus,
     require_dir,
@@ -25,8 +36,10 @@ from featurekit.corpora.base import (
 
 TEXT_COLUMNS = ("id", "path", "speaker", "session", "label", "gender", "transcript")
 FLOAT_COLUMNS = ("start", "end", "valence", "arousal", "dominance")
-NEEDED_COLUMNS = ("path", "label", "speaker")  # id and session have defaults
+NEEDED_COLUMNS = ("path",)  # id and session have defaults; label and speaker: evaluation needs them
 GENDERS = {"f": "f", "female": "f", "m": "m", "male": "m"}
+#: Cells read as missing in the numeric columns (compared in lower case), besides an empty cell.
+NUMERIC_MISSING = ("nan", "na", "n/a", "null", "none")
 
 
 def resolve_csv(root: Path, csv: str | os.PathLike) -> Path:
@@ -85,26 +98,94 @@ def normalise_gender(value: object) -> object:
     return GENDERS.get(value.strip().lower(), value) if isinstance(value, str) else value
 
 
+def check_csv(source: Path, *, encoding: str) -> tuple[str, list[str], list[int]]:
+    """Decode and check a CSV with the ``csv`` module: its text, header and each row's first line.
+
+    Raises
+    ------
+    CorpusLayoutError
+        Naming ``source`` and the line: undecodable bytes, empty or repeated header names, rows with
+        a wrong number of fields, no rows.
+    """
+    raw = source.read_bytes()
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise CorpusLayoutError(
+            f"{source}:{line}: not valid {encoding} (byte {raw[err.start]:#04x} at offset {err.start}); "
+            f"save the file as UTF-8, or pass its encoding (e.g. encoding='latin-1')"
+        ) from None
+    except LookupError:
+        raise CorpusLayoutError(f"{source}: unknown encoding {encoding!r}") from None
+    text = text.removeprefix("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    lines: list[int] = []
+    start = 1
+    try:
+        for row in reader:
+            if not row:  # a blank line (pandas skips them too)
+                start = reader.line_num + 1
+                continue
+            if header is None:
+                header = row
+                names = [h.strip() for h in header]
+                empty = [i + 1 for i, h in enumerate(names) if not h]
+                if empty:
+                    raise CorpusLayoutError(f"{source}:{start}: header column(s) {empty} have no name")
+                seen = {h for h in names if names.count(h) > 1}
+                if seen:
+                    raise CorpusLayoutError(f"{source}:{start}: header repeats column(s) {sorted(seen)}")
+            elif len(row) != len(header):
+                raise CorpusLayoutError(
+                    f"{source}:{start}: {len(row)} field(s) where the header has {len(header)} "
+                    f"({', '.join(header)})"
+                )
+            else:
+                lines.append(start)
+            start = reader.line_num + 1
+    except csv.Error as err:
+        raise CorpusLayoutError(f"{source}:{reader.line_num}: malformed CSV ({err})") from None
+    if header is None:
+        raise CorpusLayoutError(f"{source}: the CSV is empty (no header)")
+    if not lines:
+        raise CorpusLayoutError(f"{source}: the CSV lists no utterances")
+    return text, [h.strip() for h in header], lines
+
+
+def parse_csv(text: str, header: list[str], lines: list[int], source: Path, *, text_columns: set[str]
+              ) -> pd.DataFrame:
+    """A checked CSV (:func:`check_csv`) as a DataFrame indexed by each row's line (for messages):
+    ``text_columns`` as text, other columns typed by pandas, only empty cells missing."""
+    table = pd.read_csv(io.StringIO(text), dtype=dict.fromkeys(text_columns, str), keep_default_na=False,
+                        na_values=[""], header=0, names=header)
+    if len(table) != len(lines):  # both parsers must agree on the rows
+        raise CorpusLayoutError(f"{source}: cannot read as CSV ({len(table)} rows, {len(lines)} expected)")
+    table.index = pd.Index(lines)
+    return table
+
+
 def check_filled(df: pd.DataFrame, cols: list[str], source: Path) -> None:
-    """Raise naming ``source`` and the CSV line numbers when a needed column has empty cells."""
+    """Raise naming ``source`` and the CSV line numbers (the index) when a needed column has empty cells."""
     for col in cols:
         empty = df.index[df[col].isna() | (df[col].astype(str).str.strip() == "")]
         if len(empty):
             raise CorpusLayoutError(
-                f"{source}: empty {col!r} on line(s) {(empty[:5] + 2).tolist()}"
+                f"{source}: empty {col!r} on line(s) {empty[:5].tolist()}"
                 f"{' ...' if len(empty) > 5 else ''}"
             )
 
 
 def resolve_paths(paths: pd.Series, root: Path, source: Path) -> pd.Series:
-    """Absolute audio paths (relative ones are taken against ``root``).
+    """Absolute audio paths (relative ones are taken against ``root``); symlinks are not resolved.
 
-    Missing files stay in the manifest with a warning: extraction then lists each of them as a
-    failure with its path, and extracts the others (one bad file never costs the batch). When no
-    file exists at all, the mapping is surely wrong and this raises.
+    Missing files (and dangling or looping symlinks) stay in the manifest with a warning: extraction
+    then lists each of them as a failure with its path, and extracts the others (one bad file never
+    costs the batch). When no file exists at all, the mapping is surely wrong and this raises.
     """
-    resolved = [(p if p.is_absolute() else root / p).resolve() for p in map(Path, paths)]
-    missing = [str(p) for p in resolved if not p.exists()]
+    resolved = [absolute_path(p if p.is_absolute() else root / p) for p in map(Path, paths)]
+    missing = [p for p in resolved if not os.path.exists(p)]
     if missing and len(missing) == len(resolved):
         raise CorpusLayoutError(
             f"{source}: none of the {len(missing)} audio files exists (relative paths are "
@@ -116,7 +197,7 @@ def resolve_paths(paths: pd.Series, root: Path, source: Path) -> pd.Series:
             f"{root}), e.g. {', '.join(missing[:3])}",
             stacklevel=2,
         )
-    return pd.Series([str(p) for p in resolved], index=paths.index)
+    return pd.Series(resolved, index=paths.index)
 
 
 def default_ids(paths: pd.Series, source: Path) -> pd.Series:
@@ -133,11 +214,14 @@ def default_ids(paths: pd.Series, source: Path) -> pd.Series:
 
 
 def to_float(df: pd.DataFrame, col: str, source: Path) -> pd.Series:
-    """Column ``col`` as floats; an error naming ``source`` and the first bad lines otherwise."""
-    values = pd.to_numeric(df[col], errors="coerce")
-    bad = df.index[values.isna() & df[col].notna()]
+    """Column ``col`` as floats (empty and :data:`NUMERIC_MISSING` cells missing); an error naming
+    ``source`` and the first bad lines otherwise."""
+    cells = df[col]
+    missing = cells.isna() | cells.astype(str).str.strip().str.lower().isin(NUMERIC_MISSING)
+    values = pd.to_numeric(cells.where(~missing), errors="coerce")
+    bad = df.index[values.isna() & ~missing]
     if len(bad):
-        raise CorpusLayoutError(f"{source}: {col!r} is not a number on line(s) {(bad[:5] + 2).tolist()}")
+        raise CorpusLayoutError(f"{source}: {col!r} is not a number on line(s) {bad[:5].tolist()}")
     return values.astype(float)
 
 
@@ -150,7 +234,7 @@ def build_frame(table: pd.DataFrame, root: Path, source: Path) -> pd.DataFrame:
     dup = table["id"][table["id"].duplicated()]
     if len(dup):
         raise CorpusLayoutError(f"{source}: duplicate id(s) {', '.join(dup.iloc[:5])}")
-    if "session" not in table:
+    if "session" not in table and "speaker" in table:
         table["session"] = table["speaker"]
     if "gender" in table:
         table["gender"] = table["gender"].map(normalise_gender)
@@ -168,6 +252,7 @@ def read_csv_manifest(
     csv: str | os.PathLike,
     columns: dict[str, str] | None = None,
     name: str = "csv",
+    encoding: str = "utf-8",
 ) -> pd.DataFrame:
     """Read the utterances listed in the CSV file ``csv``.
 
@@ -179,29 +264,36 @@ def read_csv_manifest(
         The CSV file, relative to ``root`` or absolute.
     columns
         Manifest column -> CSV column, e.g. ``{"path": "file", "label": "emotion", "speaker":
-        "spk"}``. Unmapped manifest columns come from same-named CSV columns; ``path``, ``label``
-        and ``speaker`` are needed, ``session`` defaults to ``speaker`` and ``id`` to the audio
+        "spk"}``. Unmapped manifest columns come from same-named CSV columns; only ``path`` is
+        needed (``label`` and ``speaker`` are optional for feature extraction; evaluation says
+        when its spec needs them), ``session`` defaults to ``speaker`` and ``id`` to the audio
         file's stem (which must then be unique). Other CSV columns are kept as extras.
     name
         The corpus name recorded in the manifest (``df.attrs["corpus"]``) and used in messages.
+    encoding
+        The CSV's text encoding (default UTF-8; a byte-order mark is skipped).
 
     Returns
     -------
     pandas.DataFrame
         The manifest. Text columns are read as text (speaker ``"007"`` stays ``"007"``),
         ``start``/``end``/``valence``/``arousal``/``dominance`` as floats and ``gender`` values
-        ``female``/``male`` (any case) become ``"f"``/``"m"``.
+        ``female``/``male`` (any case) become ``"f"``/``"m"``; only empty cells are missing (see the
+        module docstring). Labels, speakers and sessions are NFC-normalised and stripped (merges are
+        reported, see :func:`featurekit.corpora.base.finalize_manifest`).
+
+    Raises
+    ------
+    CorpusLayoutError
+        Naming the CSV file and line: see the module docstring.
     """
     root = require_dir(root, name)
     source = resolve_csv(root, csv)
-    try:
-        header = [str(c) for c in pd.read_csv(source, nrows=0).columns]
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise CorpusLayoutError(f"{source}: cannot read as CSV ({err})") from None
+    text, header, lines = check_csv(source, encoding=encoding)
     mapping = map_columns(header, columns, source)
-    text = {mapping[t] for t in TEXT_COLUMNS if t in mapping}
-    table = pd.read_csv(source, dtype=dict.fromkeys(text, str), keep_default_na=True)
-    table = apply_mapping(table, mapping)
+    text_columns = {mapping[t] for t in TEXT_COLUMNS if t in mapping}  # as written: "007" stays "007"
+    table = apply_mapping(parse_csv(text, header, lines, source, text_columns=text_columns), mapping)
     if table.empty:
         raise CorpusLayoutError(f"{source}: the CSV lists no utterances")
-    return finalize_manifest(build_frame(table, root, source), corpus=name, root=root)
+    return finalize_manifest(build_frame(table, root, source), corpus=name, root=root,
+                             required=FEATURE_COLUMNS)

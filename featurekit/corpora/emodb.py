@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from featurekit.corpora.base import CorpusLayoutError, finalize_manifest, register_corpus, require_dir
+from featurekit.corpora.base import (
+    CorpusLayoutError,
+    absolute_path,
+    finalize_manifest,
+    register_corpus,
+    require_dir,
+)
 
 EMOTIONS = {
     "W": "anger",
@@ -61,7 +67,7 @@ def read_emodb(root: str | os.PathLike, *, listening_test: bool = True) -> pd.Da
         rows.append(
             {
                 "id": stem,
-                "path": str(wav.resolve()),
+                "path": absolute_path(wav),
                 "speaker": spk,
                 "session": spk,
                 "label": EMOTIONS[stem[5]],

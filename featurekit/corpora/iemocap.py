@@ -20,7 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from featurekit.corpora.base import CorpusLayoutError, finalize_manifest, register_corpus, require_dir
+from featurekit.corpora.base import (
+    CorpusLayoutError,
+    absolute_path,
+    finalize_manifest,
+    register_corpus,
+    require_dir,
+)
 
 LABELS = {"neu": "neutral", "hap": "happy", "exc": "excited", "sad": "sad", "ang": "angry",
           "fru": "frustrated", "sur": "surprised", "fea": "fearful", "dis": "disgusted", "oth": "other",
@@ -97,7 +103,7 @@ def session_rows(session: Path) -> tuple[list[dict], list[Path]]:
                 missing.append(wav)
                 continue
             letter = turn["gender_letter"]
-            row = {"id": turn["id"], "path": str(wav.resolve()), "speaker": f"{session.name}{letter}",
+            row = {"id": turn["id"], "path": absolute_path(wav), "speaker": f"{session.name}{letter}",
                    "session": session.name, "label": turn["label"], "gender": letter.lower(),
                    "valence": turn["valence"], "arousal": turn["arousal"], "dominance": turn["dominance"]}
             if transcripts is not None:

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from featurekit.corpora.base import CorpusLayoutError, finalize_manifest, register_corpus, require_dir
+from featurekit.corpora.base import (
+    CorpusLayoutError,
+    absolute_path,
+    finalize_manifest,
+    register_corpus,
+    require_dir,
+)
 
 EMOTIONS = {"A": "angry", "S": "sad", "H": "happy", "U": "surprise", "F": "fear", "D": "disgust",
             "C": "contempt", "N": "neutral", "O": "other", "X": "no_agreement"}
@@ -79,7 +85,7 @@ def make_rows(labels: pd.DataFrame, audio_dir: Path) -> tuple[list[dict], list[P
             missing.append(wav)
             continue
         gender = rec.Gender[:1].lower() if isinstance(rec.Gender, str) and rec.Gender else None
-        rows.append({"id": Path(rec.FileName).stem, "path": str(wav.resolve()), "speaker": rec.SpkrID,
+        rows.append({"id": Path(rec.FileName).stem, "path": absolute_path(wav), "speaker": rec.SpkrID,
                      "session": rec.SpkrID, "label": EMOTIONS[rec.EmoClass], "gender": gender,
                      "valence": rec.EmoVal, "arousal": rec.EmoAct, "dominance": rec.EmoDom,
                      "split": rec.Split_Set})

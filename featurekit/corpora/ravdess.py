@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from featurekit.corpora.base import CorpusLayoutError, finalize_manifest, register_corpus, require_dir
+from featurekit.corpora.base import (
+    CorpusLayoutError,
+    absolute_path,
+    finalize_manifest,
+    register_corpus,
+    require_dir,
+)
 
 MODALITIES = {"01": "full-AV", "02": "video-only", "03": "audio-only"}
 VOCAL_CHANNELS = {"01": "speech", "02": "song"}
@@ -55,7 +61,7 @@ def parse_file_name(path: Path) -> dict:
             raise CorpusLayoutError(f"{path}: unknown RAVDESS {what} code {code!r}")
     if not 1 <= int(actor) <= 24:
         raise CorpusLayoutError(f"{path}: RAVDESS actor {actor!r} is outside 01..24")
-    return {"id": path.stem, "path": str(path.resolve()), "speaker": actor, "session": actor,
+    return {"id": path.stem, "path": absolute_path(path), "speaker": actor, "session": actor,
             "label": EMOTIONS[emotion], "gender": "m" if int(actor) % 2 else "f",
             "intensity": INTENSITIES[intensity], "statement": statement,
             "repetition": REPETITIONS[repetition], "transcript": STATEMENTS[statement],

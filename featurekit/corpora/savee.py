@@ -20,7 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from featurekit.corpora.base import CorpusLayoutError, finalize_manifest, register_corpus, require_dir
+from featurekit.corpora.base import (
+    CorpusLayoutError,
+    absolute_path,
+    finalize_manifest,
+    register_corpus,
+    require_dir,
+)
 
 SPEAKERS = ("DC", "JE", "JK", "KL")
 EMOTIONS = {"a": "anger", "d": "disgust", "f": "fear", "h": "happiness", "n": "neutral", "sa": "sadness",
@@ -40,7 +46,7 @@ def make_row(path: Path, speaker: str, code: str) -> dict:
     if speaker not in SPEAKERS or not match:
         raise CorpusLayoutError(f"{path}: not a SAVEE file (speaker one of {', '.join(SPEAKERS)}, name like "
                                 "a01.wav, sa07.wav, su15.wav)")
-    return {"id": f"{speaker}_{code}", "path": str(path.resolve()), "speaker": speaker, "session": speaker,
+    return {"id": f"{speaker}_{code}", "path": absolute_path(path), "speaker": speaker, "session": speaker,
             "label": EMOTIONS[match.group(1)], "gender": "m", "sentence": int(match.group(2))}
 
 

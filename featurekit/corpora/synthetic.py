@@ -23,7 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featurekit.corpora.base import CorpusLayoutError, finalize_manifest, register_corpus, require_dir
+from featurekit.corpora.base import (
+    CorpusLayoutError,
+    absolute_path,
+    finalize_manifest,
+    register_corpus,
+    require_dir,
+)
 
 SR = 16000
 CLASSES = {
@@ -139,5 +145,5 @@ def read_synthetic(root: str | os.PathLike) -> pd.DataFrame:
     df = pd.read_csv(root / MANIFEST_NAME, dtype=str)
     if "path" not in df:
         raise CorpusLayoutError(f"{root / MANIFEST_NAME}: no 'path' column")
-    df["path"] = [str((root / p).resolve()) for p in df["path"]]
+    df["path"] = [absolute_path(root / p) for p in df["path"]]
     return finalize_manifest(df, corpus="synthetic", root=root)

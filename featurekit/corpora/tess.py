@@ -18,7 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from featurekit.corpora.base import CorpusLayoutError, finalize_manifest, register_corpus, require_dir
+from featurekit.corpora.base import (
+    CorpusLayoutError,
+    absolute_path,
+    finalize_manifest,
+    register_corpus,
+    require_dir,
+)
 
 EMOTIONS = {"angry": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy", "neutral": "neutral",
             "ps": "surprise", "pleasant_surprise": "surprise", "pleasant_surprised": "surprise", "sad": "sad"}
@@ -40,7 +46,7 @@ def parse_file_name(path: Path) -> dict:
         raise CorpusLayoutError(f"{path}: not a TESS file name ({{OAF|YAF}}_{{word}}_{{emotion}}.wav with "
                                 f"emotion one of {', '.join(EMOTIONS)})")
     speaker, word = match.group(1).upper(), match.group(2).lower()
-    return {"id": path.stem, "path": str(path.resolve()), "speaker": speaker, "session": speaker,
+    return {"id": path.stem, "path": absolute_path(path), "speaker": speaker, "session": speaker,
             "label": EMOTIONS[emotion], "gender": "f", "transcript": f"Say the word {word}", "word": word}
 
 

@@ -19,66 +19,54 @@ Loading (:func:`load_model`) refuses, with a message naming the file and the pro
 * a path that is not a directory or lacks ``model.json``; a ``model.json`` that is not JSON or not
   a featurekit model;
 * an incompatible ``format_version`` or featurekit version (see :func:`check_versions`);
+* any path in ``model.json`` (the manifest, a pipeline, a head) that is absolute, has a ``..``
+  component, resolves after symbolic links outside the directory, or (for a file that is read) is
+  not in the manifest; this is checked before any component is read
+  (:func:`featurekit.deploy.trust.confined_path`);
 * a ``model.json`` edited after saving (its checksum differs), a file listed in the manifest that is
   missing, or a file whose SHA-256 differs from the manifest (changed, corrupted or tampered with);
-* a skops file holding any function, or any class outside :data:`ALLOWED_MODULES` and
-  :data:`ALLOWED_CLASSES` (or in
-  :data:`DENIED_PREFIXES`): the list of types a file needs is read with
-  ``skops.io.get_untrusted_types`` *before* anything is loaded, each is checked, and only then is
-  ``skops.io.load`` called with exactly that list as ``trusted``. No pickle is used anywhere (torch
-  heads are state dicts loaded with ``weights_only=True``), so a model directory from an untrusted
-  source never runs arbitrary code.
+  the bytes that are loaded are the bytes whose hash was checked;
+* a skops file holding any entry outside the exact type allow-list of
+  :mod:`featurekit.deploy.trust` (checked on the raw schema before anything is built); torch heads
+  are state dicts loaded with ``weights_only=True``. No pickle of arbitrary objects is read anywhere.
 
-The hashes detect accidental changes and naive tampering; they are not a signature (whoever can
-write the directory can rewrite ``model.json`` too). The guarantee against code execution comes
-from the skops type checks, not from the hashes.
+The hashes detect accidental changes and the tampering of a single file; they are not a signature
+(whoever can write the directory can rewrite ``model.json`` too). The guarantee that a model from an
+untrusted source never runs code nor touches a file outside its directory comes from the type
+allow-list and the path confinement of :mod:`featurekit.deploy.trust`, not from the hashes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import inspect
 import json
 import os
 import re
 import shutil
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from featurekit.deploy.trust import ModelLoadError, confined_path, load_skops, skops_problems
+
 FORMAT = "featurekit-model"
 FORMAT_VERSION = 1
 META_NAME = "model.json"
-#: Module prefixes whose *classes* a skops file may contain (functions are always refused).
-ALLOWED_MODULES = ("sklearn.", "xgboost.", "numpy.")
-#: featurekit's own plain scikit-learn estimators (no code runs on loading them beyond setting state).
-ALLOWED_CLASSES = ("featurekit.evaluation.svm.SVMClassifier",)
-#: Classes under those prefixes that are refused all the same (they touch files or test machinery).
-DENIED_PREFIXES = ("numpy.memmap", "numpy.lib.npyio", "numpy.lib._npyio_impl", "numpy.lib._datasource",
-                   "numpy.lib.format", "numpy.ctypeslib", "numpy.testing", "sklearn.utils._testing",
-                   "sklearn.datasets")
 #: Distributions whose versions are recorded (and compared, with a warning, when loading).
 LIBRARIES = ("featurekit", "numpy", "scipy", "pandas", "scikit-learn", "xgboost", "skops", "torch",
              "opensmile", "librosa", "soundfile", "soxr")
 
 
-class ModelLoadError(ValueError):
-    """A model directory cannot be used; the message names the directory or file and the problem."""
-
-
 def featurekit_version() -> str:
-    """The installed featurekit version (``"unknown"`` when it is not installed as a distribution)."""
-    from importlib import metadata
+    """The featurekit version (``featurekit.__version__``, which the package metadata is built from)."""
+    from featurekit._version import __version__
 
-    try:
-        return metadata.version("featurekit")
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        return "unknown"
+    return __version__
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -137,64 +125,6 @@ def check_versions(meta: dict[str, Any], where: str) -> None:
                              f"same minor version, not newer); retrain it or install featurekit {saved}")
 
 
-# -- skops allow-list ---------------------------------------------------------------------------------
-def _is_allowed_type(name: str) -> bool:
-    if name in ALLOWED_CLASSES:
-        return True
-    if not name.startswith(ALLOWED_MODULES) or name.startswith(DENIED_PREFIXES):
-        return False
-    module, _, attr = name.rpartition(".")
-    obj = None
-    while module:  # nested names (module.Class.Inner) resolve from the longest importable module
-        try:
-            obj = importlib.import_module(module)
-            break
-        except ImportError:
-            module, _, head = module.rpartition(".")
-            attr = f"{head}.{attr}"
-    if obj is None:
-        return False
-    for part in attr.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            return False
-    return inspect.isclass(obj)
-
-
-def check_skops_types(path: Path) -> list[str]:
-    """The types ``path`` needs beyond skops' defaults, after checking each against the allow-list.
-
-    Raises
-    ------
-    ModelLoadError
-        The file is not a skops file, or needs a type that is not a class from
-        :data:`ALLOWED_MODULES` (any function, any other library's or builtin's object).
-    """
-    import skops.io as sio
-
-    try:
-        needed = sio.get_untrusted_types(file=path)
-    except Exception as err:
-        raise ModelLoadError(f"{path}: not a readable skops file ({type(err).__name__}: {err})") from None
-    refused = [t for t in needed if not _is_allowed_type(t)]
-    if refused:
-        raise ModelLoadError(f"{path}: refusing to load type(s) {refused}: only classes from "
-                             f"{', '.join(m.rstrip('.') for m in ALLOWED_MODULES)} are allowed (nothing was "
-                             f"loaded; a model from an untrusted source never runs code)")
-    return list(needed)
-
-
-def load_skops(path: Path) -> Any:
-    """Load a skops file whose types all pass :func:`check_skops_types`."""
-    import skops.io as sio
-
-    trusted = check_skops_types(path)
-    try:
-        return sio.load(path, trusted=trusted)
-    except Exception as err:
-        raise ModelLoadError(f"{path}: cannot load the skops file ({type(err).__name__}: {err})") from None
-
-
 # -- writing --------------------------------------------------------------------------------------------
 def write_model_dir(out_dir: str | os.PathLike, meta: dict[str, Any], pipelines: dict[str, Any], *,
                     overwrite: bool = False) -> Path:
@@ -247,6 +177,7 @@ def write_model_dir(out_dir: str | os.PathLike, meta: dict[str, Any], pipelines:
                 save_head(last, tmp / entry["head"])
                 pipe = Pipeline([*pipe.steps[:-1], (pipe.steps[-1][0], "passthrough")])
             sio.dump(pipe, tmp / entry["pipeline"])
+            _check_loadable(tmp / entry["pipeline"], target)
             estimators.append(entry)
         meta = dict(meta, estimators=estimators)
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
@@ -260,6 +191,15 @@ def write_model_dir(out_dir: str | os.PathLike, meta: dict[str, Any], pipelines:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _check_loadable(path: Path, target: str) -> None:
+    """Refuse to write a pipeline that :func:`load_model` would refuse (a type outside the allow-list)."""
+    problems, _ = skops_problems(path.read_bytes())
+    if problems:
+        raise ValueError(f"cannot save the model of {target!r}: its pipeline holds entries outside "
+                         f"featurekit's model-type allow-list (featurekit.deploy.trust.ALLOWED_SKOPS_NODES), "
+                         f"so it could not be loaded:\n  " + "\n  ".join(problems))
 
 
 def _is_head(obj: Any) -> bool:
@@ -304,6 +244,9 @@ class SavedModel:
 def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
     """Read and verify ``model.json`` and the file manifest of a model directory (loads no model).
 
+    Every path ``model.json`` names is checked (:func:`_check_paths`) before any file it names is
+    read; then every listed file's SHA-256 is compared with the manifest.
+
     Raises
     ------
     ModelLoadError
@@ -315,6 +258,7 @@ def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
     meta_path = d / META_NAME
     if not meta_path.is_file():
         raise ModelLoadError(f"{d}: not a featurekit model directory: {META_NAME} is missing")
+    confined_path(d.resolve(), META_NAME, what="the model description", where=str(d))
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -322,19 +266,14 @@ def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise ModelLoadError(f"{meta_path}: not a featurekit model description (not a JSON object)")
     check_versions(meta, str(meta_path))
+    _check_paths(d, meta)
     problems = []
     if meta.get("metadata_sha256") != metadata_checksum(meta):
         problems.append(f"{meta_path}: its content was changed after saving (the checksum in "
                         f"metadata_sha256 does not match)")
-    files = meta.get("files")
-    if not isinstance(files, dict) or not files:
-        problems.append(f"{meta_path}: no file manifest ('files')")
-        files = {}
-    for rel, digest in files.items():
+    for rel, digest in meta["files"].items():
         p = d / rel
-        if Path(rel).is_absolute() or ".." in Path(rel).parts:
-            problems.append(f"{meta_path}: manifest entry {rel!r} points outside the model directory")
-        elif not p.is_file():
+        if not p.is_file():
             problems.append(f"{p}: missing (listed in {META_NAME}'s manifest)")
         elif sha256_file(p) != digest:
             problems.append(f"{p}: SHA-256 differs from {META_NAME}'s manifest (the file was changed after "
@@ -342,6 +281,54 @@ def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
     if problems:
         raise ModelLoadError(f"{d}: refusing to load the model:\n  " + "\n  ".join(problems))
     return meta
+
+
+def _check_paths(d: Path, meta: dict[str, Any]) -> None:
+    """Check every path of ``model.json`` (manifest, pipelines, heads) with :func:`confined_path`.
+
+    Nothing that a path names is read here. Raises :class:`ModelLoadError` on the first bad path.
+    """
+    where, root = str(d / META_NAME), d.resolve()
+    files = meta.get("files")
+    if not isinstance(files, dict) or not files:
+        raise ModelLoadError(f"{where}: no file manifest ('files'); refusing the model")
+    for rel, digest in files.items():
+        confined_path(root, rel, what="manifest entry", where=where)
+        if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+            raise ModelLoadError(f"{where}: manifest entry {rel!r} has no SHA-256 (got {digest!r})")
+    estimators = meta.get("estimators")
+    if not isinstance(estimators, list) or not estimators:
+        raise ModelLoadError(f"{where}: no estimators listed ('estimators'); refusing the model")
+    for entry in estimators:
+        if not (isinstance(entry, dict) and isinstance(entry.get("target"), str)):
+            raise ModelLoadError(f"{where}: an estimator entry is not a {{target, pipeline, head}} object: "
+                                 f"{entry!r}")
+        confined_path(root, entry.get("pipeline"), what="pipeline", where=where, listed=files)
+        head = entry.get("head")
+        if head is not None:
+            confined_path(root, head, what="torch head directory", where=where)
+            if not any(rel.startswith(f"{head}/") for rel in files):
+                raise ModelLoadError(f"{where}: torch head directory {head!r} has no file in the hashed file "
+                                     f"manifest ('files'); refusing the model")
+
+
+def _reader(d: Path, meta: dict[str, Any]) -> Callable[[str], bytes]:
+    """``read(rel) -> bytes`` for listed files only: confined, and hashed again on the bytes returned.
+
+    The bytes a component is built from are therefore the bytes whose SHA-256 matches the manifest,
+    even if the file changed after :func:`read_meta` verified it.
+    """
+    root, files, where = d.resolve(), meta["files"], str(d / META_NAME)
+
+    def read(rel: str) -> bytes:
+        path = confined_path(root, rel, what="file", where=where, listed=files)
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != files[rel]:
+            raise ModelLoadError(f"{d / rel}: SHA-256 differs from {META_NAME}'s manifest (the file changed "
+                                 f"while it was being loaded)")
+        return data
+
+    return read
 
 
 def load_model(directory: str | os.PathLike) -> SavedModel:
@@ -360,25 +347,30 @@ def load_model(directory: str | os.PathLike) -> SavedModel:
     Raises
     ------
     ModelLoadError
-        Missing or changed files, incompatible versions, disallowed types (see the module docstring).
+        Missing or changed files, incompatible versions, paths that leave the directory or are not
+        listed, disallowed types (see the module docstring).
     """
     d = Path(directory)
     meta = read_meta(d)
     _check_extractors(meta, d)
     _warn_library_versions(meta, d)
+    read = _reader(d, meta)
     model = SavedModel(directory=d, meta=meta)
     for entry in meta["estimators"]:
-        pipe = load_skops(d / entry["pipeline"])
+        pipe = load_skops(read(entry["pipeline"]), str(d / entry["pipeline"]))
         if entry.get("head"):
             try:
-                from featurekit.heads import load_head
+                from featurekit.heads.persistence import read_head
             except ImportError as err:  # pragma: no cover - torch missing
                 raise ModelLoadError(f"{d / entry['head']}: loading a torch head needs torch "
                                      f"({err})") from None
+            head_dir = entry["head"]
             try:
-                head = load_head(d / entry["head"])
+                head = read_head(lambda name, h=head_dir: read(f"{h}/{name}"), where=str(d / head_dir))
+            except ModelLoadError:
+                raise
             except Exception as err:
-                raise ModelLoadError(f"{d / entry['head']}: cannot load the torch head "
+                raise ModelLoadError(f"{d / head_dir}: cannot load the torch head "
                                      f"({type(err).__name__}: {err})") from None
             pipe.steps[-1] = (pipe.steps[-1][0], head)
         if meta["task"]["type"] == "classification":

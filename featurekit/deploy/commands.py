@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from featurekit.cli import _args, _default_jobs, command
+from featurekit.cli import _args, command, jobs_argument, store_argument
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -19,13 +19,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="FEATURESET:MODEL of the spec, e.g. egemaps:svm (optional if it has one of each)")
     p.add_argument("--root", help="corpus root (default: the spec's corpus.root_env variable)")
     p.add_argument("-o", "--out", required=True, help="model directory to write")
-    p.add_argument("--store", default=os.environ.get("FEATUREKIT_STORE", "store"),
-                   help="feature store (default: $FEATUREKIT_STORE or ./store)")
+    store_argument(p)
     p.add_argument("--normalisation", choices=["none", "global", "speaker"], default=None,
                    help="feature normalisation (default: the spec's first)")
-    p.add_argument("--jobs", type=int, default=_default_jobs(), help="worker processes (default: all cores)")
+    jobs_argument(p, what=" for extraction and the hyperparameter search")
     p.add_argument("--force", action="store_true", help="replace an existing model directory")
-    p.add_argument("--quiet", action="store_true")
 
 
 @command("train", "fit a spec's FEATURESET:MODEL on a whole corpus and save a model directory")
@@ -33,14 +31,14 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import json
 
-    from featurekit.cli import resolve_root
+    from featurekit.cli import resolve_root, resolve_store
     from featurekit.deploy.training import train
     from featurekit.evaluation.spec import load_spec
 
     spec = load_spec(args.spec)
     root = resolve_root(spec, args.root)
     try:
-        out = train(spec, args.system, root=root, out_dir=args.out, store=args.store,
+        out = train(spec, args.system, root=root, out_dir=args.out, store=resolve_store(args),
                     normalisation=args.normalisation, jobs=args.jobs, overwrite=args.force,
                     progress=not args.quiet)
     except FileExistsError as err:
@@ -57,7 +55,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         s = model["search"][target]
         score = "" if s.get("best_score") is None else \
             f" (inner-CV {s['metric'].upper()} {s['best_score']:.3f}, {s['n_candidates']} candidates)"
-        print(f"  {target}: {hp}{score}")
+        print(f"  hyperparameters of {target}{score}:")
+        for name, value in hp.items():
+            print(f"    {name:24s} {value}")
+        if not hp:
+            print("    (none searched: the model's parameters as given)")
     if meta["task"]["type"] == "classification":
         print(f"  classes: {', '.join(meta['task']['classes'])} ({meta['task']['probabilities']})")
     return 0
@@ -71,7 +73,9 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hop", type=float, default=None, help="hop in seconds (default: the window length)")
     p.add_argument("-o", "--out", default=None,
                    help="output file, .csv or .json (format from the extension); default: CSV to stdout")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes across files (default 1)")
+    jobs_argument(p, default=1, what=" across files")
+    p.add_argument("--max-windows", type=int, default=50_000,  # deploy.windows.DEFAULT_MAX_WINDOWS
+                   help="refuse a file that would yield more windows than this (default 50000)")
 
 
 @command("predict", "label recordings with a saved model (per file, or in sliding windows)")
@@ -88,7 +92,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
             warnings.simplefilter("ignore", category)
-        df = predict(args.model, args.audio, window=args.window, hop=args.hop, jobs=args.jobs)
+        df = predict(args.model, args.audio, window=args.window, hop=args.hop, jobs=args.jobs,
+                     max_windows=args.max_windows)
     for w in caught:
         print(f"featurekit predict: warning: {w.message}", file=sys.stderr)
     write_predictions(df, args.out)

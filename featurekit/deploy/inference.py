@@ -14,7 +14,7 @@ import pandas as pd
 from featurekit.audio import AudioError, AudioOptions
 from featurekit.deploy.bundle import SavedModel, load_model
 from featurekit.deploy.features import FeatureComputer
-from featurekit.deploy.windows import check_window, iter_windows
+from featurekit.deploy.windows import DEFAULT_MAX_WINDOWS, check_window, iter_windows
 
 #: Without a window a file is one analysis unit and is decoded whole; longer files get a warning.
 LONG_FILE_S = 120.0
@@ -51,8 +51,8 @@ def class_probabilities(pipe, x) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
-def _file_inputs(path: str, computer: FeatureComputer, window: float | None, hop: float | None
-                 ) -> dict[str, Any]:
+def _file_inputs(path: str, computer: FeatureComputer, window: float | None, hop: float | None,
+                 max_windows: int = DEFAULT_MAX_WINDOWS) -> dict[str, Any]:
     """Worker: decode one file (streamed when windowed) and compute the model input of every window.
 
     Never raises for a bad file: the error is returned. Warnings are returned as (category, text).
@@ -81,7 +81,7 @@ def _file_inputs(path: str, computer: FeatureComputer, window: float | None, hop
                 out["duration"] = duration
             else:
                 end = 0.0
-                for w in iter_windows(path, sr, window, hop):
+                for w in iter_windows(path, sr, window, hop, max_windows=max_windows):
                     end = max(end, w.end)
                     where = f"{path} [{w.start:.3f}-{w.end:.3f} s]"
                     if not np.any(w.signal):
@@ -172,7 +172,8 @@ def _predict_file(model: SavedModel, item: dict[str, Any], windowed: bool) -> li
 
 def predict(model: str | os.PathLike | SavedModel,
             audio_paths: str | os.PathLike | Iterable[str | os.PathLike], *, window: float | None = None,
-            hop: float | None = None, jobs: int = 1) -> pd.DataFrame:
+            hop: float | None = None, jobs: int = 1, max_windows: int = DEFAULT_MAX_WINDOWS
+            ) -> pd.DataFrame:
     """Label recordings with a saved model.
 
     Without ``window`` every file is one unit (decoded whole, conditioned like the training data) and
@@ -202,9 +203,12 @@ def predict(model: str | os.PathLike | SavedModel,
     audio_paths
         One path or several.
     window, hop
-        Window length and hop in seconds (``hop <= window``); None: whole files.
+        Window length and hop in seconds (``hop <= window``, ``window >= 0.25``, ``hop >= 0.01``);
+        None: whole files (decoded whole, within the model's ``AudioOptions.max_samples``).
     jobs
         Worker processes across files.
+    max_windows
+        A file that would yield more windows is refused before decoding (its row carries the error).
 
     Returns
     -------
@@ -215,9 +219,9 @@ def predict(model: str | os.PathLike | SavedModel,
         window that is digitally silent or whose features fail gets a row with an ``error`` and is left
         out of its file's mean.
     """
+    window, hop = check_window(window, hop)  # arguments first: a bad window costs no model loading
     if not isinstance(model, SavedModel):
         model = load_model(model)
-    window, hop = check_window(window, hop)
     if isinstance(audio_paths, (str, os.PathLike)):
         audio_paths = [audio_paths]
     paths = [str(p) for p in audio_paths]
@@ -225,12 +229,12 @@ def predict(model: str | os.PathLike | SavedModel,
         raise ValueError("predict: no audio files given")
     computer = FeatureComputer(model.meta["feature_set"], AudioOptions(**model.meta["audio"]))
     if jobs == 1 or len(paths) == 1:
-        items = (_file_inputs(p, computer, window, hop) for p in paths)
+        items = (_file_inputs(p, computer, window, hop, max_windows) for p in paths)
     else:
         from joblib import Parallel, delayed
 
         items = Parallel(n_jobs=jobs, return_as="generator")(
-            delayed(_file_inputs)(p, computer, window, hop) for p in paths)
+            delayed(_file_inputs)(p, computer, window, hop, max_windows) for p in paths)
     rows: list[dict[str, Any]] = []
     for item in items:
         for category, text in item["warnings"]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,10 @@ from featurekit.deploy.bundle import (
     to_jsonable,
     write_model_dir,
 )
-from featurekit.evaluation.pipeline import fit_searched
+from featurekit.evaluation.pipeline import fit_searched, grid_size
+
+#: Progress messages (stage by stage); ``featurekit train`` shows them, -q hides them.
+log = logging.getLogger(__name__)
 
 #: With per-speaker normalisation, a file needs at least this many windows for its own statistics;
 #: with fewer, the training corpus' pooled statistics are used (see :func:`featurekit.deploy.predict`).
@@ -152,7 +157,12 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
 
         manifest = load_corpus(spec.corpus["name"], root, **spec.corpus.get("options", {}))
     manifest = prepare_manifest(spec, manifest)
-    store = store or os.environ.get("FEATUREKIT_STORE") or "store"
+    if store is None:
+        from featurekit.defaults import default_store
+
+        store = default_store()
+    log.info(f"{fs.name}:{model_name} on {len(manifest)} utterances of {manifest['speaker'].nunique()} "
+             f"speakers: reading features from {store} (computing those it lacks)")
     sub = dataclasses.replace(spec, feature_sets=[fs])
     data = FeatureData(sub, manifest, FeatureStore(store), jobs=jobs, progress=progress)
     speakers = manifest["speaker"].astype(str).to_numpy()
@@ -209,11 +219,17 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
         ys = {t: manifest[t].to_numpy(np.float64) for t in spec.targets}
     pipelines, best, searches = {}, {}, {}
     for target, y in ys.items():
+        t0 = time.perf_counter()
+        n = grid_size(cfg["grid"])
+        log.info(f"{target}: searching {n} candidates over {spec.inner_folds(model_name)} speaker-grouped "
+                 f"inner folds, then refitting the best on all (jobs={jobs})" if n > 1
+                 else f"{target}: fitting on all utterances")
         pipelines[target], best[target], searches[target] = fit_searched(
             ms, x, y, groups, task=spec.task_type, normalisation=norm, balancing=ev["balancing"],
             grid=cfg["grid"], params=dict(cfg["params"]), inner_folds=spec.inner_folds(model_name),
             seed=spec.seed,
             sequences=fs.sequences, jobs=jobs)
+        log.info(f"{target}: done in {time.perf_counter() - t0:.1f} s")
 
     from featurekit.deploy.inference import probability_method
 
@@ -240,6 +256,7 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
         "libraries": library_versions(LIBRARIES),
         "training": _corpus_summary(manifest, spec, root),
     }
+    log.info(f"saving {out_dir} and checking that it reloads")
     out = write_model_dir(out_dir, to_jsonable(meta), pipelines, overwrite=overwrite)
     _verify_saved(out, pipelines, x, spec.task_type)
     return out

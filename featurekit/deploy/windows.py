@@ -12,6 +12,13 @@ before ``N``, one more window ``[N - W, N)`` is added, so the windows always cov
 and the last one ends at the file's end (it overlaps its predecessor more than ``H``). A recording
 shorter than the window gives a single window spanning the whole file, with a
 :class:`ShortRecordingWarning`. ``hop`` must not exceed ``window`` (no gaps).
+
+Bounds: a window is at least :data:`MIN_WINDOW_S` (one analysis frame: shorter windows would be
+zero-padded to it anyway), a hop at least :data:`MIN_HOP_S` (the extractors' 10 ms frame step), and
+a file may not yield more than ``max_windows`` windows (default :data:`DEFAULT_MAX_WINDOWS`), which
+is checked from the header before anything is decoded. The header's sample rate is checked as
+:func:`featurekit.audio.check_header` does; the stream needs no cap on decoded samples (its memory
+does not grow with the file).
 """
 
 from __future__ import annotations
@@ -23,9 +30,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featurekit.audio import AudioError
+from featurekit.audio import MIN_DURATION_S, AudioError, check_peak, open_sound
 
 BLOCK_FRAMES = 1 << 16  # frames read per soundfile block (~4 s at 16 kHz)
+#: Shortest window (s): one analysis frame of the longest-windowed extractor (see MIN_DURATION_S).
+MIN_WINDOW_S = MIN_DURATION_S
+#: Shortest hop (s): the extractors' frame step; finer hops only repeat the same frames.
+MIN_HOP_S = 0.01
+#: Default cap on windows per file (e.g. 13.9 h at a 1 s hop).
+DEFAULT_MAX_WINDOWS = 50_000
 
 
 class ShortRecordingWarning(UserWarning):
@@ -54,6 +67,12 @@ def check_window(window: float | None, hop: float | None) -> tuple[float | None,
         raise ValueError(f"window must be a positive number of seconds, got {window}")
     if not np.isfinite(hop) or hop <= 0:
         raise ValueError(f"hop must be a positive number of seconds, got {hop}")
+    if window < MIN_WINDOW_S:
+        raise ValueError(f"window ({window:g} s) is shorter than one analysis frame; use at least "
+                         f"{MIN_WINDOW_S:g} s")
+    if hop < MIN_HOP_S:
+        raise ValueError(f"hop ({hop:g} s) is shorter than the extractors' {MIN_HOP_S:g} s frame step; "
+                         f"use at least {MIN_HOP_S:g} s")
     if hop > window:
         raise ValueError(f"hop ({hop} s) is longer than the window ({window} s): windows would leave gaps; "
                          f"use hop <= window")
@@ -61,34 +80,35 @@ def check_window(window: float | None, hop: float | None) -> tuple[float | None,
 
 
 def open_audio(path: str):
-    """A ``soundfile.SoundFile`` for ``path``, or an :class:`AudioError` naming the problem."""
-    import soundfile as sf
-
-    if not os.path.exists(path):
-        raise AudioError(path, "file not found")
-    if os.path.isdir(path):
-        raise AudioError(path, "is a directory, not an audio file")
-    if os.path.getsize(path) == 0:
-        raise AudioError(path, "file is empty (0 bytes)")
-    try:
-        return sf.SoundFile(path)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise AudioError(path, f"cannot decode audio ({err})") from None
+    """A ``soundfile.SoundFile`` for ``path`` (a regular file whose header's sample rate is in bounds),
+    or an :class:`AudioError` naming the problem (see :func:`featurekit.audio.open_sound`)."""
+    return open_sound(path)
 
 
-def iter_blocks(path: str | os.PathLike, sample_rate: int, *, block_frames: int = BLOCK_FRAMES
-                ) -> Iterator[np.ndarray]:
+def count_windows(n: int, w: int, h: int) -> int:
+    """Windows of ``w`` samples every ``h`` over ``n`` samples (placement in the module docstring)."""
+    if n <= w:
+        return 1
+    k = (n - w) // h + 1
+    return k + (1 if (k - 1) * h + w < n else 0)
+
+
+def iter_blocks(path: str | os.PathLike, sample_rate: int, *, block_frames: int = BLOCK_FRAMES,
+                opened=None) -> Iterator[np.ndarray]:
     """Mono float32 blocks of ``path`` at ``sample_rate`` (decoded and resampled incrementally).
+
+    ``opened``: the file already opened with :func:`open_audio` (it is closed here).
 
     Raises
     ------
     AudioError
-        Missing, empty or undecodable file; NaN/inf samples; no samples at all.
+        Missing, empty or undecodable file, or not a regular file; a sample rate out of bounds;
+        NaN/inf samples or samples beyond +-:data:`featurekit.audio.MAX_PEAK`; no samples at all.
     """
     import soundfile as sf
 
     path = str(path)
-    f = open_audio(path)
+    f = open_audio(path) if opened is None else opened
     n_total = 0
     with f:
         sr_in = int(f.samplerate)
@@ -99,8 +119,7 @@ def iter_blocks(path: str | os.PathLike, sample_rate: int, *, block_frames: int 
             resampler = soxr.ResampleStream(sr_in, sample_rate, 1, dtype="float32", quality="VHQ")
         try:
             for block in f.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
-                if not np.all(np.isfinite(block)):
-                    raise AudioError(path, "contains NaN or infinite samples")
+                check_peak(path, block)
                 mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
                 n_total += len(mono)
                 out = resampler.resample_chunk(np.ascontiguousarray(mono), last=False) if resampler else mono
@@ -117,7 +136,8 @@ def iter_blocks(path: str | os.PathLike, sample_rate: int, *, block_frames: int 
 
 
 def iter_windows(path: str | os.PathLike, sample_rate: int, window: float, hop: float, *,
-                 block_frames: int = BLOCK_FRAMES) -> Iterator[Window]:
+                 block_frames: int = BLOCK_FRAMES, max_windows: int = DEFAULT_MAX_WINDOWS
+                 ) -> Iterator[Window]:
     """Windows of ``path`` (see the module docstring for their placement), streamed.
 
     Parameters
@@ -130,6 +150,8 @@ def iter_windows(path: str | os.PathLike, sample_rate: int, window: float, hop: 
         Window length and hop in seconds (``hop <= window``).
     block_frames
         Frames decoded per read.
+    max_windows
+        Refuse (before decoding) a file that would yield more windows than this.
 
     Yields
     ------
@@ -139,17 +161,31 @@ def iter_windows(path: str | os.PathLike, sample_rate: int, window: float, hop: 
     Raises
     ------
     AudioError
-        The file cannot be decoded (possibly after some windows were yielded).
+        The file cannot be decoded (possibly after some windows were yielded), or, before any
+        window, its header is out of bounds or it would yield more than ``max_windows`` windows.
     """
     window, hop = check_window(window, hop)
     w = max(1, int(round(window * sample_rate)))
     h = max(1, int(round(hop * sample_rate)))
+    path = str(path)
+    f = open_audio(path)
+    try:
+        n_header = -(-int(f.frames) * sample_rate // int(f.samplerate))
+        n_windows = count_windows(n_header, w, h)
+        if n_windows > max_windows:
+            raise AudioError(path, f"{int(f.frames) / f.samplerate:.1f} s in {window:g} s windows every "
+                                   f"{hop:g} s would make {n_windows} windows, more than the cap of "
+                                   f"{max_windows} per file; refused before decoding (use a longer hop, or "
+                                   f"raise max_windows / --max-windows)")
+    except BaseException:
+        f.close()
+        raise
     buf = np.zeros(0, dtype=np.float32)
     buf_start = 0  # absolute index (at sample_rate) of buf[0]
     next_start = 0
     last_end = 0
     k = 0
-    for block in iter_blocks(path, sample_rate, block_frames=block_frames):
+    for block in iter_blocks(path, sample_rate, block_frames=block_frames, opened=f):
         buf = np.concatenate([buf, block]) if len(buf) else block
         buf_end = buf_start + len(buf)
         while next_start + w <= buf_end:

@@ -30,6 +30,7 @@ from featurekit.distributed._dask import (
 )
 from featurekit.extraction import (
     DEFAULT_FLUSH_EVERY,
+    FLUSH_SECONDS,
     ExtractionSummary,
     FeatureRequest,
     _consume,
@@ -73,7 +74,8 @@ def _checked_chunk(chunk: list[tuple], requests: list[FeatureRequest], audio: Au
 def extract_distributed(manifest: pd.DataFrame, requests: list[FeatureRequest], store: FeatureStore, *,
                         corpus: str, audio: AudioOptions | None = None, scheduler: Any = None,
                         chunk_size: int | None = None, max_in_flight: int | None = None,
-                        flush_every: int = DEFAULT_FLUSH_EVERY, retries: int = 2, progress: bool = True,
+                        flush_every: int = DEFAULT_FLUSH_EVERY, flush_seconds: float = FLUSH_SECONDS,
+                        retries: int = 2, progress: bool = True,
                         compact: bool = True,
                         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> ExtractionSummary:
     """:func:`featurekit.extraction.extract`, with the computation on a dask.distributed cluster.
@@ -103,6 +105,8 @@ def extract_distributed(manifest: pd.DataFrame, requests: list[FeatureRequest], 
         threads, at least 4, following the cluster as it scales). Bounds the results held anywhere.
     flush_every
         Buffered utterances per table before a part is written.
+    flush_seconds
+        Buffered rows are written at least this often (seconds).
     retries
         Times dask reruns a task that raised (a lost worker's tasks are rescheduled by dask anyway).
     progress
@@ -150,7 +154,7 @@ def extract_distributed(manifest: pd.DataFrame, requests: list[FeatureRequest], 
             outputs = _outputs(client, chunks, requests, audio, retries=retries,
                                limit=window_limit(client, max_in_flight))
             _consume(outputs, plan.tables, summary, total=len(plan.todo), flush_every=flush_every,
-                     progress=progress)
+                     flush_seconds=flush_seconds, progress=progress)
     _finish(plan, requests, summary, compact=compact)
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -7,6 +7,7 @@ Output directory::
     predictions.csv    one row per utterance, cell and target (y_true, y_pred, class probabilities)
     params.csv         the hyperparameters chosen in every fold
     spec.json          the resolved spec, seeds, library versions, store tables used
+    audit.json|.md     the design audit's findings (featurekit.audit), run before anything is fit
     cells/*.json|.parquet  finished cells (resume: a finished cell is not recomputed)
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ import numpy as np
 import pandas as pd
 
 from featurekit.audio import AudioOptions
+from featurekit.audit import AuditError, audit_experiment
+from featurekit.audit.checks import missing_training_classes
 from featurekit.evaluation import metrics as M
 from featurekit.evaluation.models import model_registry
 from featurekit.evaluation.normalisation import speaker_zscore, speaker_zscore_sequences
@@ -118,8 +122,14 @@ def prepare_manifest(spec: Spec, manifest: pd.DataFrame) -> pd.DataFrame:
     for col in spec.targets:
         if col not in manifest.columns:
             raise DataError(
-                f"task: the corpus manifest has no column {col!r}; columns: {list(manifest.columns)}"
+                f"task: the corpus manifest has no column {col!r}, which the spec's task needs; columns: "
+                f"{list(manifest.columns)} (csv adapter: map one, columns={{{col!r}: '<CSV column>'}})"
             )
+    if "speaker" not in manifest.columns:  # inner folds and normalisation are grouped by speaker
+        raise DataError(
+            "the corpus manifest has no 'speaker' column, which evaluation needs (speaker-grouped "
+            "folds); for the csv adapter, map one: columns={'speaker': '<CSV column>'}"
+        )
     group = spec.protocol.get("group", "speaker")
     if group not in manifest.columns:
         raise DataError(f"protocol.group: the manifest has no column {group!r}")
@@ -160,15 +170,13 @@ def make_folds(spec: Spec, manifest: pd.DataFrame) -> list[Fold]:
     y = manifest[spec.targets[0]].to_numpy() if spec.task_type == "classification" else None
     folds = PROTOCOLS.get(name).folds(manifest, seed=spec.seed, y=y, **p)
     if spec.task_type == "classification":
-        col = spec.targets[0]
-        labels = set(manifest[col])
-        for f in folds:
-            lacking = labels - set(manifest[col].iloc[f.train])
-            if lacking:
-                raise DataError(
-                    f"fold {f.name}: the training fold lacks class(es) {sorted(lacking)}; the model "
-                    f"could never predict them (drop them with task.subset)"
-                )
+        lacking = missing_training_classes(folds, manifest[spec.targets[0]].to_numpy())
+        if lacking:
+            fold, classes = lacking[0]
+            raise DataError(
+                f"fold {fold}: the training fold lacks class(es) {classes}; the model "
+                f"could never predict them (drop them with task.subset)"
+            )
     return folds
 
 
@@ -502,57 +510,45 @@ def _run_stacked_fold(cell_key, fold, members, y, groups, *, spec_models, task, 
             "best": r["best_params"], "seconds": time.perf_counter() - t0, "scopes": fold.scopes}
 
 
-def run(
+def experiment_manifest(
     spec: Spec,
     root: str | os.PathLike,
-    out: str | os.PathLike,
     *,
-    store: str | os.PathLike,
-    jobs: int | None = None,
-    progress: bool = True,
     manifest: pd.DataFrame | None = None,
-    scheduler: str | None = None,
     test_root: str | os.PathLike | None = None,
     test_manifest: pd.DataFrame | None = None,
     roots: dict[str, str | os.PathLike] | None = None,
     manifests: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """Run ``spec`` on the corpus at ``root``; write the output directory; return results.csv's frame.
-
-    ``scheduler``: a dask.distributed scheduler address; cells' folds then run on that cluster.
-    ``test_root`` / ``test_manifest``: the test corpus of a ``cross_corpus`` protocol.
-    ``roots`` / ``manifests``: ``{NAME: root}`` / ``{NAME: manifest}`` of a multi-corpus spec's
-    ``[corpora.NAME]`` (``root`` is then unused; a root not given comes from ``corpora.NAME.root_env``).
-    """
-    t0 = time.perf_counter()
-    out = Path(out)
-    jobs = jobs or os.cpu_count() or 1
-    multi_parts = None
+    """The experiment's prepared manifest: the corpus at ``root`` (or ``manifest``) after the task's
+    mapping and subset; for a cross-corpus protocol, both corpora stacked (:func:`cross_corpus_manifest`);
+    for a multi-corpus spec, its ``[corpora]`` from ``roots`` / ``manifests`` ({NAME: ...}; a root not
+    given comes from ``corpora.NAME.root_env``), combined by
+    :func:`featurekit.evaluation.multicorpus.multi_corpus_manifest`."""
     if spec.corpora:
         from featurekit.evaluation.multicorpus import load_corpora, multi_corpus_manifest
 
-        manifest, multi_parts = multi_corpus_manifest(spec, manifests or load_corpora(spec, roots))
-    elif manifest is None:
+        return multi_corpus_manifest(spec, manifests or load_corpora(spec, roots))[0]
+    if manifest is None:
         manifest = load_corpus_for(spec, root)
-    cross = spec.protocol["name"] == "cross_corpus"
-    if multi_parts is not None:
-        pass
-    elif cross:
-        if test_manifest is None:
-            tc = spec.protocol["test_corpus"]
-            if test_root is None:
-                raise DataError(
-                    f"protocol.test_corpus: no root for {tc['name']!r}: give --test-root or set the "
-                    f"variable named by protocol.test_corpus.root_env"
-                )
-            from featurekit.corpora import load_corpus
+    if spec.protocol["name"] != "cross_corpus":
+        return prepare_manifest(spec, manifest)
+    if test_manifest is None:
+        tc = spec.protocol["test_corpus"]
+        if test_root is None:
+            raise DataError(
+                f"protocol.test_corpus: no root for {tc['name']!r}: give --test-root or set the "
+                f"variable named by protocol.test_corpus.root_env"
+            )
+        from featurekit.corpora import load_corpus
 
-            test_manifest = load_corpus(tc["name"], test_root, **tc["options"])
-        manifest = cross_corpus_manifest(spec, manifest, test_manifest)
-    else:
-        manifest = prepare_manifest(spec, manifest)
-    folds = make_folds(spec, manifest)
-    protocol = PROTOCOLS.get(spec.protocol["name"])
+        test_manifest = load_corpus(tc["name"], test_root, **tc["options"])
+    return cross_corpus_manifest(spec, manifest, test_manifest)
+
+
+def plan_cells(spec: Spec) -> list[Cell]:
+    """Every (feature set, model, normalisation) cell the spec runs; a SpecError for a feature set
+    that no model takes."""
     cells = []
     for fs in spec.feature_sets:
         if fs.stack:  # a stacked system is one cell per normalisation of its meta-learner
@@ -583,12 +579,59 @@ def run(
                 f"features.sets: no model in the spec takes {fs.name!r}"
                 f"{' (LLD sequences need lstm, gru, conv1d or torch_mlp)' if fs.sequences else ''}"
             )
-    if multi_parts is not None:
+    return cells
+
+
+def run(
+    spec: Spec,
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    store: str | os.PathLike,
+    jobs: int | None = None,
+    progress: bool = True,
+    manifest: pd.DataFrame | None = None,
+    scheduler: str | None = None,
+    test_root: str | os.PathLike | None = None,
+    test_manifest: pd.DataFrame | None = None,
+    roots: dict[str, str | os.PathLike] | None = None,
+    manifests: dict[str, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """Run ``spec`` on the corpus at ``root``; write the output directory; return results.csv's frame.
+
+    ``scheduler``: a dask.distributed scheduler address; cells' folds then run on that cluster.
+    ``test_root`` / ``test_manifest``: the test corpus of a ``cross_corpus`` protocol.
+    ``roots`` / ``manifests``: ``{NAME: root}`` / ``{NAME: manifest}`` of a multi-corpus spec's
+    ``[corpora.NAME]`` (``root`` is then unused).
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    jobs = jobs or os.cpu_count() or 1
+    manifest = experiment_manifest(
+        spec, root, manifest=manifest, test_root=test_root, test_manifest=test_manifest, roots=roots,
+        manifests=manifests,
+    )
+    cross = spec.protocol["name"] == "cross_corpus"
+    folds = make_folds(spec, manifest)
+    protocol = PROTOCOLS.get(spec.protocol["name"])
+    cells = plan_cells(spec)
+    # the design audit, before anything is extracted, fit or written (see featurekit.audit)
+    audit = audit_experiment(
+        spec, manifest, folds, cells, speaker_independent=protocol.speaker_independent,
+        store=FeatureStore(store),
+    )
+    if audit.blocked:
+        raise AuditError(audit.to_text())
+    if progress or audit.warnings:
+        print(audit.to_text(), file=sys.stderr)
+    if spec.corpora:  # each corpus' features under its own name and ids; rows as in the combined manifest
         data = StackedData(
             [
-                FeatureData(spec, part, FeatureStore(store), jobs=jobs, progress=progress,
-                            scheduler=scheduler, corpus=name)
-                for name, part in multi_parts.items()
+                FeatureData(spec, manifest[manifest["corpus"] == name].assign(
+                                id=lambda m: m["local_id"]).reset_index(drop=True),
+                            FeatureStore(store), jobs=jobs, progress=progress, scheduler=scheduler,
+                            corpus=name)
+                for name in spec.corpora
             ],
             manifest=manifest,
         )
@@ -613,6 +656,7 @@ def run(
         )
     out.mkdir(parents=True, exist_ok=True)
     (out / "cells").mkdir(exist_ok=True)
+    audit.write(out)
     speakers = manifest["speaker"].astype(str).to_numpy()
     groups = manifest[spec.protocol.get("group", "speaker")].astype(str).to_numpy()
     if spec.task_type == "classification":

@@ -17,8 +17,9 @@ protocols ``cross_corpus_matrix``, ``leave_one_corpus_out``, ``multi_corpus_loso
 ``inner_folds``, ``metrics``, ``bootstrap``); ``[models.NAME]`` (``grid``, fixed ``params``, and
 optionally ``sets`` and
 ``normalisation`` restricting the model to some feature sets / normalisations; by default a model runs
-on every feature set it can take: vector models on vectors, sequence models on ``lld`` sets). NAME is
-a registered model, or any label with ``model = "REGISTERED"`` naming the model it configures, so one
+on every feature set it can take: vector models on vectors, sequence models on ``lld`` sets);
+``[audit]`` (``acknowledge``: design-audit checks whose errors the run accepts; ``featurekit.audit``).
+NAME is a registered model, or any label with ``model = "REGISTERED"`` naming the model it configures, so one
 model can appear twice with different settings (e.g. ``[models.svm_rbf]`` with ``model = "svm"``).
 A model's own ``inner_folds`` overrides ``evaluation.inner_folds`` for its search (a number at least
 the count of training speakers means leave-one-speaker-out inside the training fold).
@@ -388,6 +389,15 @@ def _check_report(doc: SpecDocument, sets: list[FeatureSet]) -> None:
         raise SpecError(format_problems(problems), problems)
 
 
+def _check_audit_names(section: Any) -> None:
+    """``[audit] acknowledge``: the schema checked its shape; every name must be a registered check."""
+    if not section:
+        return
+    from featurekit.audit import acknowledged_checks
+
+    acknowledged_checks(section.get("acknowledge"))
+
+
 def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
     """Check a parsed TOML document and resolve defaults; raises :class:`SpecError`."""
     raw = copy.deepcopy(raw)
@@ -463,6 +473,7 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
         name: {k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in params.items()}
         for name, params in raw.get("extractors", {}).items()
     }
+    _check_audit_names(raw.get("audit"))
     return Spec(
         name=raw.get("name", Path(path).stem or "experiment"),
         seed=int(raw.get("seed", 0)),

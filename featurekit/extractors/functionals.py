@@ -9,7 +9,10 @@
 - ``stats``: min, max, mean, std, skewness, kurtosis, 1st/25th/50th/75th/99th percentiles,
   interquartile range, and the slope and intercept of a least-squares line over time.
 
-Statistics ignore NaN frames (openSMILE marks unvoiced F0 as 0, not NaN; it is kept as it is).
+Statistics ignore NaN frames (openSMILE marks unvoiced F0 as 0, not NaN; it is kept as it is). A
+statistic that comes out NaN or infinite (all frames NaN, overflow) is returned as it is, never
+replaced: :func:`featurekit.extraction.check_finite` then fails that file with the columns named
+(extraction refuses non-finite LLDs before any functional sees them).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ FUNCTIONALS: Registry[Functional] = Registry("functional")
 
 
 def _safe(x: np.ndarray) -> np.ndarray:
-    return np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    # float64, nothing replaced: a non-finite statistic must reach the caller's check, not become 0
+    return x.astype(np.float64)
 
 
 def _named(stats: dict[str, np.ndarray], names: list[str]) -> Vector:

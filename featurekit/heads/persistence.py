@@ -6,12 +6,18 @@ A saved head is a directory with
 * ``head.json`` -- the estimator class, its parameters and the fitted attributes needed to rebuild
   the network (feature width, classes, target scaling, ...).
 
-No pickle is involved, so loading a head does not execute code from the files.
+No pickle of arbitrary objects is involved: ``torch.load(..., weights_only=True)`` unpickles only
+tensors and plain containers and refuses any other object (a ``__reduce__`` payload included) before
+it is built, so loading a head does not execute code from the files. :func:`read_head` builds a head
+from the files' bytes as given by a reader (the model directory's reader checks paths and hashes).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from featurekit.heads.estimators import TorchClassifier, TorchRegressor
 from featurekit.heads.layers import build_network
 
-__all__ = ["FORMAT_VERSION", "load_head", "save_head"]
+__all__ = ["FORMAT_VERSION", "load_head", "read_head", "save_head"]
 
 FORMAT_VERSION = 1
 _WEIGHTS = "weights.pt"
@@ -112,12 +118,36 @@ def load_head(directory: str | Path) -> TorchClassifier | TorchRegressor:
         A fitted estimator predicting exactly like the saved one.
     """
     directory = Path(directory)
-    meta = json.loads((directory / _META).read_text())
+    return read_head(lambda name: (directory / name).read_bytes(), where=str(directory))
+
+
+def read_head(read: Callable[[str], bytes], *, where: str) -> TorchClassifier | TorchRegressor:
+    """Build a head saved by :func:`save_head` from its files' bytes (on the CPU).
+
+    Parameters
+    ----------
+    read
+        ``read(name) -> bytes`` for the head's file names (``head.json``, ``weights.pt``).
+    where
+        The head's location, for messages.
+
+    Returns
+    -------
+    TorchClassifier or TorchRegressor
+        A fitted estimator predicting exactly like the saved one.
+
+    Raises
+    ------
+    ValueError
+        An unsupported format, an unknown estimator, or weights that are not a plain state dict of
+        tensors (``torch.load`` with ``weights_only=True`` refuses any other object without building it).
+    """
+    meta = json.loads(read(_META))
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{directory}: unsupported head format {meta.get('format_version')!r}")
+        raise ValueError(f"{where}: unsupported head format {meta.get('format_version')!r}")
     cls = _CLASSES.get(meta["estimator"])
     if cls is None:
-        raise ValueError(f"{directory}: unknown estimator {meta['estimator']!r}")
+        raise ValueError(f"{where}: unknown estimator {meta['estimator']!r}")
     params = dict(meta["params"])
     if isinstance(params.get("class_weight"), dict):
         params["class_weight"] = {k: v for k, v in params["class_weight"]["pairs"]}
@@ -142,7 +172,15 @@ def load_head(directory: str | Path) -> TorchClassifier | TorchRegressor:
     nets = [build_network(est.layers, est.n_features_in_, meta["n_outputs"])[0]
             for _ in range(params.get("n_members", 1))]
     net = est._combine(nets)
-    state = torch.load(directory / _WEIGHTS, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(io.BytesIO(read(_WEIGHTS)), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{where}/{_WEIGHTS}: refused: not a plain state dict of tensors (torch.load with "
+                         f"weights_only=True rejected it, nothing in it was run): {first}") from None
+    if not (isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                            for k, v in state.items())):
+        raise ValueError(f"{where}/{_WEIGHTS}: not a state dict (a mapping of names to tensors)")
     net.load_state_dict(state)
     net.eval()
     est.model_ = net

@@ -12,6 +12,9 @@ task and protocol) and writes, into the report directory::
     figures/cm_*.png       confusion matrices of the best system per feature group and the top 3
     figures/layers_*.png   the primary metric per encoder layer (feature sets with ``@LAYER``)
 
+Each results directory's design audit (``audit.json``, see :mod:`featurekit.audit`), when it has one,
+comes first in report.md, index.html and report.tex.
+
 Tables per classification experiment: UAR mean ± std across folds (rows: feature sets grouped by
 extractor, so that native / HSF1 / HSF2 / stats / LLD / layers of one extractor sit together;
 columns: model / normalisation), pooled UAR with its 95 % bootstrap interval, and the best systems.
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from featurekit.report.audit import load_audits
 from featurekit.report.figures import Figure, make_figures, matrix_figures
 from featurekit.report.formats import FORMATS, Report, Section, writer
 from featurekit.report.tables import (
@@ -82,7 +86,7 @@ def build_report(results_dirs: Sequence[str | Path], out_dir: str | Path, *, top
     heatmaps = matrix_figures(experiments, out_dir, used=used)  # cross-corpus matrices: first section
     if heatmaps and sections:
         sections[0].figures[:0] = heatmaps
-    return Report(sections, [Path(d) for d in results_dirs])
+    return Report(sections, [Path(d) for d in results_dirs], audits=load_audits(results_dirs))
 
 
 def write_report(results_dirs: Sequence[str | Path] | str | Path, out_dir: str | Path, *,

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from featurekit.registry import Registry
+from featurekit.report.audit import SourceAudit, audit_html, audit_latex, audit_markdown
 from featurekit.report.figures import Figure
 from featurekit.report.tables import DASH, PM, Experiment, Table
 
@@ -52,12 +53,15 @@ class Report:
         Path of the copied ``results.csv`` relative to the report directory (``None``: not written).
     created
         Timestamp (UTC, ISO 8601).
+    audits
+        The design audits of the results directories that have one (shown at the top).
     """
 
     sections: list[Section]
     sources: list[Path]
     results_csv: str | None = "results.csv"
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    audits: list[SourceAudit] = field(default_factory=list)
 
 
 Writer = Callable[[Report, Path], list[Path]]
@@ -114,6 +118,16 @@ def _provenance(exp: Experiment) -> list[str]:
     return lines
 
 
+def _descriptions(exp: Experiment) -> list[str]:
+    """The specs' ``description`` texts (each once), shown under the experiment's heading."""
+    texts: list[str] = []
+    for spec in exp.specs:
+        text = " ".join(str(spec.get("spec", {}).get("description") or "").split())
+        if text and text not in texts:
+            texts.append(text)
+    return texts
+
+
 # -- markdown ------------------------------------------------------------------------------------
 def md_escape(text: str) -> str:
     """Escape the characters that break a GitHub-flavoured markdown table cell or add emphasis."""
@@ -142,9 +156,12 @@ def write_markdown(report: Report, out_dir: Path) -> list[Path]:
              f"Generated {report.created} from {', '.join(f'`{p}`' for p in report.sources)}."]
     if report.results_csv:
         lines.append(f"All metrics: [{report.results_csv}]({report.results_csv}).")
+    lines += audit_markdown(report.audits)
     for sec in report.sections:
         exp = sec.experiment
-        lines += ["", f"## {md_escape(exp.title)}", "", f"{md_escape(exp.protocol_text)}."]
+        lines += ["", f"## {md_escape(exp.title)}"]
+        lines += [line for text in _descriptions(exp) for line in ("", md_escape(text))]
+        lines += ["", f"{md_escape(exp.protocol_text)}."]
         if not exp.speaker_independent:
             lines[-1] = f"> **{lines[-1]}**"
         for t in sec.tables:
@@ -233,9 +250,12 @@ def write_latex(report: Report, out_dir: Path) -> list[Path]:
            r"\usepackage{graphicx}",
            r"\begin{document}", r"\section*{featurekit report}",
            f"Generated {tex_escape(report.created)}.", ""]
+    doc += audit_latex(report.audits, tex_escape)
     for sec in report.sections:
         exp = sec.experiment
-        doc += [rf"\subsection*{{{tex_escape(exp.title)}}}", tex_escape(exp.protocol_text) + ".", ""]
+        doc += [rf"\subsection*{{{tex_escape(exp.title)}}}",
+                *(tex_escape(text) + "\n" for text in _descriptions(exp)),
+                tex_escape(exp.protocol_text) + ".", ""]
         for t in sec.tables:
             path = d / f"{t.key}.tex"
             path.write_text(latex_table(t), encoding="utf-8")
@@ -329,10 +349,12 @@ def write_html(report: Report, out_dir: Path) -> list[Path]:
         items = "".join(f'<li><a href="#{e(t.key)}">{e(t.title)}</a></li>' for t in sec.tables)
         fig = f'<li><a href="#{e(k)}_figures">Figures</a></li>' if sec.figures else ""
         toc.append(f'<li><a href="#{e(k)}">{e(sec.experiment.title)}</a><ul>{items}{fig}</ul></li>')
+    parts.append(audit_html(report.audits))
     parts.append(f"<nav><ul>{''.join(toc)}</ul></nav>")
     for sec in report.sections:
         exp = sec.experiment
         parts.append(f'<section><h2 id="{e(exp.key)}">{e(exp.title)}</h2>')
+        parts += [f'<p class="description">{e(text)}</p>' for text in _descriptions(exp)]
         cls = "warning" if not exp.speaker_independent else "protocol"
         parts.append(f'<p class="{cls}">{e(exp.protocol_text)}.</p>')
         for t in sec.tables:
