@@ -252,8 +252,9 @@ def plot_matrix_heatmaps(values: dict, path: Path, title: str) -> Path:
     corpora = list(dict.fromkeys(c for pairs in values.values() for pair in pairs for c in pair))
     ncol = min(4, len(systems))
     nrow = -(-len(systems) // ncol)
-    size = 0.9 * len(corpora) + 1.2
-    fig = _new_figure(ncol * size + 0.8, nrow * (size + 0.4) + 0.6)
+    size = 0.9 * len(corpora) + 1.0
+    fig = _new_figure(ncol * size + 1.2, nrow * (size + 0.3) + 0.5)
+    fig.set_layout_engine("constrained")
     axes = fig.subplots(nrow, ncol, squeeze=False)
     image = None
     for ax, system in zip(axes.flat, systems):
@@ -267,8 +268,10 @@ def plot_matrix_heatmaps(values: dict, path: Path, title: str) -> Path:
         ax.set_xticks(range(len(corpora)), corpora, fontsize=7)
         ax.set_yticks(range(len(corpora)), corpora, fontsize=7)
         ax.set_title(" | ".join(system), fontsize=7)
-        ax.set_xlabel("test corpus", fontsize=7)
-        ax.set_ylabel("training corpus", fontsize=7)
+        if ax in axes[-1] or ax is axes.flat[len(systems) - 1]:
+            ax.set_xlabel("test corpus", fontsize=7)
+        if ax in axes[:, 0]:
+            ax.set_ylabel("training corpus", fontsize=7)
     for ax in list(axes.flat)[len(systems):]:
         ax.set_axis_off()
     if image is not None:
