@@ -66,21 +66,32 @@ class LayerWeightedSum(TransformerMixin, BaseEstimator):
         Full-batch Adam steps, learning rate and L2 penalty of the weighting head.
     seed
         Seed of the head's initialisation.
+    n_threads
+        ``torch`` threads while fitting (restored afterwards); the problem is tiny, so one thread is
+        fastest (several threads on a busy machine were 20x slower), and folds run in parallel anyway.
     """
 
     def __init__(self, blocks: Sequence[Sequence[int]] = (), passthrough: Sequence[int] = (), *,
-                 epochs: int = 300, lr: float = 0.05, weight_decay: float = 1e-3, seed: int = 0) -> None:
+                 epochs: int = 300, lr: float = 0.05, weight_decay: float = 1e-3, seed: int = 0,
+                 n_threads: int | None = 1) -> None:
         self.blocks = blocks
         self.passthrough = passthrough
         self.epochs = epochs
         self.lr = lr
         self.weight_decay = weight_decay
         self.seed = seed
+        self.n_threads = n_threads
 
     def _stack(self, x: np.ndarray) -> np.ndarray:
         return np.stack([x[:, list(b)] for b in self.blocks], axis=1).astype(np.float32)  # (n, L, D)
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> LayerWeightedSum:
+        from featurekit.heads.estimators import _torch_threads
+
+        with _torch_threads(self.n_threads):
+            return self._fit(x, y)
+
+    def _fit(self, x: np.ndarray, y: np.ndarray) -> LayerWeightedSum:
         import torch
 
         x = np.asarray(x)
