@@ -314,13 +314,16 @@ def test_stacked_system_end_to_end(corpora, store, tmp_path):
     d = {
         "name": "s", "corpus": {"name": "synthetic"}, "task": {"target": "label"},
         "features": {"sets": ["egemaps"], "stacking": [{"members": ["egemaps:logreg", "mfcc.mean_std:lr2"],
-                                                       "meta": "logreg"}]},
+                                                       "meta": "meta"}]},
         "evaluation": {"normalisation": ["speaker"], "bootstrap": 20},
         "models": {"logreg": {"grid": {"C": [1.0]}, "sets": ["egemaps"]},
-                   "lr2": {"model": "logreg", "grid": {"C": [1.0]}, "sets": ["egemaps"]}},
+                   "lr2": {"model": "logreg", "grid": {"C": [1.0]}, "sets": ["egemaps"]},
+                   # the meta-learner: an entry of its own, in no other cell
+                   "meta": {"model": "logreg", "grid": {"C": [1.0]}, "inner_folds": 2,
+                            "sets": ["stack(egemaps:logreg|mfcc.mean_std:lr2)->meta"]}},
     }
     s = validate(d)
-    name = "stack(egemaps:logreg|mfcc.mean_std:lr2)->logreg"
+    name = "stack(egemaps:logreg|mfcc.mean_std:lr2)->meta"
     assert name in [fs.name for fs in s.feature_sets]
     df = run(s, roots["syn"], tmp_path / "r", store=store, jobs=1, progress=False)
     uar = df[(df.feature_set == name) & (df.fold == "pooled") & (df.metric == "uar")]["value"].item()

@@ -700,7 +700,8 @@ def run(
                             corpora=corpora,
                             pre=pre,
                             stack=stack,
-                            inner_by_model={m: spec.inner_folds(m) for m in stack or []},
+                            inner_by_model={m: spec.inner_folds(m) for m in [*stack, c.model]}
+                            if stack else None,
                         ),
                     )
                 )
