@@ -426,6 +426,7 @@ def evaluate(
     scheduler: str | None = None,
     progress: bool = False,
     manifest: pd.DataFrame | None = None,
+    roots: dict[str, str | os.PathLike] | None = None,
 ) -> pd.DataFrame:
     """Run an experiment spec, as ``featurekit evaluate`` does; return the tidy results.
 
@@ -451,6 +452,9 @@ def evaluate(
     manifest
         Evaluate on these utterances of the spec's corpus (e.g. some speakers, from
         :func:`load_corpus`) instead of the whole corpus at ``root``.
+    roots
+        A multi-corpus spec's ``{NAME: root}`` of its ``[corpora.NAME]`` (default: each one's
+        ``root_env`` variable); ``root`` is then not used.
 
     Returns
     -------
@@ -465,9 +469,11 @@ def evaluate(
         spec = load_spec(spec)
     if manifest is not None and root is None:
         root = manifest.attrs.get("root", "")
-    run(spec, root if manifest is not None else resolve_root(spec, root), out,
+    if not spec.corpora:
+        root = root if manifest is not None else resolve_root(spec, root)
+    run(spec, root, out,
         store=store if store is not None else default_store(), jobs=jobs, progress=progress,
-        manifest=manifest, scheduler=scheduler, test_root=resolve_test_root(spec, test_root))
+        manifest=manifest, scheduler=scheduler, test_root=resolve_test_root(spec, test_root), roots=roots)
     return load_results(out)
 
 

@@ -312,6 +312,13 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
         "--test-root",
         help="root of a cross_corpus protocol's test corpus (default: its protocol.test_corpus.root_env)",
     )
+    p.add_argument(
+        "--corpus-root",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="root of the spec's [corpora.NAME] (repeatable; default: its corpora.NAME.root_env)",
+    )
     p.add_argument("--out", required=True, help="results directory")
     store_argument(p)
     jobs_argument(p, what=" for extraction and the folds")
@@ -339,15 +346,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from featurekit.evaluation import load_spec
 
     spec = load_spec(args.spec)
+    roots = dict(item.split("=", 1) for item in args.corpus_root if "=" in item)
+    if len(roots) != len(args.corpus_root):
+        raise UsageError("--corpus-root: expected NAME=PATH")
+    if spec.corpora and args.root:
+        raise UsageError(f"{spec.path}: a multi-corpus spec takes --corpus-root NAME=PATH, not --root")
+    if roots and not spec.corpora:
+        raise UsageError(f"{spec.path}: --corpus-root is for [corpora.NAME] specs; use --root")
     df = evaluate(
         spec,
-        root=resolve_root(spec, args.root),
+        root=None if spec.corpora else resolve_root(spec, args.root),
         out=args.out,
         store=resolve_store(args),
         jobs=args.jobs,
         progress=not args.quiet,
         scheduler=args.scheduler,
         test_root=args.test_root,
+        roots=roots,
     )
     _print_summary(df, spec)
     print(f"results: {Path(args.out) / 'results.csv'}")
@@ -356,6 +371,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _print_summary(df, spec) -> None:
     primary = "uar" if spec.task_type == "classification" else "ccc"
+    for protocol, part in df.groupby("protocol", sort=False):  # several: a cross-corpus matrix
+        _print_protocol(part, primary, protocol)
+
+
+def _print_protocol(df, primary: str, protocol: str) -> None:
     sel = df[(df.fold.isin(["mean", "std", "pooled"])) & (df.metric == primary)]
     piv = sel.pivot_table(
         index=["feature_set", "model", "normalisation", "target"],
@@ -363,7 +383,7 @@ def _print_summary(df, spec) -> None:
         values="value",
         aggfunc="first",
     )
-    print(f"\n{primary.upper()} ({df['protocol'].iloc[0]}):")
+    print(f"\n{primary.upper()} ({protocol}):")
     for (fs, model, norm, target), r in piv.iterrows():
         t = "" if target == "label" else f" [{target}]"
         print(

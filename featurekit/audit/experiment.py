@@ -74,7 +74,7 @@ def audit_experiment(
         A :class:`featurekit.store.FeatureStore` whose fingerprints to use, or ``None`` (hash the files).
     """
     acknowledge = acknowledged_checks((spec.raw.get("audit") or {}).get("acknowledge"))
-    if spec.protocol["name"] == "cross_corpus" and "corpus" in manifest:
+    if (spec.protocol["name"] == "cross_corpus" or getattr(spec, "corpora", None)) and "corpus" in manifest:
         corpora = manifest["corpus"].astype(str).tolist()
     else:
         corpora = [spec.corpus["name"]] * len(manifest)

@@ -78,6 +78,11 @@ def _corpus_summary(manifest: pd.DataFrame, spec, root) -> dict[str, Any]:
     return out
 
 
+def norm_is_corpus(spec, normalisation: str | None) -> bool:
+    """Whether the deployed model would use ``corpus`` normalisation (fold statistics of several corpora)."""
+    return (normalisation or spec.evaluation["normalisation"][0]) == "corpus"
+
+
 def train(spec, system: str | None = None, *, root: str | os.PathLike | None = None,
           out_dir: str | os.PathLike, store: str | os.PathLike | None = None,
           normalisation: str | None = None, jobs: int | None = None, manifest: pd.DataFrame | None = None,
@@ -130,6 +135,9 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
     fs, model_name = resolve_system(spec, system)
+    if spec.corpora or fs.stack or norm_is_corpus(spec, normalisation):
+        raise SpecError(f"{fs.name}: multi-corpus specs, stacked systems and 'corpus' normalisation cannot "
+                        f"be trained for deployment (yet)")
     if fs.late:
         raise SpecError(f"{fs.name}: late-fusion systems cannot be trained for deployment (yet); train "
                         f"one of its member feature sets")

@@ -37,10 +37,13 @@ def build_pipeline(
     class_weight: str | None,
     params: dict[str, Any],
     sequences: bool,
+    pre: tuple[tuple[str, Any], ...] = (),
 ) -> Pipeline:
+    """Scaler (``global``), then the ``pre`` steps (e.g. a learned layer weighting), then the model."""
     steps = []
     if normalisation == "global" and not sequences:
         steps.append(("scale", StandardScaler()))
+    steps += [(name, step) for name, step in pre]
     steps.append(("model", spec.build(seed, class_weight, **params)))
     return Pipeline(steps)
 
@@ -82,6 +85,7 @@ def fit_searched(
     seed: int,
     sequences: bool,
     jobs: int = 1,
+    pre: tuple[tuple[str, Any], ...] = (),
 ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """Fit a pipeline on all of ``x`` with the hyperparameter search of the evaluation.
 
@@ -112,6 +116,7 @@ def fit_searched(
         class_weight=class_weight,
         params=params,
         sequences=sequences,
+        pre=pre,
     )
     n_candidates = grid_size(grid)
     metric = "uar" if task == "classification" else "ccc"
@@ -175,6 +180,7 @@ def fit_predict(
     seed: int,
     sequences: bool,
     proba: bool,
+    pre: tuple[tuple[str, Any], ...] = (),
 ) -> dict[str, Any]:
     """Fit on one training fold (with nested search) and predict the test fold.
 
@@ -193,6 +199,7 @@ def fit_predict(
         inner_folds=inner_folds,
         seed=seed,
         sequences=sequences,
+        pre=pre,
     )
     out: dict[str, Any] = {"pred": model.predict(x_test), "proba": None, "best_params": best}
     if task == "classification" and proba:

@@ -70,13 +70,7 @@ class Cell:
         return f"{self.feature_set.name} | {self.model} | {self.normalisation}"
 
     def _model_config(self, spec: Spec) -> dict:
-        cfg = spec.models[self.model]
-        out = {k: cfg[k] for k in ("grid", "params")}
-        if cfg["model"] != self.model:  # a labelled entry: which registered model it configures
-            out["registered"] = cfg["model"]
-        if "inner_folds" in cfg:
-            out["inner_folds"] = cfg["inner_folds"]
-        return out
+        return _model_config(spec, self.model)
 
     def digest(self, spec: Spec) -> str:
         blob = json.dumps(
@@ -95,11 +89,24 @@ class Cell:
                 },
                 "audio": spec.audio,
                 "corpus": spec.corpus,
+                # stacking: the members' models too (absent for other cells: their digests unchanged)
+                **({"stack": {m: _model_config(spec, m) for _, m in self.feature_set.stack}}
+                   if self.feature_set.stack else {}),
             },
             sort_keys=True,
             default=str,
         ).encode()
         return hashlib.blake2b(blob, digest_size=10).hexdigest()
+
+
+def _model_config(spec: Spec, name: str) -> dict:
+    cfg = spec.models[name]
+    out = {k: cfg[k] for k in ("grid", "params")}
+    if cfg["model"] != name:  # a labelled entry: which registered model it configures
+        out["registered"] = cfg["model"]
+    if "inner_folds" in cfg:
+        out["inner_folds"] = cfg["inner_folds"]
+    return out
 
 
 def load_corpus_for(spec: Spec, root: str | os.PathLike) -> pd.DataFrame:
@@ -296,9 +303,11 @@ class FeatureData:
 class StackedData:
     """Several corpora's :class:`FeatureData` as one: rows of each in turn (cross-corpus protocols)."""
 
-    def __init__(self, parts: list[FeatureData]) -> None:
+    def __init__(self, parts: list[FeatureData], manifest: pd.DataFrame | None = None) -> None:
         self.parts = parts
-        self.manifest = pd.concat([p.manifest for p in parts], ignore_index=True)
+        # multi-corpus specs pass the combined manifest (ids prefixed by corpus; rows in the same order)
+        self.manifest = pd.concat([p.manifest for p in parts], ignore_index=True) if manifest is None \
+            else manifest
 
     def requests(self) -> list[FeatureRequest]:
         return self.parts[0].requests()
@@ -363,9 +372,14 @@ def parse_layer(text: str) -> int | list[int] | str:
 
 
 def _select_layers(table: pd.DataFrame, layer: str) -> pd.DataFrame:
-    from featurekit.extractors.ssl.layers import select_layers
+    from featurekit.evaluation.spec import split_weighted_layers
+    from featurekit.extractors.ssl.layers import layer_numbers, select_layers
 
-    return select_layers(table, parse_layer(layer))
+    weighted, selection = split_weighted_layers(layer)
+    if weighted and selection is None:  # every layer: their columns side by side, weighted in the model
+        layers = sorted({n for v in layer_numbers(table).values() for n in v})
+        return select_layers(table, layers)
+    return select_layers(table, parse_layer(selection))
 
 
 def _cell_inputs(data: FeatureData, fs: FeatureSet, norm: str, speakers: np.ndarray):
@@ -377,6 +391,8 @@ def _cell_inputs(data: FeatureData, fs: FeatureSet, norm: str, speakers: np.ndar
             x = speaker_zscore_sequences(x, speakers) if f.sequences else speaker_zscore(x, speakers)
         return x
 
+    if fs.stack:
+        return [one(g) for g, _ in fs.stack]
     return [one(g) for g in fs.late_groups] if fs.late else one(fs)
 
 
@@ -400,6 +416,26 @@ def check_sequence_lengths(spec: Spec, cell: Cell, inputs) -> None:
             raise DataError(f"models.{cell.model} on {cell.feature_set.name}: {err}") from None
 
 
+def _member_sets(fs: FeatureSet) -> list[FeatureSet]:
+    """The feature sets whose models a cell fits: late-fusion groups, stack members, or the set itself."""
+    if fs.stack:
+        return [g for g, _ in fs.stack]
+    return list(fs.late_groups) if fs.late else [fs]
+
+
+def _layer_steps(data, fs: FeatureSet, seed: int) -> tuple:
+    """The learned layer weighting step of a feature set with an ``@wsum`` member (else none)."""
+    from featurekit.evaluation.layerfusion import LayerWeightedSum, layer_blocks
+    from featurekit.evaluation.spec import split_weighted_layers
+
+    if fs.sequences or not any(m.layer and split_weighted_layers(m.layer)[0] for m in fs.members):
+        return ()
+    found = layer_blocks(data.matrix(fs)[1])
+    if found is None:
+        raise SpecError(f"{fs.name}: @wsum needs at least two encoder layers in the stored features")
+    return (("layers", LayerWeightedSum(found[0], found[1], seed=seed)),)
+
+
 def _run_fold(
     cell_key: str,
     fold: Fold,
@@ -416,13 +452,26 @@ def _run_fold(
     seed: int,
     sequences: list[bool],
     late: bool,
+    corpora: np.ndarray | None = None,
+    pre: list[tuple] | None = None,
+    stack: list[str] | None = None,
+    inner_by_model: dict[str, int] | None = None,
 ) -> dict:
     t0 = time.perf_counter()
     cfg = spec_models[model]
     ms = model_registry(task).get(cfg["model"])
-    members = inputs if late else [inputs]
+    members = inputs if (late or stack) else [inputs]
+    pre = pre or [()] * len(members)
+    if norm == "corpus":  # per-corpus z-score with this fold's statistics (normalisation module)
+        from featurekit.evaluation.normalisation import corpus_zscore
+
+        members = [corpus_zscore(x, corpora, fold.train) for x in members]
+    if stack:
+        return _run_stacked_fold(cell_key, fold, members, y, groups, spec_models=spec_models, task=task,
+                                 meta=model, stack=stack, norm=norm, balancing=balancing, seed=seed, pre=pre,
+                                 inner_by_model=inner_by_model or {}, inner_folds=inner_folds, t0=t0)
     outs = []
-    for x, seq in zip(members, sequences):
+    for x, seq, steps in zip(members, sequences, pre):
         params = dict(cfg["params"])
         outs.append(
             fit_predict(
@@ -440,6 +489,7 @@ def _run_fold(
                 seed=seed,
                 sequences=seq,
                 proba=late or task == "classification",
+                pre=steps,
             )
         )
     if late:
@@ -456,7 +506,28 @@ def _run_fold(
         "proba": proba,
         "best": best,
         "seconds": time.perf_counter() - t0,
+        "scopes": fold.scopes,
     }
+
+
+def _run_stacked_fold(cell_key, fold, members, y, groups, *, spec_models, task, meta, stack, norm, balancing,
+                      seed, pre, inner_by_model, inner_folds, t0) -> dict:
+    """One outer fold of a stacked system (:mod:`featurekit.evaluation.stacking`)."""
+    from featurekit.evaluation.stacking import StackMember, fit_predict_stacked
+
+    def member(name, x, steps):
+        cfg = spec_models[name]
+        return StackMember(model_registry(task).get(cfg["model"]), cfg["grid"], cfg["params"],
+                           inner_by_model[name], None if x is None else x[fold.train],
+                           None if x is None else x[fold.test], steps)
+
+    ms = [member(name, x, steps) for name, x, steps in zip(stack, members, pre)]
+    r = fit_predict_stacked(ms, member(meta, None, ()), y[fold.train], groups[fold.train],
+                            n_classes=int(y.max()) + 1, stack_folds=inner_folds,
+                            normalisation="none" if norm == "corpus" else norm, balancing=balancing,
+                            seed=seed)
+    return {"cell": cell_key, "fold": fold.name, "test": fold.test, "pred": r["pred"], "proba": r["proba"],
+            "best": r["best_params"], "seconds": time.perf_counter() - t0, "scopes": fold.scopes}
 
 
 def experiment_manifest(
@@ -466,9 +537,18 @@ def experiment_manifest(
     manifest: pd.DataFrame | None = None,
     test_root: str | os.PathLike | None = None,
     test_manifest: pd.DataFrame | None = None,
+    roots: dict[str, str | os.PathLike] | None = None,
+    manifests: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """The experiment's prepared manifest: the corpus at ``root`` (or ``manifest``) after the task's
-    mapping and subset; for a cross-corpus protocol, both corpora stacked (:func:`cross_corpus_manifest`)."""
+    mapping and subset; for a cross-corpus protocol, both corpora stacked (:func:`cross_corpus_manifest`);
+    for a multi-corpus spec, its ``[corpora]`` from ``roots`` / ``manifests`` ({NAME: ...}; a root not
+    given comes from ``corpora.NAME.root_env``), combined by
+    :func:`featurekit.evaluation.multicorpus.multi_corpus_manifest`."""
+    if spec.corpora:
+        from featurekit.evaluation.multicorpus import load_corpora, multi_corpus_manifest
+
+        return multi_corpus_manifest(spec, manifests or load_corpora(spec, roots))[0]
     if manifest is None:
         manifest = load_corpus_for(spec, root)
     if spec.protocol["name"] != "cross_corpus":
@@ -491,6 +571,13 @@ def plan_cells(spec: Spec) -> list[Cell]:
     that no model takes."""
     cells = []
     for fs in spec.feature_sets:
+        if fs.stack:  # a stacked system is one cell per normalisation of its meta-learner
+            meta = spec.models[fs.meta]
+            if spec.task_type != "classification":
+                raise SpecError(f"features.stacking: {fs.name}: stacking is for classification tasks")
+            for norm in meta.get("normalisation", spec.evaluation["normalisation"]):
+                cells.append(Cell(fs, fs.meta, norm))
+            continue
         for model, cfg in spec.models.items():
             ms = spec.model_spec(model)
             fits = ms.sequences if fs.sequences else ms.vectors
@@ -527,17 +614,22 @@ def run(
     scheduler: str | None = None,
     test_root: str | os.PathLike | None = None,
     test_manifest: pd.DataFrame | None = None,
+    roots: dict[str, str | os.PathLike] | None = None,
+    manifests: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Run ``spec`` on the corpus at ``root``; write the output directory; return results.csv's frame.
 
     ``scheduler``: a dask.distributed scheduler address; cells' folds then run on that cluster.
     ``test_root`` / ``test_manifest``: the test corpus of a ``cross_corpus`` protocol.
+    ``roots`` / ``manifests``: ``{NAME: root}`` / ``{NAME: manifest}`` of a multi-corpus spec's
+    ``[corpora.NAME]`` (``root`` is then unused).
     """
     t0 = time.perf_counter()
     out = Path(out)
     jobs = jobs or os.cpu_count() or 1
     manifest = experiment_manifest(
-        spec, root, manifest=manifest, test_root=test_root, test_manifest=test_manifest
+        spec, root, manifest=manifest, test_root=test_root, test_manifest=test_manifest, roots=roots,
+        manifests=manifests,
     )
     cross = spec.protocol["name"] == "cross_corpus"
     folds = make_folds(spec, manifest)
@@ -552,7 +644,18 @@ def run(
         raise AuditError(audit.to_text())
     if progress or audit.warnings:
         print(audit.to_text(), file=sys.stderr)
-    if cross:
+    if spec.corpora:  # each corpus' features under its own name and ids; rows as in the combined manifest
+        data = StackedData(
+            [
+                FeatureData(spec, manifest[manifest["corpus"] == name].assign(
+                                id=lambda m: m["local_id"]).reset_index(drop=True),
+                            FeatureStore(store), jobs=jobs, progress=progress, scheduler=scheduler,
+                            corpus=name)
+                for name in spec.corpora
+            ],
+            manifest=manifest,
+        )
+    elif cross:
         data = StackedData(
             [
                 FeatureData(
@@ -586,14 +689,15 @@ def run(
     todo = [c for c in cells if not (out / "cells" / f"{c.digest(spec)}.json").exists()]
     done_n = len(cells) - len(todo)
     tasks = []
+    corpora = manifest["corpus"].astype(str).to_numpy() if "corpus" in manifest else None
     for c in todo:
+        if c.normalisation == "corpus" and (corpora is None or c.feature_set.sequences):
+            raise SpecError(f"{c.label}: 'corpus' normalisation takes vector features of several corpora")
         inputs = _cell_inputs(data, c.feature_set, c.normalisation, speakers)
         check_sequence_lengths(spec, c, inputs)
-        seqs = (
-            [g.sequences for g in c.feature_set.late_groups]
-            if c.feature_set.late
-            else [c.feature_set.sequences]
-        )
+        seqs = [g.sequences for g in _member_sets(c.feature_set)]
+        pre = [_layer_steps(data, g, spec.seed) for g in _member_sets(c.feature_set)]
+        stack = [m for _, m in c.feature_set.stack] or None
         for target, y in ys.items():
             for f in folds:
                 tasks.append(
@@ -614,6 +718,11 @@ def run(
                             seed=spec.seed,
                             sequences=seqs,
                             late=c.feature_set.late,
+                            corpora=corpora,
+                            pre=pre,
+                            stack=stack,
+                            inner_by_model={m: spec.inner_folds(m) for m in [*stack, c.model]}
+                            if stack else None,
                         ),
                     )
                 )
@@ -632,7 +741,8 @@ def run(
         from joblib import Parallel, delayed
 
         # threads when every model fits in GIL-free native code (see ModelSpec.threads), else processes
-        threads = all(spec.model_spec(c.model).threads for c in todo)
+        threads = all(spec.model_spec(c.model).threads
+                      and all(spec.model_spec(m).threads for _, m in c.feature_set.stack) for c in todo)
         results = Parallel(
             n_jobs=jobs,
             prefer="threads" if threads else "processes",
@@ -668,7 +778,8 @@ def _save_cell(
     for target, r in parts:
         by_target.setdefault(target, []).append(r)
     ev = spec.evaluation
-    for target, rs in by_target.items():
+    for (target, scope), rs in _scoped(by_target, base["protocol"]).items():
+        sbase = {**base, "protocol": scope}
         rs.sort(key=lambda r: r["fold"])
         n = len(manifest)
         pooled_pred = np.empty(n, dtype=object if classes else float)
@@ -685,7 +796,7 @@ def _save_cell(
             for name in ev["metrics"]:
                 rows.append(
                     {
-                        **base,
+                        **sbase,
                         "fold": r["fold"],
                         "target": target,
                         "metric": name,
@@ -693,7 +804,7 @@ def _save_cell(
                     }
                 )
             params.append(
-                {**base, "fold": r["fold"], "target": target, "params": json.dumps(r["best"], default=str)}
+                {**sbase, "fold": r["fold"], "target": target, "params": json.dumps(r["best"], default=str)}
             )
             p = pd.DataFrame(
                 {
@@ -704,6 +815,8 @@ def _save_cell(
                     "y_pred": yp,
                 }
             )
+            if scope != base["protocol"]:  # one fit scored as several evaluations (cross-corpus matrix)
+                p["protocol"] = scope
             if classes and r["proba"] is not None:
                 for k, c in enumerate(classes):
                     p[f"p[{c}]"] = np.asarray(r["proba"])[:, k]
@@ -714,30 +827,30 @@ def _save_cell(
         if not classes:
             yt_all, yp_all = yt_all.astype(float), yp_all.astype(float)
         reg = M.CLASSIFICATION_METRICS if classes else M.REGRESSION_METRICS
-        fold_vals = pd.DataFrame([r for r in rows if r["target"] == target])
+        fold_vals = pd.DataFrame([r for r in rows if r["target"] == target and r["protocol"] == scope])
         for name in ev["metrics"]:
             v = fold_vals[fold_vals.metric == name]["value"]
-            rows.append({**base, "fold": "mean", "target": target, "metric": name, "value": float(v.mean())})
+            rows.append({**sbase, "fold": "mean", "target": target, "metric": name, "value": float(v.mean())})
             rows.append(
-                {**base, "fold": "std", "target": target, "metric": name, "value": float(v.std(ddof=0))}
+                {**sbase, "fold": "std", "target": target, "metric": name, "value": float(v.std(ddof=0))}
             )
             fn = reg.get(name)
             rows.append(
-                {**base, "fold": "pooled", "target": target, "metric": name, "value": fn(yt_all, yp_all)}
+                {**sbase, "fold": "pooled", "target": target, "metric": name, "value": fn(yt_all, yp_all)}
             )
             if ev["bootstrap"]:
                 lo, hi = M.bootstrap_ci(
                     fn, np.asarray(yt_all), np.asarray(yp_all), n=int(ev["bootstrap"]), seed=spec.seed
                 )
                 rows.append(
-                    {**base, "fold": "pooled", "target": target, "metric": f"{name}_ci95_low", "value": lo}
+                    {**sbase, "fold": "pooled", "target": target, "metric": f"{name}_ci95_low", "value": lo}
                 )
                 rows.append(
-                    {**base, "fold": "pooled", "target": target, "metric": f"{name}_ci95_high", "value": hi}
+                    {**sbase, "fold": "pooled", "target": target, "metric": f"{name}_ci95_high", "value": hi}
                 )
         if classes:
             for k, v in M.per_class(np.asarray(yt_all), np.asarray(yp_all), classes).items():
-                rows.append({**base, "fold": "pooled", "target": target, "metric": k, "value": v})
+                rows.append({**sbase, "fold": "pooled", "target": target, "metric": k, "value": v})
     digest = cell.digest(spec)
     pred_df = pd.concat(preds, ignore_index=True)
     for k in ("feature_set", "model", "normalisation"):
@@ -753,12 +866,36 @@ def _save_cell(
     os.replace(tmp, out / "cells" / f"{digest}.json")
 
 
+def _scoped(by_target: dict[str, list], label: str) -> dict[tuple[str, str], list]:
+    """Fold results per ``(target, scope)``: a fold with :attr:`Fold.scopes` is split into its scopes
+    (its test rows, predictions and probabilities cut to each); other folds form the one scope ``label``."""
+    out: dict[tuple[str, str], list] = {}
+    for target, rs in by_target.items():
+        for r in rs:
+            scopes = r.get("scopes") or ()
+            if not scopes:
+                out.setdefault((target, label), []).append(r)
+                continue
+            for scope, positions in scopes:
+                keep = np.isin(r["test"], positions)
+                proba = None if r["proba"] is None else np.asarray(r["proba"])[keep]
+                fold = r["fold"] if len(scopes) == 1 else scope
+                out.setdefault((target, scope), []).append(
+                    {**r, "fold": fold, "test": r["test"][keep], "pred": np.asarray(r["pred"])[keep],
+                     "proba": proba})
+    return out
+
+
 def _protocol_label(spec: Spec, protocol) -> str:
     p = spec.protocol
     if p["name"] == "loso":
         label = f"leave-one-{p.get('group', 'speaker')}-out"
     elif p["name"] == "kfold":
         label = f"{p.get('k', 5)}-fold stratified (speaker-dependent)"
+    elif p["name"] == "leave_one_corpus_out":
+        label = f"leave-one-corpus-out ({', '.join(spec.corpora)})"
+    elif p["name"] == "multi_corpus_loso":
+        label = f"leave-one-speaker-out of the pooled corpora ({', '.join(spec.corpora)})"
     else:
         label = p["name"]
     return label

@@ -64,6 +64,22 @@ class CorpusSection(Section):
     options: dict[str, Any] = {}
 
 
+class CorporaEntry(Section):
+    """``[corpora.NAME]`` of a multi-corpus spec: one corpus, its root and its labels' mapping.
+
+    ``adapter``: the registered corpus adapter (default: NAME, so ``[corpora.emodb]`` reads Emo-DB);
+    ``mapping``: corpus label -> common label (a label already in ``task.subset`` maps to itself);
+    ``drop``: corpus labels deliberately left out (every other label must be mapped: a label that is
+    neither mapped nor dropped is an error, never silently lost).
+    """
+
+    adapter: Name | None = None
+    root_env: Name | None = None
+    options: dict[str, Any] = {}
+    mapping: dict[str, Name] = {}
+    drop: list[Name] = []
+
+
 class TaskSection(Section):
     """``[task]``: classification of one label column, or regression of one or more numeric columns."""
 
@@ -136,13 +152,51 @@ class CrossCorpusProtocol(Section):
     group: Name = "speaker"
 
 
+class CrossCorpusMatrixProtocol(Section):
+    """Every ordered pair of ``[corpora]`` (train on A, test on B; one fit per training corpus) plus
+    each corpus' own leave-one-speaker-out on the diagonal."""
+
+    name: Literal["cross_corpus_matrix"]
+
+
+class LeaveOneCorpusOutProtocol(Section):
+    """Train on all ``[corpora]`` but one, test on that one."""
+
+    name: Literal["leave_one_corpus_out"]
+
+
+class MultiCorpusLosoProtocol(Section):
+    """Leave one speaker out of the pooled ``[corpora]`` (speakers prefixed by their corpus)."""
+
+    name: Literal["multi_corpus_loso"]
+
+
+#: Protocols that need a ``[corpora]`` table (and no ``[corpus]``).
+MULTI_CORPUS_PROTOCOLS = ("cross_corpus_matrix", "leave_one_corpus_out", "multi_corpus_loso")
+
 #: Protocol name -> the schema of its options (every registered protocol has one; a test checks).
 PROTOCOL_SCHEMAS: dict[str, type[Section]] = {
     "loso": LosoProtocol,
     "kfold": KFoldProtocol,
     "split": SplitProtocol,
     "cross_corpus": CrossCorpusProtocol,
+    "cross_corpus_matrix": CrossCorpusMatrixProtocol,
+    "leave_one_corpus_out": LeaveOneCorpusOutProtocol,
+    "multi_corpus_loso": MultiCorpusLosoProtocol,
 }
+
+
+class StackingEntry(Section):
+    """``[[features.stacking]]``: one stacked system. ``members``: ``FEATURE_SET:MODEL`` pairs (MODEL a
+    ``[models.NAME]`` entry) whose out-of-fold class scores feed the ``meta`` ``[models.NAME]`` entry."""
+
+    members: Annotated[list[Name], Len(2)]
+    meta: Name
+
+    @model_validator(mode="after")
+    def _unique(self) -> StackingEntry:
+        _no_repeats("members", self.members)
+        return self
 
 
 class FeaturesSection(Section):
@@ -150,6 +204,7 @@ class FeaturesSection(Section):
 
     sets: NonEmptyNames
     late_fusion: list[Annotated[list[Name], Len(2)]] = []
+    stacking: list[StackingEntry] = []
 
     @model_validator(mode="after")
     def _unique(self) -> FeaturesSection:
@@ -227,10 +282,11 @@ class SpecDocument(Section):
     name: Name | None = None
     description: str | None = None
     seed: Annotated[int, Ge(0)] = 0
-    corpus: CorpusSection
+    corpus: CorpusSection | None = None
+    corpora: Annotated[dict[Name, CorporaEntry], Len(2)] | None = None
     task: TaskSection = TaskSection()
     # a table here; after the checks in featurekit.evaluation.spec, the typed PROTOCOL_SCHEMAS[name] section
-    protocol: dict[str, Any] | LosoProtocol | KFoldProtocol | SplitProtocol | CrossCorpusProtocol = {}
+    protocol: dict[str, Any] | Section = {}
     audio: dict[str, Any] = {}  # checked against featurekit.audio.AudioOptions
     extractors: dict[str, dict[str, Any]] = {}  # checked against each extractor's declared parameters
     features: FeaturesSection
@@ -239,3 +295,13 @@ class SpecDocument(Section):
     augmentation: AugmentationSection | None = None
     audit: AuditSection = AuditSection()
     report: ReportSection = ReportSection()
+
+    @model_validator(mode="after")
+    def _one_corpus_table(self) -> SpecDocument:
+        if self.corpus is None and self.corpora is None:
+            raise PydanticCustomError("key_error", "missing: give [corpus] (one corpus) or [corpora.NAME] "
+                                      "tables (several corpora)", {"key": "corpus"})
+        if self.corpus is not None and self.corpora is not None:
+            raise PydanticCustomError("key_error", "give [corpus] (one corpus) or [corpora.NAME] tables "
+                                      "(several corpora), not both", {"key": "corpora"})
+        return self

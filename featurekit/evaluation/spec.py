@@ -7,11 +7,15 @@ extractor parameters, corpus options) before :func:`validate` resolves defaults.
 See ``pipelines/emodb.toml`` for a complete example. Sections: top-level ``name``, ``seed``,
 ``description``; ``[audit]`` (``acknowledge``); ``[report]`` (``display_names``, ``title``, ``declared``);
 ``[corpus]`` (``name``, ``root_env``, ``options``; the root itself comes from ``--root`` or the
-environment variable ``root_env``, never from the file); ``[task]`` (``type`` classification or
-regression; ``target`` / ``targets``; ``subset``; ``mapping``); ``[protocol]`` (``name`` and its
-options); ``[audio]``; ``[extractors.NAME]`` parameters; ``[features]`` (``sets``,
-``late_fusion``); ``[evaluation]`` (``normalisation``, ``balancing``, ``inner_folds``,
-``metrics``, ``bootstrap``); ``[models.NAME]`` (``grid``, fixed ``params``, and optionally ``sets`` and
+environment variable ``root_env``, never from the file), or, for several corpora, ``[corpora.NAME]``
+(``adapter``, ``root_env``, ``options``, ``mapping`` onto ``task.subset``, ``drop``; multi-corpus
+protocols ``cross_corpus_matrix``, ``leave_one_corpus_out``, ``multi_corpus_loso``); ``[task]``
+(``type`` classification or regression; ``target`` / ``targets``; ``subset``; ``mapping``);
+``[protocol]`` (``name`` and its options); ``[audio]``; ``[extractors.NAME]`` parameters;
+``[features]`` (``sets``, ``late_fusion``, ``[[features.stacking]]`` with ``members``
+``FEATURE_SET:MODEL`` and ``meta``); ``[evaluation]`` (``normalisation``, ``balancing``,
+``inner_folds``, ``metrics``, ``bootstrap``); ``[models.NAME]`` (``grid``, fixed ``params``, and
+optionally ``sets`` and
 ``normalisation`` restricting the model to some feature sets / normalisations; by default a model runs
 on every feature set it can take: vector models on vectors, sequence models on ``lld`` sets);
 ``[audit]`` (``acknowledge``: design-audit checks whose errors the run accepts; ``featurekit.audit``).
@@ -24,7 +28,8 @@ Feature-set syntax: ``EXTRACTOR[.KIND][@LAYER]`` joined by ``+`` for early fusio
 concatenation). ``KIND`` defaults to ``native`` for extractors that have native functionals and
 ``mean_std`` otherwise; ``lld`` means frame-level sequences (for sequence models; ``a.lld+b.lld``
 concatenates frame by frame on ``a``'s frames, taking ``b``'s frame nearest in time). ``@LAYER``
-picks encoder layers (an index, ``mean``, or indices joined by ``,``). ``late_fusion`` lists
+picks encoder layers (an index, ``mean``, or indices joined by ``,``; ``wsum`` / ``wsum(I,J,...)``: a
+learned weighted sum of the layers, see :mod:`featurekit.evaluation.layerfusion`). ``late_fusion`` lists
 groups of feature sets whose per-set models' class probabilities are averaged.
 """
 
@@ -47,7 +52,12 @@ from pydantic import ValidationError
 from featurekit.evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from featurekit.evaluation.models import ModelSpec, check_model_params, model_registry
 from featurekit.evaluation.protocols import PROTOCOLS
-from featurekit.evaluation.schema import BALANCING, PROTOCOL_SCHEMAS, SpecDocument
+from featurekit.evaluation.schema import (
+    BALANCING,
+    MULTI_CORPUS_PROTOCOLS,
+    PROTOCOL_SCHEMAS,
+    SpecDocument,
+)
 from featurekit.parameters import (
     ParameterError,
     Problem,
@@ -90,6 +100,10 @@ class FeatureSet:
     members: tuple[Member, ...]
     late: bool = False  # late fusion: members are separate feature sets (each may be early-fused)
     late_groups: tuple[FeatureSet, ...] = ()
+    #: stacking: ``(feature set, [models.NAME])`` members whose out-of-fold scores feed ``meta``
+    #: (left out of repr, which stays as before for other sets; the name spells the stack out)
+    stack: tuple[tuple[FeatureSet, str], ...] = field(default=(), repr=False)
+    meta: str | None = field(default=None, repr=False)
 
     @property
     def sequences(self) -> bool:
@@ -110,6 +124,9 @@ class Spec:
     models: dict[str, dict]
     raw: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+    #: ``[corpora.NAME]`` of a multi-corpus spec (adapter, root_env, options, mapping, drop); empty for
+    #: a single-corpus spec (``corpus`` is then ``{"name": "A+B", "corpora": ...}``)
+    corpora: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: The validated document, typed per section (:mod:`featurekit.evaluation.schema`), e.g.
     #: ``spec.sections.audit.acknowledge``, ``spec.sections.report.display_names``.
     sections: SpecDocument | None = None
@@ -141,6 +158,20 @@ class Spec:
         return model_registry(self.task_type).get(self.models[name]["model"])
 
 
+def split_weighted_layers(layer: str) -> tuple[bool, str | None]:
+    """``@LAYER`` -> (learned weighted sum?, layer selection): ``"wsum"`` -> (True, None: every layer),
+    ``"wsum(2,3,4)"`` -> (True, "2,3,4"), ``"3,4"`` -> (False, "3,4") (concatenation)."""
+    if not layer.startswith("wsum"):
+        return False, layer
+    if layer == "wsum":
+        return True, None
+    inner = layer[4:]
+    if not (inner.startswith("(") and inner.endswith(")") and "," in inner):
+        raise SpecError(f"layer {layer!r}: a learned weighted sum of layers is 'wsum' (every layer) or "
+                        f"'wsum(I,J,...)' (two or more layers)")
+    return True, inner[1:-1]
+
+
 def parse_feature_set(text: str, *, where: str) -> FeatureSet:
     from featurekit.evaluation.runner import parse_layer  # lazy: the runner imports this module
     from featurekit.extractors import EXTRACTORS, FUNCTIONALS
@@ -168,7 +199,9 @@ def parse_feature_set(text: str, *, where: str) -> FeatureSet:
             if not issubclass(cls, EncoderExtractor):
                 raise SpecError(f"{where}: {part!r}: only encoder extractors have layers to pick with @")
             try:
-                parse_layer(layer)
+                weighted, selection = split_weighted_layers(layer)
+                if selection is not None:
+                    parse_layer(selection)
             except SpecError as err:
                 raise SpecError(f"{where}: {err}") from None
         members.append(Member(name, kind, layer or None))
@@ -199,7 +232,30 @@ def _check_corpus(corpus: dict, where: str, problems: list[Problem]) -> bool:
     return True
 
 
-def _check_protocol(raw: dict, corpus_name: str, problems: list[Problem]) -> Any:
+def _check_corpora(doc: SpecDocument, raw: dict, problems: list[Problem]) -> None:
+    """``[corpora.NAME]``: adapters and options; every mapping target in the common label set."""
+    subset = set(doc.task.subset or [])
+    if doc.task.type == "classification" and not subset:
+        problems.append(("task.subset", "missing: a multi-corpus spec names the common label set "
+                                        "(each corpus' labels are mapped onto it by corpora.NAME.mapping)"))
+    if doc.task.mapping:
+        problems.append(("task.mapping", "not for a multi-corpus spec: give each corpus its own "
+                                         "corpora.NAME.mapping"))
+    for name, entry in doc.corpora.items():
+        where = f"corpora.{name}"
+        corpus = {"name": entry.adapter or name, "options": entry.options}
+        if _check_corpus(corpus, where, problems) is False and entry.adapter is None:
+            problems[-1] = (f"{where}", problems[-1][1] + f" (set corpora.{name}.adapter)")
+        for label, common in entry.mapping.items():
+            if subset and common not in subset:
+                problems.append((f"{where}.mapping.{label}",
+                                 f"{common!r} is not in the common label set task.subset {sorted(subset)}"))
+        both = sorted(set(entry.mapping) & set(entry.drop))
+        if both:
+            problems.append((f"{where}.drop", f"label(s) {both} are both mapped and dropped"))
+
+
+def _check_protocol(raw: dict, corpus_name: str | None, problems: list[Problem]) -> Any:
     """The typed ``[protocol]`` section (its protocol's own schema), or None after adding problems."""
     name = raw.get("name", "loso")
     if not isinstance(name, str) or name not in PROTOCOLS:
@@ -265,8 +321,22 @@ def check_document(raw: dict[str, Any]) -> SpecDocument:
         problems = pydantic_problems(err, "", raw)
         raise SpecError(format_problems(problems), problems) from None
     task_type = doc.task.type
-    _check_corpus(raw["corpus"], "corpus", problems)
-    protocol = _check_protocol(raw.get("protocol", {}), doc.corpus.name, problems)
+    pname = raw.get("protocol", {}).get("name", "loso") if isinstance(raw.get("protocol"), dict) else None
+    if doc.corpora is not None:
+        _check_corpora(doc, raw, problems)
+        if pname not in MULTI_CORPUS_PROTOCOLS:
+            problems.append(("protocol.name", f"[corpora] (several corpora) needs a multi-corpus protocol "
+                                              f"({', '.join(MULTI_CORPUS_PROTOCOLS)}), got {pname!r}"))
+    else:
+        _check_corpus(raw["corpus"], "corpus", problems)
+        if pname in MULTI_CORPUS_PROTOCOLS:
+            problems.append(("protocol.name", f"{pname!r} needs several corpora: [corpora.NAME] tables "
+                                              f"instead of [corpus]"))
+    corpus_name = doc.corpus.name if doc.corpus is not None else None
+    protocol = _check_protocol(raw.get("protocol", {}), corpus_name, problems)
+    if "corpus" in (doc.evaluation.normalisation or []) and doc.corpora is None and pname != "cross_corpus":
+        problems.append(("evaluation.normalisation", "'corpus' (per-corpus z-score) needs several corpora "
+                                                     "([corpora] or the cross_corpus protocol)"))
     _check_audio(raw.get("audio", {}), problems)
     _check_extractors(raw.get("extractors", {}), problems)
     metric_reg = CLASSIFICATION_METRICS if task_type == "classification" else REGRESSION_METRICS
@@ -289,6 +359,33 @@ def check_document(raw: dict[str, Any]) -> SpecDocument:
     if problems:
         raise SpecError(format_problems(problems), problems)
     return doc.model_copy(update={"protocol": protocol})
+
+
+def _stacked_sets(entries: list[dict], models: dict) -> list[FeatureSet]:
+    """``[[features.stacking]]`` entries as feature sets (``stack(FS:MODEL|...)->META``)."""
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"features.stacking[{i}]"
+        members = []
+        for j, text in enumerate(entry["members"]):
+            fs_text, colon, model = text.rpartition(":")
+            if not colon or not fs_text or not model:
+                raise SpecError(f"{where}.members[{j}]: {text!r}: expected FEATURE_SET:MODEL, "
+                                f"e.g. egemaps:svm")
+            if model not in models:
+                raise SpecError(": ".join(unknown(f"{where}.members[{j}]", model, list(models),
+                                                  "[models.NAME] entry")))
+            fs = parse_feature_set(fs_text, where=f"{where}.members[{j}]")
+            if fs.sequences:
+                raise SpecError(f"{where}.members[{j}]: {text!r}: stacking takes vector feature sets")
+            members.append((fs, model))
+        if entry["meta"] not in models:
+            raise SpecError(": ".join(unknown(f"{where}.meta", entry["meta"], list(models),
+                                              "[models.NAME] entry")))
+        name = "stack(" + "|".join(f"{fs.name}:{m}" for fs, m in members) + ")->" + entry["meta"]
+        out.append(FeatureSet(name, tuple(x for fs, _ in members for x in fs.members),
+                              stack=tuple(members), meta=entry["meta"]))
+    return out
 
 
 def _check_report(doc: SpecDocument, sets: list[FeatureSet]) -> None:
@@ -390,7 +487,15 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
     doc = check_document(raw)
     # Resolution below is unchanged by the schema: the resolved dicts (and so every cell digest) are
     # the given values plus the same defaults as before.
-    corpus = dict(raw["corpus"])
+    corpora: dict[str, dict[str, Any]] = {}
+    if "corpora" in raw:
+        for name, entry in raw["corpora"].items():
+            corpora[name] = {"adapter": entry.get("adapter", name), "root_env": entry.get("root_env"),
+                             "options": dict(entry.get("options", {})),
+                             "mapping": dict(entry.get("mapping", {})), "drop": list(entry.get("drop", []))}
+        corpus = {"name": "+".join(corpora), "corpora": corpora}
+    else:
+        corpus = dict(raw["corpus"])
     task = dict(raw.get("task", {}))
     task.setdefault("type", "classification")
     if task["type"] == "classification":
@@ -435,6 +540,7 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
                 late_groups=members,
             )
         )
+    sets += _stacked_sets(feats.get("stacking", []), raw["models"])
     if len({s.name for s in sets}) != len(sets):
         raise SpecError("features.sets: a feature set is listed twice")
     names = {s.name for s in sets}
@@ -467,6 +573,7 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
         raw=raw,
         path=str(path),
         sections=doc,
+        corpora=corpora,
     )
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import pandas as pd
 
 from featurekit.report.audit import load_audits
-from featurekit.report.figures import Figure, make_figures
+from featurekit.report.figures import Figure, make_figures, matrix_figures
 from featurekit.report.formats import FORMATS, Report, Section, writer
 from featurekit.report.tables import (
     Experiment,
@@ -91,6 +91,9 @@ def build_report(results_dirs: Sequence[str | Path], out_dir: str | Path, *, top
     used: set[str] = set()
     sections = [Section(exp, build_tables(exp), make_figures(exp, out_dir, used=used, top=top))
                 for exp in experiments]
+    heatmaps = matrix_figures(experiments, out_dir, used=used)  # cross-corpus matrices: first section
+    if heatmaps and sections:
+        sections[0].figures[:0] = heatmaps
     return Report(sections, [Path(d) for d in results_dirs], audits=load_audits(results_dirs))
 
 

@@ -9,6 +9,8 @@ and ``figures/NAME.pdf`` (vector, for a paper; ``Figure.vector``). Titles use di
   pooled, each cell the row-normalised recall with the count below it.
 - Primary metric per encoder layer (:func:`layer_figures`) for feature sets with ``@LAYER``
   variants of one extractor.
+- Cross-corpus matrix heatmaps (:func:`matrix_figures`): pooled UAR of every (training corpus, test
+  corpus) pair with its 95 % bootstrap interval, one panel per system.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class Figure:
     caption
         What it shows.
     kind
-        ``results``, ``confusion`` or ``layers``.
+        ``results``, ``confusion``, ``layers`` or ``matrix``.
     vector
         The same figure as PDF, relative to the report directory (``None``: none).
     """
@@ -309,6 +311,86 @@ def results_figure(exp: Experiment, out_dir: Path, *, used: set[str] | None = No
     return [Figure(f"{FIGURES_DIR}/{path.name}", caption, "results", vector)]
 
 
+def matrix_values(results) -> dict[tuple[str, str, str], dict[tuple[str, str], tuple[float, float, float]]]:
+    """``{(feature set, model, normalisation): {(train, test): (uar, low, high)}}`` from the pooled rows
+    of a cross-corpus matrix run (protocols ``matrix A -> B (...)``)."""
+    from featurekit.evaluation.protocols import parse_matrix_scope
+
+    out: dict = {}
+    pooled = results[results["fold"].astype(str) == "pooled"]
+    for _, r in pooled.iterrows():
+        pair = parse_matrix_scope(r["protocol"])
+        if pair is None or r["metric"] not in ("uar", "uar_ci95_low", "uar_ci95_high"):
+            continue
+        cell = out.setdefault((r["feature_set"], r["model"], r["normalisation"]), {}).setdefault(pair, {})
+        cell[r["metric"]] = float(r["value"])
+    return {k: {p: (v.get("uar", np.nan), v.get("uar_ci95_low", np.nan), v.get("uar_ci95_high", np.nan))
+                for p, v in pairs.items()} for k, pairs in out.items()}
+
+
+def plot_matrix_heatmaps(values: dict, path: Path, title: str) -> Path:
+    """Write one PNG of UAR heatmaps (rows: training corpus, columns: test corpus), a panel per system,
+    each cell annotated with the UAR and its 95 % interval."""
+    systems = sorted(values)
+    corpora = list(dict.fromkeys(c for pairs in values.values() for pair in pairs for c in pair))
+    ncol = min(4, len(systems))
+    nrow = -(-len(systems) // ncol)
+    size = 0.9 * len(corpora) + 1.0
+    fig = _new_figure(ncol * size + 1.2, nrow * (size + 0.3) + 0.5)
+    fig.set_layout_engine("constrained")
+    axes = fig.subplots(nrow, ncol, squeeze=False)
+    image = None
+    for ax, system in zip(axes.flat, systems):
+        grid = np.full((len(corpora), len(corpora)), np.nan)
+        for (a, b), (uar, lo, hi) in values[system].items():
+            i, j = corpora.index(a), corpora.index(b)
+            grid[i, j] = uar
+            ax.text(j, i, f"{uar:.3f}\n[{lo:.2f}, {hi:.2f}]", ha="center", va="center", fontsize=7,
+                    color="white" if uar < 0.55 else "black")
+        image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis")
+        ax.set_xticks(range(len(corpora)), corpora, fontsize=7)
+        ax.set_yticks(range(len(corpora)), corpora, fontsize=7)
+        ax.set_title(" | ".join(system), fontsize=7)
+        if ax in axes[-1] or ax is axes.flat[len(systems) - 1]:
+            ax.set_xlabel("test corpus", fontsize=7)
+        if ax in axes[:, 0]:
+            ax.set_ylabel("training corpus", fontsize=7)
+    for ax in list(axes.flat)[len(systems):]:
+        ax.set_axis_off()
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.6, label="UAR")
+    fig.suptitle(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, path)
+    return path
+
+
+def matrix_figures(experiments, out_dir: Path, *, used: set[str] | None = None) -> list[Figure]:
+    """The heatmap of every results directory that holds a cross-corpus matrix (several experiments of
+    a report, one per matrix entry, share it)."""
+    import pandas as pd
+
+    used = set() if used is None else used
+    frames = [e.results for e in experiments if e.task_type == "classification"]
+    if not frames:
+        return []
+    results = pd.concat(frames, ignore_index=True)
+    out = []
+    for source, part in results.groupby("source", sort=False):
+        values = matrix_values(part)
+        if not values:
+            continue
+        path = _unique(out_dir / FIGURES_DIR, safe_name(f"matrix_{Path(str(source)).name}"), used)
+        plot_matrix_heatmaps(values, path, "Cross-corpus matrix: pooled UAR [95 % bootstrap interval]")
+        caption = ("Cross-corpus matrix: pooled UAR of every training corpus (rows) x test corpus "
+                   "(columns); the diagonal is leave-one-speaker-out within the corpus, off-diagonal cells "
+                   "train on all of one corpus and test on all of the other. Brackets: 95 % bootstrap "
+                   "interval.")
+        out.append(Figure(f"{FIGURES_DIR}/{path.name}", caption, "matrix",
+                          f"{FIGURES_DIR}/{path.with_suffix('.pdf').name}"))
+    return out
+
+
 def make_figures(exp: Experiment, out_dir: Path, *, used: set[str] | None = None,
                  top: int = 3) -> list[Figure]:
     """All figures of one experiment (results with intervals, confusion matrices, then layer plots)."""
@@ -317,5 +399,5 @@ def make_figures(exp: Experiment, out_dir: Path, *, used: set[str] | None = None
             + layer_figures(exp, out_dir, used=used))
 
 
-__all__ = ["FIGURES_DIR", "Figure", "confusion_figures", "layer_figures", "make_figures", "plot_confusion",
-           "results_figure", "save_figure"]
+__all__ = ["FIGURES_DIR", "Figure", "confusion_figures", "layer_figures", "make_figures", "matrix_figures",
+           "matrix_values", "plot_confusion", "plot_matrix_heatmaps", "results_figure", "save_figure"]

@@ -277,6 +277,21 @@ def _read_dir(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
     return results, predictions, spec
 
 
+def _protocol_parts(results: pd.DataFrame, predictions: pd.DataFrame | None):
+    """``(results, predictions, part)`` per protocol of one results directory: a cross-corpus matrix
+    run holds one protocol per matrix entry (``matrix A -> B (...)``), each its own experiment (``part``
+    names it); other runs are one part (``part`` empty)."""
+    protocols = list(dict.fromkeys(results["protocol"].astype(str)))
+    if len(protocols) == 1:
+        yield results, predictions, ""
+        return
+    for proto in protocols:
+        preds = predictions
+        if predictions is not None and "protocol" in predictions:
+            preds = predictions[predictions["protocol"].astype(str) == proto].reset_index(drop=True)
+        yield results[results["protocol"].astype(str) == proto].reset_index(drop=True), preds, proto
+
+
 def _as_bool(v) -> bool:
     """``speaker_independent`` as read from CSV (bool or text); missing counts as ``True``."""
     if isinstance(v, str):
@@ -343,18 +358,19 @@ def load_experiments(results_dirs: list[str | Path]) -> list[Experiment]:
     groups: dict[str, dict] = {}
     for d in dict.fromkeys(Path(d) for d in results_dirs):
         path = Path(d)
-        results, predictions, spec = _read_dir(path)
-        results.insert(0, "source", str(path))
-        task_type = _task_type(results, spec)
-        ident = _identity(path, results, spec, task_type)
-        g = groups.setdefault(ident, {"results": [], "predictions": [], "sources": [], "specs": [],
-                                      "task_type": task_type})
-        g["results"].append(results)
-        if predictions is not None:
-            predictions.insert(0, "source", str(path))
-            g["predictions"].append(predictions)
-        g["sources"].append(path)
-        g["specs"].append(spec)
+        all_results, all_predictions, spec = _read_dir(path)
+        all_results.insert(0, "source", str(path))
+        task_type = _task_type(all_results, spec)
+        for results, predictions, part in _protocol_parts(all_results, all_predictions):
+            ident = _identity(path, results, spec, task_type)
+            g = groups.setdefault(ident, {"results": [], "predictions": [], "sources": [], "specs": [],
+                                          "task_type": task_type, "part": part})
+            g["results"].append(results)
+            if predictions is not None:
+                predictions.insert(0, "source", str(path))
+                g["predictions"].append(predictions)
+            g["sources"].append(path)
+            g["specs"].append(spec)
     experiments, used_keys = [], set()
     for g in groups.values():
         results = pd.concat(g["results"], ignore_index=True)
@@ -368,6 +384,8 @@ def load_experiments(results_dirs: list[str | Path]) -> list[Experiment]:
         corpus = next((s.get("spec", {}).get("corpus", {}).get("name") for s in g["specs"]
                        if s.get("spec", {}).get("corpus", {}).get("name")), None)
         key = safe_name(names[0] if len(names) == 1 else corpus or names[0])
+        if g["part"]:
+            key = safe_name(f"{key}_{g['part']}")
         while key in used_keys:
             key += "_2"
         used_keys.add(key)
@@ -379,7 +397,7 @@ def load_experiments(results_dirs: list[str | Path]) -> list[Experiment]:
         what = (f"classification of {targets[0]} ({len(exp.classes)} classes)"
                 if exp.task_type == "classification" else f"regression of {', '.join(targets)}")
         where = f" ({corpus})" if corpus and corpus not in names else ""
-        exp.title = " + ".join(names) + where + f": {what}"
+        exp.title = " + ".join(names) + where + (f", {g['part']}" if g["part"] else "") + f": {what}"
         experiments.append(exp)
     return experiments
 
