@@ -15,6 +15,7 @@ and ``figures/NAME.pdf`` (vector, for a paper; ``Figure.vector``). Titles use di
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -350,7 +351,7 @@ def plot_matrix_heatmaps(values: dict, path: Path, title: str) -> Path:
         image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis")
         ax.set_xticks(range(len(corpora)), corpora, fontsize=7)
         ax.set_yticks(range(len(corpora)), corpora, fontsize=7)
-        ax.set_title(" | ".join(system), fontsize=7)
+        ax.set_title(textwrap.fill(" | ".join(system), width=38), fontsize=7)
         if ax in axes[-1] or ax is axes.flat[len(systems) - 1]:
             ax.set_xlabel("test corpus", fontsize=7)
         if ax in axes[:, 0]:
