@@ -478,3 +478,22 @@ def test_long_recording_is_streamed_in_bounded_memory(tmp_path):
         tracemalloc.stop()
     assert count == seconds - 3 + 1 and last.end == pytest.approx(seconds, abs=1e-3)
     assert peak_mb < 5 < size_mb, (peak_mb, size_mb)
+
+
+def test_cli_predict_with_speaker_csv_and_speaker_reference(synthetic_model, tmp_path, capsys):
+    files = synthetic_model.test_files
+    table = tmp_path / "inputs.csv"
+    pd.DataFrame({"path": files, "speaker": ["s03"] * len(files)}).to_csv(table, index=False)
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(synthetic_model.model_dir), str(table), "-o", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert df["file"].tolist() == files and (df["normalisation"] == "speaker:speakers").all()
+    assert "population" not in capsys.readouterr().err
+    assert main(["predict", str(synthetic_model.model_dir), files[0], "--speaker-reference", *files[1:],
+                 "-o", str(out)]) == 0
+    assert (pd.read_csv(out)["normalisation"] == "speaker:reference").all()
+    assert main(["predict", str(synthetic_model.model_dir), files[0], "-o", str(out)]) == 0
+    assert "training population's statistics" in capsys.readouterr().err
+    pd.DataFrame({"path": files, "speaker": [""] * len(files)}).to_csv(table, index=False)
+    assert main(["predict", str(synthetic_model.model_dir), str(table)]) == 2
+    assert "empty speaker" in capsys.readouterr().err
