@@ -1,4 +1,4 @@
-"""CLI subcommands of this package (registered on import): ``featurekit train`` and ``featurekit predict``.
+"""CLI subcommands of :mod:`featurekit.deploy` (registered on import): ``train`` and ``predict``.
 
 Importing this module must stay cheap (the CLI imports it to build its parser): everything heavy is
 imported inside the command functions.
@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from featurekit.cli import _args, command, jobs_argument, store_argument
+from featurekit.commands.base import _args, command, jobs_argument, store_argument
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import json
 
-    from featurekit.cli import resolve_root, resolve_store
+    from featurekit.commands.base import resolve_root, resolve_store
     from featurekit.deploy.training import train
     from featurekit.evaluation.spec import load_spec
 
