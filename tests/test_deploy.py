@@ -497,3 +497,15 @@ def test_cli_predict_with_speaker_csv_and_speaker_reference(synthetic_model, tmp
     pd.DataFrame({"path": files, "speaker": [""] * len(files)}).to_csv(table, index=False)
     assert main(["predict", str(synthetic_model.model_dir), str(table)]) == 2
     assert "empty speaker" in capsys.readouterr().err
+
+
+def test_speaker_normalised_model_without_its_normaliser_step_is_refused(synthetic_model):
+    from sklearn.pipeline import Pipeline
+
+    from featurekit.deploy.bundle import SavedModel
+
+    model = load_model(synthetic_model.model_dir)
+    stripped = {t: Pipeline(p.steps[1:]) for t, p in model.pipelines.items()}
+    old = SavedModel(model.directory, model.meta, stripped)
+    with pytest.raises(ValueError, match="older featurekit"):
+        predict(old, synthetic_model.test_files[:1])

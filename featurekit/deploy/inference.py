@@ -292,6 +292,12 @@ def _references(model: SavedModel, computer: FeatureComputer, paths: list[str], 
             raise ValueError(f"predict: the model uses {model.normalisation!r} normalisation; speaker "
                              f"enrolment (speaker_reference/speakers) applies to per-speaker normalisation")
         return {}, model.normalisation
+    from featurekit.evaluation.pipeline import speaker_step
+
+    if any(speaker_step(pipe) is None for pipe in model.pipelines.values()):
+        raise ValueError(f"{model.directory}: a per-speaker normalised model without its SpeakerNormaliser "
+                         f"step (written by an older featurekit, whose predictions normalised a recording "
+                         f"against its own windows); retrain it with `featurekit train`")
     if speaker_reference is None and speakers is None:
         warnings.warn(f"{model.directory}: per-speaker normalised model and no enrolment audio of the "
                       f"speaker (speaker_reference or speakers): the training population's statistics "
