@@ -299,6 +299,23 @@ def load_audio(
     )
     if not np.any(signal):
         raise AudioError(path, "signal is all zeros (silent file)")
+    return condition(signal, options=options, where=path, warn_short=True)
+
+
+def condition(signal: np.ndarray, *, options: AudioOptions, where: str,
+              warn_short: bool = True) -> np.ndarray:
+    """Condition a decoded mono signal at ``options.sample_rate`` as every path of featurekit does.
+
+    Silence trimming (``trim_db``), fixed duration (``duration``: centre-crop or end-pad), then zero
+    padding of a signal shorter than one analysis frame (``MIN_DURATION_S``; with ``warn_short`` a
+    :class:`ShortAudioWarning` naming ``where``). Used by :func:`load_audio` (extraction, evaluation,
+    whole-file prediction) and by windowed prediction (:mod:`featurekit.deploy.features`).
+
+    Returns
+    -------
+    numpy.ndarray
+        Contiguous float32 samples.
+    """
     if options.trim_db is not None:
         import librosa
 
@@ -307,14 +324,15 @@ def load_audio(
         signal = fix_length(signal, n=int(round(options.duration * options.sample_rate)))
     min_len = int(round(MIN_DURATION_S * options.sample_rate))
     if len(signal) < min_len:
-        warnings.warn(
-            f"{path}: {len(signal) / options.sample_rate:.3f} s is shorter than one analysis "
-            f"frame; zero-padded to {MIN_DURATION_S} s",
-            ShortAudioWarning,
-            stacklevel=2,
-        )
+        if warn_short:
+            warnings.warn(
+                f"{where}: {len(signal) / options.sample_rate:.3f} s is shorter than one analysis "
+                f"frame; zero-padded to {MIN_DURATION_S} s",
+                ShortAudioWarning,
+                stacklevel=3,
+            )
         signal = np.pad(signal, (0, min_len - len(signal)))
-    return signal.astype(np.float32, copy=False)
+    return np.ascontiguousarray(signal, dtype=np.float32)
 
 
 def fix_length(signal: np.ndarray, *, n: int) -> np.ndarray:

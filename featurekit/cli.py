@@ -8,67 +8,22 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from featurekit.registry import Registry
-
-Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]
-COMMANDS: Registry[Command] = Registry("command")
-
-
-def command(name: str, help: str):
-    def decorator(fn):
-        COMMANDS.add(name, (fn.arguments, fn, help))
-        return fn
-
-    return decorator
-
-
-def _args(builder):
-    def decorator(fn):
-        fn.arguments = builder
-        return fn
-
-    return decorator
-
-
-def _default_jobs() -> int:
-    return os.cpu_count() or 1
-
-
-log = logging.getLogger("featurekit.cli")
-
-
-class UsageError(Exception):
-    """A command line that cannot be run as given (exit status 2, one line on stderr)."""
-
-
-def jobs_argument(p: argparse.ArgumentParser, *, default: int | None = None, what: str = "") -> None:
-    """``--jobs N``, documented the same way on every command that takes it."""
-    default = _default_jobs() if default is None else default
-    p.add_argument("--jobs", type=int, default=default, metavar="N",
-                   help=f"worker processes{what} (default: {default}"
-                        f"{', all cores' if default == _default_jobs() else ''})")
-
-
-def store_argument(p: argparse.ArgumentParser) -> None:
-    """``--store DIR`` with the one default shared by every command (see :func:`resolve_store`)."""
-    p.add_argument("--store", default=None, metavar="DIR",
-                   help="feature store directory (default: $FEATUREKIT_STORE, else ./store; printed)")
-
-
-def resolve_store(args: argparse.Namespace) -> str:
-    """``--store``, or the shared default (:func:`featurekit.defaults.default_store`), which is logged."""
-    if args.store is not None:
-        return args.store
-    from featurekit.defaults import STORE_ENV, default_store
-
-    path = default_store()
-    origin = f"${STORE_ENV}" if os.environ.get(STORE_ENV) else f"default; --store or ${STORE_ENV} to change"
-    log.info(f"feature store: {path.resolve()} ({origin})")
-    return str(path)
+from featurekit.commands.base import (  # noqa: F401  (re-exported: the CLI's shared helpers)
+    COMMANDS,
+    UsageError,
+    _args,
+    _default_jobs,
+    command,
+    jobs_argument,
+    log,
+    resolve_root,
+    resolve_store,
+    store_argument,
+)
 
 
 # -- corpora -------------------------------------------------------------------------------------
@@ -329,16 +284,6 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def resolve_root(spec, root: str | None) -> str:
-    """``--root``, else the spec's ``corpus.root_env`` variable (:func:`featurekit.api.resolve_root`)."""
-    from featurekit import api
-
-    try:
-        return api.resolve_root(spec, root)
-    except api.MissingRootError as err:
-        raise UsageError(str(err)) from None
-
-
 @command("evaluate", "run an experiment spec (speaker-independent by default)")
 @_args(_evaluate_args)
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -450,18 +395,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.dir, jobs=args.jobs)
 
 
-# Modules that register further subcommands with @command (imported when the parser is built;
-# each must be cheap to import).
-COMMAND_MODULES = ("featurekit.deploy.commands", "featurekit.distributed.commands",
-                   "featurekit.store_commands")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    import importlib
-
-    for module in COMMAND_MODULES:
-        importlib.import_module(module)
+    # the other command modules register their subcommands with @command on import (each cheap)
     from featurekit._version import __version__
+    from featurekit.commands import deploy, distributed, store  # noqa: F401
 
     parser = argparse.ArgumentParser(prog="featurekit", description="speech emotion recognition toolkit",
                                      epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)

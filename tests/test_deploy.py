@@ -173,7 +173,9 @@ def test_model_json_records_the_model(trained):
     assert fs["members"][0]["columns"] and fs["n_features"] == sum(len(m["columns"]) for m in fs["members"])
     assert meta["audio"]["sample_rate"] == 16000
     assert meta["normalisation"]["name"] == "speaker"
-    assert len(meta["normalisation"]["pooled_mean"]) == fs["n_features"]
+    assert "enrolment" in meta["normalisation"]["predict_time"]
+    step = load_model(trained.model_dir).pipelines["label"].named_steps["speaker"]
+    assert type(step).__name__ == "SpeakerNormaliser" and step.mean_.shape == (fs["n_features"],)
     from featurekit.evaluation.models import SVM_GRID
 
     # the searched parameters: the synthetic spec's grid, or the svm's default grid (Emo-DB spec)
@@ -334,18 +336,35 @@ def test_untrusted_types_are_refused_before_loading(synthetic_model, tmp_path):
         load_model(d)
 
 
-def test_per_speaker_normalisation_uses_file_windows_or_pooled_stats(synthetic_model):
+def test_per_speaker_normalisation_uses_enrolment_or_population_stats_never_the_file_alone(synthetic_model):
     from featurekit.deploy.inference import _normalise
+    from featurekit.evaluation.normalisation import PopulationStatisticsWarning
 
-    model = load_model(synthetic_model.model_dir)
+    pipe = load_model(synthetic_model.model_dir).pipelines["label"]
+    step = pipe.named_steps["speaker"]
     rng = np.random.default_rng(0)
-    xs = [rng.standard_normal(80).astype(np.float32) for _ in range(3)]
-    many = _normalise(model, xs, sequences=False)
-    np.testing.assert_allclose(many.mean(axis=0), 0.0, atol=1e-5)
-    one = _normalise(model, xs[:1], sequences=False)
-    norm = model.meta["normalisation"]
-    expected = (xs[0] - np.asarray(norm["pooled_mean"])) / np.asarray(norm["pooled_std"])
-    np.testing.assert_allclose(one[0], expected, rtol=1e-5, atol=1e-5)
+    x = rng.standard_normal((3, step.mean_.shape[0])).astype(np.float32)
+    ref = (rng.standard_normal((5, x.shape[1])) * 2 + 1).astype(np.float32)
+    rest, z = _normalise(pipe, x, ref)
+    assert rest.steps == pipe.steps[1:]
+    mu, sd = ref.astype(np.float64).mean(axis=0), ref.astype(np.float64).std(axis=0)
+    np.testing.assert_allclose(z, (x - mu) / sd, rtol=1e-5, atol=1e-5)
+    _, z = _normalise(pipe, x, None)  # no enrolment: the population's statistics, not the file's own
+    np.testing.assert_allclose(z, (x - step.mean_) / step.scale_, rtol=1e-5, atol=1e-5)
+    files = synthetic_model.test_files
+    with pytest.warns(PopulationStatisticsWarning, match="population"):
+        df = predict(synthetic_model.model_dir, files[:1], window=0.5, hop=0.5)
+    assert (df["normalisation"] == "speaker:population").all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PopulationStatisticsWarning)
+        df = predict(synthetic_model.model_dir, files[:1], window=0.5, hop=0.5, speaker_reference=files[1:])
+        assert (df["normalisation"] == "speaker:reference").all()
+        df = predict(synthetic_model.model_dir, files, speakers=["s03"] * len(files))
+        assert (df["normalisation"] == "speaker:speakers").all() and df["error"].isna().all()
+    with pytest.raises(ValueError, match="at least two"):
+        predict(synthetic_model.model_dir, files[:1], speaker_reference=files[1:2])
+    with pytest.raises(ValueError, match="not both"):
+        predict(synthetic_model.model_dir, files[:1], speaker_reference=files[1:], speakers=["a"])
 
 
 def test_cli_train_global_and_json_output(synthetic, tmp_path, capsys):
@@ -397,7 +416,7 @@ def test_regression_model(synthetic, tmp_path):
     meta = read_meta(out)
     assert meta["task"] == {"type": "regression", "targets": ["arousal"]}
     df = predict(out, m["path"].tolist()[:2], window=0.5, hop=0.5)
-    assert list(df.columns) == ["file", "level", "start", "end", "arousal", "error"]
+    assert list(df.columns) == ["file", "level", "start", "end", "arousal", "normalisation", "error"]
     assert np.isfinite(df["arousal"]).all()
     for f in m["path"].tolist()[:2]:
         rows = df[df["file"] == f]
@@ -459,3 +478,34 @@ def test_long_recording_is_streamed_in_bounded_memory(tmp_path):
         tracemalloc.stop()
     assert count == seconds - 3 + 1 and last.end == pytest.approx(seconds, abs=1e-3)
     assert peak_mb < 5 < size_mb, (peak_mb, size_mb)
+
+
+def test_cli_predict_with_speaker_csv_and_speaker_reference(synthetic_model, tmp_path, capsys):
+    files = synthetic_model.test_files
+    table = tmp_path / "inputs.csv"
+    pd.DataFrame({"path": files, "speaker": ["s03"] * len(files)}).to_csv(table, index=False)
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(synthetic_model.model_dir), str(table), "-o", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert df["file"].tolist() == files and (df["normalisation"] == "speaker:speakers").all()
+    assert "population" not in capsys.readouterr().err
+    assert main(["predict", str(synthetic_model.model_dir), files[0], "--speaker-reference", *files[1:],
+                 "-o", str(out)]) == 0
+    assert (pd.read_csv(out)["normalisation"] == "speaker:reference").all()
+    assert main(["predict", str(synthetic_model.model_dir), files[0], "-o", str(out)]) == 0
+    assert "training population's statistics" in capsys.readouterr().err
+    pd.DataFrame({"path": files, "speaker": [""] * len(files)}).to_csv(table, index=False)
+    assert main(["predict", str(synthetic_model.model_dir), str(table)]) == 2
+    assert "empty speaker" in capsys.readouterr().err
+
+
+def test_speaker_normalised_model_without_its_normaliser_step_is_refused(synthetic_model):
+    from sklearn.pipeline import Pipeline
+
+    from featurekit.deploy.bundle import SavedModel
+
+    model = load_model(synthetic_model.model_dir)
+    stripped = {t: Pipeline(p.steps[1:]) for t, p in model.pipelines.items()}
+    old = SavedModel(model.directory, model.meta, stripped)
+    with pytest.raises(ValueError, match="older featurekit"):
+        predict(old, synthetic_model.test_files[:1])

@@ -238,7 +238,8 @@ def test_every_model_the_trainer_builds_loads_and_the_allow_list_is_exactly_thei
     import skops.io as sio
     from sklearn.pipeline import Pipeline
 
-    from featurekit.evaluation.pipeline import fit_searched
+    from featurekit.evaluation.normalisation import SpeakerNormaliser
+    from featurekit.evaluation.pipeline import fit_searched, model_steps, with_speaker_step
 
     rng = np.random.default_rng(0)
     used: set[tuple[str, str]] = set()
@@ -246,7 +247,8 @@ def test_every_model_the_trainer_builds_loads_and_the_allow_list_is_exactly_thei
     for ms, name, task, params in _trainer_variants():
         seen.add((task, name))
         for norm, balancing, n_classes, dtype in (("global", "class_weight", 3, np.float32),
-                                                  ("none", "none", 2, np.float64)):
+                                                  ("none", "none", 2, np.float64),
+                                                  ("speaker", "none", 3, np.float32)):
             x = rng.standard_normal((36, 6)).astype(dtype)
             y = np.arange(36) % n_classes if task == "classification" else rng.standard_normal(36)
             groups = np.repeat(np.arange(4), 9)
@@ -255,19 +257,23 @@ def test_every_model_the_trainer_builds_loads_and_the_allow_list_is_exactly_thei
 
                 steps = [("scale", StandardScaler().fit(x))] if norm == "global" else []
                 pipe = Pipeline([*steps, ("model", "passthrough")])
+                if norm == "speaker":
+                    pipe = with_speaker_step(pipe, SpeakerNormaliser().fit(x, speakers=groups))
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     pipe, _, _ = fit_searched(ms, x, y, groups, task=task, normalisation=norm,
                                               balancing=balancing, grid={}, params=params, inner_folds=2,
                                               seed=0, sequences=False)
+                    if norm == "speaker":  # as featurekit train saves it
+                        pipe = with_speaker_step(pipe, SpeakerNormaliser().fit(x, speakers=groups))
             data = sio.dumps(pipe)
             problems, found = skops_problems(data)
             assert not problems, f"{task}:{name} {params} {norm}: {problems}"
             used |= found
             loaded = load_skops(data, f"{task}:{name}")
             if not ms.groups:
-                np.testing.assert_array_equal(loaded.predict(x), pipe.predict(x))
+                np.testing.assert_array_equal(model_steps(loaded).predict(x), model_steps(pipe).predict(x))
     from featurekit.evaluation.models import CLASSIFIERS, REGRESSORS
 
     assert seen == {("classification", n) for n in CLASSIFIERS.names()} | {("regression", n)

@@ -9,7 +9,7 @@ Modules: :mod:`~featurekit.deploy.training` (:func:`train`), :mod:`~featurekit.d
 (:func:`predict`), :mod:`~featurekit.deploy.bundle` (the model directory: format, hashes, safe
 loading), :mod:`~featurekit.deploy.windows` (streamed sliding windows),
 :mod:`~featurekit.deploy.features` (features of a signal as the store holds them) and
-:mod:`~featurekit.deploy.commands` (``featurekit train`` / ``featurekit predict``).
+:mod:`~featurekit.commands.deploy` (``featurekit train`` / ``featurekit predict``).
 
 Importing this package is cheap (the CLI imports it to build its parser): the names below are
 loaded on first use.

@@ -4,8 +4,9 @@ A :class:`FeatureComputer` is built from ``model.json``'s ``feature_set``: for e
 (``EXTRACTOR.KIND@LAYER``) it calls the extractor as :mod:`featurekit.extraction` does
 (``native``, or ``lld`` followed by the HSF functional, or ``lld`` frames for sequence models) and
 then picks the member's training columns *by name*, in training order (this also applies encoder
-layer selections). A signal is conditioned like :func:`featurekit.audio.load_audio` does after
-decoding (silence trimming, fixed duration, padding of clips shorter than one analysis frame).
+layer selections). A window is conditioned by :func:`featurekit.audio.condition`, the function
+:func:`featurekit.audio.load_audio` conditions every file with (silence trimming, fixed duration,
+padding of clips shorter than one analysis frame).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from featurekit.audio import MIN_DURATION_S, AudioError, AudioOptions, fix_length
+from featurekit.audio import AudioError, AudioOptions, condition
 
 
 @dataclass
@@ -78,18 +79,8 @@ class FeatureComputer:
         return state
 
     def condition(self, signal: np.ndarray, where: str) -> np.ndarray:
-        """Trim / fix the length / pad a decoded signal as :func:`featurekit.audio.load_audio` does."""
-        sr = self.audio.sample_rate
-        if self.audio.trim_db is not None:
-            import librosa
-
-            signal, _ = librosa.effects.trim(signal, top_db=self.audio.trim_db)
-        if self.audio.duration is not None:
-            signal = fix_length(signal, n=int(round(self.audio.duration * sr)))
-        min_len = int(round(MIN_DURATION_S * sr))
-        if len(signal) < min_len:
-            signal = np.pad(signal, (0, min_len - len(signal)))
-        return np.ascontiguousarray(signal, dtype=np.float32)
+        """Trim / fix the length / pad a decoded window with :func:`featurekit.audio.condition`."""
+        return condition(signal, options=self.audio, where=where, warn_short=False)
 
     def compute(self, signal: np.ndarray, where: str) -> np.ndarray:
         """The model input of one (already conditioned) signal.

@@ -106,63 +106,77 @@ def _file_inputs(path: str, computer: FeatureComputer, window: float | None, hop
     return out
 
 
-def _normalise(model: SavedModel, xs: list[np.ndarray], sequences: bool):
-    """Model input of one file's windows, with the model's normalisation at predict time."""
-    from featurekit.evaluation.normalisation import speaker_zscore, speaker_zscore_sequences
-
+def _stack(xs: list[np.ndarray], sequences: bool):
+    """One file's window features as model input rows (an object array of sequences, or a matrix)."""
     if sequences:
         x = np.empty(len(xs), dtype=object)
         for i, s in enumerate(xs):
             x[i] = s
-    else:
-        x = np.vstack(xs).astype(np.float32)
-    norm = model.meta["normalisation"]
-    if norm["name"] != "speaker":
         return x
-    one = np.zeros(len(xs), dtype=np.int64)  # the file is its own speaker
-    if sequences:
-        return speaker_zscore_sequences(x, one)
-    if len(xs) >= int(norm.get("min_windows", 2)):
-        return speaker_zscore(x, one)
-    mu = np.asarray(norm["pooled_mean"], dtype=np.float64)
-    sd = np.asarray(norm["pooled_std"], dtype=np.float64)
-    return ((x.astype(np.float64) - mu) / sd).astype(np.float32)
+    return np.vstack(xs).astype(np.float32)
+
+
+def _normalise(pipe, x, reference):
+    """``pipe`` without its speaker step and ``x`` as that remainder's input.
+
+    A speaker-normalised pipeline z-scores ``x`` with the statistics of ``reference`` (the speaker's
+    enrolment features) or, when it is None, the training population's (the caller warns once).
+    """
+    from featurekit.evaluation.normalisation import PopulationStatisticsWarning
+    from featurekit.evaluation.pipeline import model_steps, speaker_step
+
+    step = speaker_step(pipe)
+    if step is None:
+        return pipe, x
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PopulationStatisticsWarning)
+        return model_steps(pipe), step.transform(x, reference=reference)
 
 
 def _columns(model: SavedModel) -> list[str]:
     if model.task == "classification":
-        return ["file", "level", "start", "end", "label", *[f"p[{c}]" for c in model.classes], "error"]
-    return ["file", "level", "start", "end", *model.targets, "error"]
+        return ["file", "level", "start", "end", "label", *[f"p[{c}]" for c in model.classes],
+                "normalisation", "error"]
+    return ["file", "level", "start", "end", *model.targets, "normalisation", "error"]
 
 
-def _predict_file(model: SavedModel, item: dict[str, Any], windowed: bool) -> list[dict[str, Any]]:
+def _predict_file(model: SavedModel, item: dict[str, Any], windowed: bool, reference=None,
+                  how: str | None = None) -> list[dict[str, Any]]:
     path = item["file"]
+    how = how or model.normalisation
     if item["error"]:
-        return [{"file": path, "level": "file", "start": np.nan, "end": np.nan, "error": item["error"]}]
-    x = _normalise(model, item["x"], model.meta["feature_set"]["sequences"])
+        return [{"file": path, "level": "file", "start": np.nan, "end": np.nan, "normalisation": how,
+                 "error": item["error"]}]
+    raw = _stack(item["x"], model.meta["feature_set"]["sequences"])
+
+    def model_input(pipe):
+        return _normalise(pipe, raw, reference)
+
     if model.task == "classification":
-        p = class_probabilities(next(iter(model.pipelines.values())), x)
+        p = class_probabilities(*model_input(next(iter(model.pipelines.values()))))
         names = [f"p[{c}]" for c in model.classes]
         values = p
         labels = [model.classes[i] for i in p.argmax(axis=1)]
     else:
         names = model.targets
-        values = np.column_stack([np.asarray(model.pipelines[t].predict(x), dtype=np.float64)
-                                  .reshape(len(x), -1)[:, 0] for t in model.targets])
+        values = np.column_stack([np.asarray(rest.predict(x), dtype=np.float64).reshape(len(x), -1)[:, 0]
+                                  for rest, x in (model_input(model.pipelines[t]) for t in model.targets)])
         labels = None
     rows = []
     if windowed:
         wins = [(s, e, i, None) for i, (s, e) in enumerate(item["spans"])]
         wins += [(s, e, None, reason) for s, e, reason in item["skipped"]]
         for s, e, i, reason in sorted(wins, key=lambda t: (t[0], t[1])):
-            r: dict[str, Any] = {"file": path, "level": "window", "start": s, "end": e, "error": reason}
+            r: dict[str, Any] = {"file": path, "level": "window", "start": s, "end": e, "normalisation": how,
+                                 "error": reason}
             if i is not None:
                 r.update(zip(names, values[i].tolist()))
                 if labels is not None:
                     r["label"] = labels[i]
             rows.append(r)
     agg = values.mean(axis=0)
-    r = {"file": path, "level": "file", "start": 0.0, "end": item["duration"], "error": None}
+    r = {"file": path, "level": "file", "start": 0.0, "end": item["duration"], "normalisation": how,
+         "error": None}
     r.update(zip(names, agg.tolist()))
     if labels is not None:
         r["label"] = model.classes[int(np.argmax(agg))]
@@ -172,8 +186,9 @@ def _predict_file(model: SavedModel, item: dict[str, Any], windowed: bool) -> li
 
 def predict(model: str | os.PathLike | SavedModel,
             audio_paths: str | os.PathLike | Iterable[str | os.PathLike], *, window: float | None = None,
-            hop: float | None = None, jobs: int = 1, max_windows: int = DEFAULT_MAX_WINDOWS
-            ) -> pd.DataFrame:
+            hop: float | None = None, jobs: int = 1, max_windows: int = DEFAULT_MAX_WINDOWS,
+            speaker_reference: Iterable[str | os.PathLike] | None = None,
+            speakers: Iterable[str] | None = None) -> pd.DataFrame:
     """Label recordings with a saved model.
 
     Without ``window`` every file is one unit (decoded whole, conditioned like the training data) and
@@ -185,12 +200,20 @@ def predict(model: str | os.PathLike | SavedModel,
     :class:`~featurekit.deploy.windows.ShortRecordingWarning`). Audio at another rate is resampled to
     the model's (soxr VHQ).
 
-    Per-speaker normalisation: each file is its own speaker, z-scored with the mean and standard
-    deviation over its own windows' features; a file with a single window (always the case without a
-    window) is z-scored with the training corpus' pooled statistics stored in ``model.json``
-    (``normalisation.pooled_mean``/``pooled_std``). For sequence models (LLD frames) the statistics are
-    over all frames of the file's windows, so no fallback is needed. With only a few windows the
-    file's own statistics are noisy estimates; prefer windows over several seconds of speech.
+    Per-speaker normalisation (a model trained with ``normalisation = "speaker"``) needs the statistics
+    of the recording's speaker, from enrolment audio: ``speaker_reference`` (files of the one speaker of
+    all ``audio_paths``), or ``speakers`` (a speaker per path: each speaker's input files, whole, are
+    pooled as that speaker's enrolment). The enrolment files are featurised whole, like the training
+    utterances, and their mean/std normalise every window (or whole file) of that speaker. Without
+    either, the training population's mean/std are used, with a
+    :class:`~featurekit.evaluation.normalisation.PopulationStatisticsWarning`. A recording is never
+    normalised against its own windows alone. The ``normalisation`` column says what each row used
+    (``speaker:reference``, ``speaker:speakers``, ``speaker:population``, ``global`` or ``none``).
+
+    The per-file label of a windowed prediction is the argmax of the mean of its windows'
+    probabilities (soft voting); it can differ from the whole-file label, whose features are computed
+    over the whole recording (functionals of a window are not the mean of a file's), but both use the
+    same normalisation statistics.
 
     Class probabilities are ``predict_proba`` where the model has it, otherwise the softmax of the
     decision function (e.g. SVMs without ``probability=True``); see :func:`probability_method`.
@@ -209,6 +232,11 @@ def predict(model: str | os.PathLike | SavedModel,
         Worker processes across files.
     max_windows
         A file that would yield more windows is refused before decoding (its row carries the error).
+    speaker_reference
+        Enrolment recordings of the speaker of every input (per-speaker normalised models only).
+    speakers
+        The speaker of each of ``audio_paths`` (per-speaker normalised models only): each speaker's
+        files are pooled as their enrolment. Not together with ``speaker_reference``.
 
     Returns
     -------
@@ -228,24 +256,83 @@ def predict(model: str | os.PathLike | SavedModel,
     if not paths:
         raise ValueError("predict: no audio files given")
     computer = FeatureComputer(model.meta["feature_set"], AudioOptions(**model.meta["audio"]))
-    if jobs == 1 or len(paths) == 1:
-        items = (_file_inputs(p, computer, window, hop, max_windows) for p in paths)
-    else:
-        from joblib import Parallel, delayed
-
-        items = Parallel(n_jobs=jobs, return_as="generator")(
-            delayed(_file_inputs)(p, computer, window, hop, max_windows) for p in paths)
+    references, how = _references(model, computer, paths, speaker_reference, speakers, jobs)
     rows: list[dict[str, Any]] = []
-    for item in items:
+    for item in _inputs(computer, paths, window, hop, max_windows, jobs):
         for category, text in item["warnings"]:
             warnings.warn(text, category, stacklevel=2)
-        rows.extend(_predict_file(model, item, window is not None))
+        rows.extend(_predict_file(model, item, window is not None, references.get(item["file"]), how))
     df = pd.DataFrame(rows, columns=_columns(model))
     df["level"] = df["level"].astype(str)
     for c in ("start", "end"):
         df[c] = df[c].astype(np.float64)
     df["error"] = df["error"].astype(object).where(df["error"].notna(), None)
     return df
+
+
+def _inputs(computer: FeatureComputer, paths: list[str], window, hop, max_windows: int, jobs: int):
+    """:func:`_file_inputs` of every path (in order; in parallel with ``jobs > 1``)."""
+    if jobs == 1 or len(paths) == 1:
+        return (_file_inputs(p, computer, window, hop, max_windows) for p in paths)
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=jobs, return_as="generator")(
+        delayed(_file_inputs)(p, computer, window, hop, max_windows) for p in paths)
+
+
+def _references(model: SavedModel, computer: FeatureComputer, paths: list[str], speaker_reference,
+                speakers, jobs: int) -> tuple[dict[str, Any], str]:
+    """Enrolment features per input path (``{path: features}``) and the ``normalisation`` label."""
+    from featurekit.evaluation.normalisation import PopulationStatisticsWarning
+
+    if speaker_reference is not None and speakers is not None:
+        raise ValueError("predict: give speaker_reference or speakers, not both")
+    if model.normalisation != "speaker":
+        if speaker_reference is not None or speakers is not None:
+            raise ValueError(f"predict: the model uses {model.normalisation!r} normalisation; speaker "
+                             f"enrolment (speaker_reference/speakers) applies to per-speaker normalisation")
+        return {}, model.normalisation
+    from featurekit.evaluation.pipeline import speaker_step
+
+    if any(speaker_step(pipe) is None for pipe in model.pipelines.values()):
+        raise ValueError(f"{model.directory}: a per-speaker normalised model without its SpeakerNormaliser "
+                         f"step (written by an older featurekit, whose predictions normalised a recording "
+                         f"against its own windows); retrain it with `featurekit train`")
+    if speaker_reference is None and speakers is None:
+        warnings.warn(f"{model.directory}: per-speaker normalised model and no enrolment audio of the "
+                      f"speaker (speaker_reference or speakers): the training population's statistics "
+                      f"were used, which is less accurate", PopulationStatisticsWarning, stacklevel=3)
+        return {}, "speaker:population"
+    if speaker_reference is not None:
+        refs = [str(p) for p in ([speaker_reference] if isinstance(speaker_reference, (str, os.PathLike))
+                                 else speaker_reference)]
+        groups = {"": refs}
+        of = dict.fromkeys(paths, "")
+        how = "speaker:reference"
+    else:
+        speakers = [str(s) for s in speakers]
+        if len(speakers) != len(paths):
+            raise ValueError(f"predict: {len(speakers)} speakers for {len(paths)} files")
+        of = dict(zip(paths, speakers))
+        groups = {}
+        for p, s in of.items():
+            groups.setdefault(s, []).append(p)
+        how = "speaker:speakers"
+    sequences = model.meta["feature_set"]["sequences"]
+    features: dict[str, Any] = {}
+    for group, files in groups.items():
+        good = []
+        for item in _inputs(computer, list(dict.fromkeys(files)), None, None, DEFAULT_MAX_WINDOWS, jobs):
+            if item["error"]:
+                warnings.warn(f"speaker enrolment: {item['error']} (left out)", UserWarning, stacklevel=3)
+            else:
+                good.extend(item["x"])
+        who = f"speaker {group!r}" if group else "the speaker reference"
+        if len(good) < 2:
+            raise ValueError(f"predict: {who} has {len(good)} usable enrolment recording(s); per-speaker "
+                             f"statistics need at least two")
+        features[group] = _stack(good, sequences)
+    return {p: features[g] for p, g in of.items()}, how
 
 
 def write_predictions(df: pd.DataFrame, out: str | os.PathLike | None) -> None:

@@ -22,15 +22,10 @@ from featurekit.deploy.bundle import (
     to_jsonable,
     write_model_dir,
 )
-from featurekit.evaluation.pipeline import fit_searched, grid_size
+from featurekit.evaluation.pipeline import fit_searched, grid_size, with_speaker_step
 
 #: Progress messages (stage by stage); ``featurekit train`` shows them, -q hides them.
 log = logging.getLogger(__name__)
-
-#: With per-speaker normalisation, a file needs at least this many windows for its own statistics;
-#: with fewer, the training corpus' pooled statistics are used (see :func:`featurekit.deploy.predict`).
-MIN_WINDOWS_FOR_FILE_STATS = 2
-
 
 def resolve_system(spec, system: str | None):
     """The spec's feature set and model named by ``"FEATURESET:MODEL"``.
@@ -125,7 +120,7 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
         The model directory.
     """
     from featurekit.audio import AudioOptions
-    from featurekit.evaluation.normalisation import NORMALISATIONS, speaker_zscore, speaker_zscore_sequences
+    from featurekit.evaluation.normalisation import NORMALISATIONS, SpeakerNormaliser
     from featurekit.evaluation.runner import FeatureData, prepare_manifest
     from featurekit.evaluation.spec import FeatureSet, Spec, SpecError, load_spec
     from featurekit.extractors import EXTRACTORS, make_extractor
@@ -190,19 +185,18 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
                         "libraries": library_versions(ext.libraries), "columns": list(cols)})
 
     norm_meta: dict[str, Any] = {"name": norm}
+    normaliser = None
     if norm == "speaker":
-        frames = np.concatenate(list(x)).astype(np.float64) if fs.sequences else x.astype(np.float64)
-        mu, sd = frames.mean(axis=0), frames.std(axis=0)
+        normaliser = SpeakerNormaliser(sequences=fs.sequences).fit(x, speakers=speakers)
         norm_meta.update(
-            pooled_mean=mu.tolist(), pooled_std=np.where(sd > 0, sd, 1.0).tolist(),
-            min_windows=MIN_WINDOWS_FOR_FILE_STATS,
+            step="speaker (SpeakerNormaliser, the first step of every saved pipeline)",
+            train_time="each training speaker z-scored with their own statistics (as in evaluation)",
             predict_time=(
-                "each file is its own speaker: its frames are z-scored with the mean/std over all frames "
-                "of its windows" if fs.sequences else
-                "each file is its own speaker: z-scored with the mean/std over its own windows; with "
-                f"fewer than {MIN_WINDOWS_FOR_FILE_STATS} windows (e.g. no window), with the training "
-                "corpus' pooled mean/std (pooled_mean, pooled_std)"))
-        x = speaker_zscore_sequences(x, speakers) if fs.sequences else speaker_zscore(x, speakers)
+                "each recording z-scored with the statistics of its speaker's enrolment audio (predict "
+                "speaker_reference=FILES, or the files of one speaker pooled, speakers=...); without "
+                "them, the training population's statistics (the step's mean_/scale_), with a "
+                "PopulationStatisticsWarning. A recording is never normalised against itself alone."))
+        x = normaliser.transform(x, speakers=speakers)
     elif norm == "global":
         norm_meta["predict_time"] = "StandardScaler fitted on the training corpus (inside the pipeline)"
     else:
@@ -229,6 +223,8 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
             grid=cfg["grid"], params=dict(cfg["params"]), inner_folds=spec.inner_folds(model_name),
             seed=spec.seed,
             sequences=fs.sequences, jobs=jobs)
+        if normaliser is not None:
+            pipelines[target] = with_speaker_step(pipelines[target], normaliser)
         log.info(f"{target}: done in {time.perf_counter() - t0:.1f} s")
 
     from featurekit.deploy.inference import probability_method
@@ -264,11 +260,13 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
 
 def _verify_saved(out: Path, pipelines: dict[str, Any], x, task: str) -> None:
     """Reload the saved directory and check it predicts what the in-memory pipelines predict."""
+    from featurekit.evaluation.pipeline import model_steps
+
     loaded = load_model(out)
     n = min(len(x), 8)
-    sample = x[:n]
+    sample = x[:n]  # model input (already speaker-normalised when the pipeline has a speaker step)
     for target, pipe in pipelines.items():
-        a, b = pipe.predict(sample), loaded.pipelines[target].predict(sample)
+        a, b = model_steps(pipe).predict(sample), model_steps(loaded.pipelines[target]).predict(sample)
         same = np.array_equal(a, b) if task == "classification" else np.allclose(a, b, rtol=1e-5, atol=1e-6)
         if not same:  # pragma: no cover - would be a bug in saving/loading
             raise RuntimeError(f"{out}: the saved model of {target!r} predicts differently after reloading")

@@ -61,12 +61,14 @@ ROOT_TYPE = "sklearn.pipeline.Pipeline"
 #: skops loader -> the exact ``module.Class`` names it may build. Derived from what ``featurekit
 #: train`` writes for every registered classical model (with its variants: SVM one-vs-one/one-vs-rest
 #: and linear/RBF kernels, MLP solvers and early stopping, k-NN search structures) with and without
-#: the ``StandardScaler`` of global normalisation; torch heads add nothing (their pipeline holds the
+#: the ``StandardScaler`` of global normalisation and the ``SpeakerNormaliser`` step of per-speaker
+#: normalisation (arrays and integers only); torch heads add nothing (their pipeline holds the
 #: scaler and ``"passthrough"``). ``ObjectNode`` builds an instance without calling ``__init__`` and
 #: sets its state; ``TreeNode`` always builds ``sklearn.tree._tree.Tree`` from three integers/arrays;
 #: ``NdArrayNode`` reads a ``.npy`` member with ``allow_pickle=False``.
 ALLOWED_SKOPS_NODES: Mapping[str, frozenset[str]] = MappingProxyType({
     "ObjectNode": frozenset({
+        "featurekit.evaluation.normalisation.SpeakerNormaliser",
         "featurekit.evaluation.svm.SVMClassifier",
         "sklearn.ensemble._forest.RandomForestClassifier",
         "sklearn.ensemble._forest.RandomForestRegressor",

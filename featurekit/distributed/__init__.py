@@ -4,7 +4,7 @@
   the cluster; workers read the audio from shared storage, only the calling process writes the store.
 * :func:`map_distributed` -- ``fn(**kwargs)`` for many kwargs on the cluster, yielded as they finish
   (the evaluation runner's folds, with ``featurekit evaluate --scheduler``).
-* ``featurekit cluster local`` -- start a local cluster (:mod:`featurekit.distributed.commands`).
+* ``featurekit cluster local`` -- start a local cluster (:mod:`featurekit.commands.distributed`).
 
 Both functions keep a bounded sliding window of futures in flight, so the client's memory does not
 grow with the number of tasks. The scheduler is an address (``tcp://host:8786``), a scheduler file,

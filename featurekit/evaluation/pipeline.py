@@ -48,6 +48,24 @@ def build_pipeline(
     return Pipeline(steps)
 
 
+def with_speaker_step(pipe: Pipeline, normaliser) -> Pipeline:
+    """``pipe`` (fit on speaker-normalised features) with the fitted
+    :class:`~featurekit.evaluation.normalisation.SpeakerNormaliser` as its first step ``"speaker"``,
+    as a saved model holds it. The step needs the speaker's statistics at predict time (see its
+    ``transform``), so callers apply it themselves and hand the rest to :func:`model_steps`."""
+    return Pipeline([("speaker", normaliser), *pipe.steps])
+
+
+def speaker_step(pipe: Pipeline):
+    """The pipeline's ``"speaker"`` normaliser, or None."""
+    return pipe.named_steps.get("speaker")
+
+
+def model_steps(pipe: Pipeline) -> Pipeline:
+    """The pipeline without its ``"speaker"`` step (the model's input is speaker-normalised)."""
+    return pipe[1:] if speaker_step(pipe) is not None else pipe
+
+
 def undersample(y: np.ndarray, seed: int) -> np.ndarray:
     """Indices of a random subset with every class cut to the smallest class' size."""
     rng = np.random.default_rng(seed)

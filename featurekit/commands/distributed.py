@@ -1,4 +1,4 @@
-"""CLI subcommands of this package (registered on import; dask is imported only when one runs).
+"""CLI subcommands of :mod:`featurekit.distributed` (registered on import; dask loaded when one runs).
 
 ``featurekit cluster local --workers N [--threads-per-worker 1] [--port 8786]`` starts a Dask
 ``LocalCluster`` on this machine, prints its scheduler and dashboard addresses and blocks until
@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from featurekit.cli import _args, command
+from featurekit.commands.base import _args, command
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from featurekit.cli import UsageError, _args, command, store_argument
+from featurekit.commands.base import UsageError, _args, command, store_argument
 
 
 def _store_args(p: argparse.ArgumentParser) -> None:
@@ -37,7 +37,7 @@ def _store_args(p: argparse.ArgumentParser) -> None:
 @command("store", "inspect the feature store (ls, info) and remove what no current version can use (gc)")
 @_args(_store_args)
 def cmd_store(args: argparse.Namespace) -> int:
-    from featurekit.cli import resolve_store
+    from featurekit.commands.base import resolve_store
     from featurekit.store import FeatureStore
     from featurekit.store_maintenance import collect_garbage, describe, find_table, human_size, info_text
 

@@ -1,4 +1,4 @@
-"""CLI subcommands of this package (registered on import): ``featurekit train`` and ``featurekit predict``.
+"""CLI subcommands of :mod:`featurekit.deploy` (registered on import): ``train`` and ``predict``.
 
 Importing this module must stay cheap (the CLI imports it to build its parser): everything heavy is
 imported inside the command functions.
@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from featurekit.cli import _args, command, jobs_argument, store_argument
+from featurekit.commands.base import _args, command, jobs_argument, store_argument
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import json
 
-    from featurekit.cli import resolve_root, resolve_store
+    from featurekit.commands.base import resolve_root, resolve_store
     from featurekit.deploy.training import train
     from featurekit.evaluation.spec import load_spec
 
@@ -67,7 +67,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model directory written by `featurekit train`")
-    p.add_argument("audio", nargs="+", help="audio files")
+    p.add_argument("audio", nargs="+",
+                   help="audio files, or one .csv with a path column (file or path) and optionally a "
+                        "speaker column: each speaker's files are pooled as their enrolment")
     p.add_argument("--window", type=float, default=None,
                    help="window length in seconds (default: whole files)")
     p.add_argument("--hop", type=float, default=None, help="hop in seconds (default: the window length)")
@@ -76,6 +78,9 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     jobs_argument(p, default=1, what=" across files")
     p.add_argument("--max-windows", type=int, default=50_000,  # deploy.windows.DEFAULT_MAX_WINDOWS
                    help="refuse a file that would yield more windows than this (default 50000)")
+    p.add_argument("--speaker-reference", nargs="+", default=None, metavar="FILE",
+                   help="enrolment recordings of the speaker of all inputs (models with per-speaker "
+                        "normalisation; without enrolment the training population's statistics are used)")
 
 
 @command("predict", "label recordings with a saved model (per file, or in sliding windows)")
@@ -92,8 +97,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
             warnings.simplefilter("ignore", category)
-        df = predict(args.model, args.audio, window=args.window, hop=args.hop, jobs=args.jobs,
-                     max_windows=args.max_windows)
+        try:
+            audio, speakers = _predict_inputs(args.audio)
+            df = predict(args.model, audio, window=args.window, hop=args.hop, jobs=args.jobs,
+                         max_windows=args.max_windows, speaker_reference=args.speaker_reference,
+                         speakers=speakers)
+        except ValueError as err:
+            print(f"featurekit predict: error: {err}", file=sys.stderr)
+            return 2
     for w in caught:
         print(f"featurekit predict: warning: {w.message}", file=sys.stderr)
     write_predictions(df, args.out)
@@ -107,3 +118,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
               f"error); the others are predicted", file=sys.stderr)
         return 1
     return 0
+
+
+def _predict_inputs(audio: list[str]) -> tuple[list[str], list[str] | None]:
+    """Audio paths and their speakers (None) from the arguments, or from one CSV (paths relative to it)."""
+    if len(audio) != 1 or not audio[0].lower().endswith(".csv"):
+        return audio, None
+    import pandas as pd
+
+    table = pd.read_csv(audio[0], dtype=str, keep_default_na=False)
+    col = next((c for c in ("path", "file") if c in table.columns), None)
+    if col is None:
+        raise ValueError(f"{audio[0]}: no path column (path or file); it has {list(table.columns)}")
+    base = os.path.dirname(os.path.abspath(audio[0]))
+    paths = [p if os.path.isabs(p) else os.path.join(base, p) for p in table[col]]
+    if "speaker" not in table.columns:
+        return paths, None
+    if (table["speaker"].str.strip() == "").any():
+        raise ValueError(f"{audio[0]}: empty speaker in row(s) "
+                         f"{[i + 2 for i in table.index[table['speaker'].str.strip() == ''][:5]]}")
+    return paths, table["speaker"].str.strip().tolist()
