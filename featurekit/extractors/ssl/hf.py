@@ -203,15 +203,31 @@ class HFEncoder(EncoderExtractor):
         device, dtype = self._device()
         bars = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
+        # an encoder-only Whisper folder (featurekit.extractors.ssl.ct2_convert writes one) loads as
+        # WhisperEncoder; AutoModel would build a whole WhisperModel around it
+        encoder_only = (info["family"] == "whisper"
+                        and info["config"]["config"].get("architectures") == ["WhisperEncoder"])
         try:
-            model = AutoModel.from_pretrained(str(info["path"]))
+            if encoder_only:
+                from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+                model, loading = WhisperEncoder.from_pretrained(str(info["path"]), output_loading_info=True)
+            else:
+                model, loading = AutoModel.from_pretrained(str(info["path"]), output_loading_info=True)
         except Exception as err:
             raise ModelError(f"{self.name}: cannot load {info['path']}: {type(err).__name__}: {err}") from err
         finally:
             if bars:
                 hf_logging.enable_progress_bar()
-        if info["family"] == "whisper":
+        if info["family"] == "whisper" and not encoder_only:
             model = model.encoder if hasattr(model, "encoder") else model.get_encoder()
+            prefix = "encoder."
+        else:
+            prefix = ""
+        missing = [k for k in loading.get("missing_keys", ()) if k.startswith(prefix)]
+        if missing:  # transformers would fill them with random values: a fake embedding
+            raise ModelError(f"{self.name}: {info['path']}: the weight files lack {len(missing)} of the "
+                             f"model's weights (e.g. {', '.join(sorted(missing)[:3])})")
         return model.eval().to(device=device, dtype=getattr(torch, dtype))
 
     def _model(self):
