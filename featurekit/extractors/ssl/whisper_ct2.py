@@ -29,7 +29,6 @@ model is used.
 from __future__ import annotations
 
 import re
-import struct
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -46,6 +45,7 @@ from featurekit.extractors.ssl.common import (
     read_json,
     resolve_model_dir,
 )
+from featurekit.extractors.ssl.ct2_format import read_ct2_model
 
 #: CTranslate2 compute types (``ctranslate2.get_supported_compute_types`` lists a device's).
 ComputeType = Literal["default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
@@ -60,35 +60,12 @@ def import_ctranslate2():
 
 
 def read_ct2_header(path: Path) -> dict[str, Any]:
-    """Spec name and variable shapes of a CTranslate2 ``model.bin``, without reading the weights."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    with open(path, "rb") as f:
-        def u(fmt: str) -> tuple:
-            size = struct.calcsize(fmt)
-            data = f.read(size)
-            if len(data) != size:
-                raise ModelError(f"{path}: truncated CTranslate2 model file")
-            return struct.unpack(fmt, data)
-
-        def string() -> str:
-            (n,) = u("<H")
-            return f.read(n)[:-1].decode("utf-8", errors="replace")
-
-        (version,) = u("<I")
-        if not 5 <= version <= 6:
-            raise ModelError(f"{path}: unsupported CTranslate2 model.bin binary version {version}")
-        spec = string()
-        (revision,) = u("<I")
-        (n_vars,) = u("<I")
-        for _ in range(n_vars):
-            name = string()
-            (rank,) = u("<B")
-            dims = u(f"<{rank}I") if rank else ()
-            u("<B")  # dtype id
-            (n_bytes,) = u("<I")
-            f.seek(n_bytes, 1)
-            shapes[name] = tuple(int(d) for d in dims)
-    return {"spec": spec, "revision": revision, "binary_version": version, "shapes": shapes}
+    """Spec name and variable shapes (aliases included) of a CTranslate2 ``model.bin``, without reading
+    the weights; the file is checked by :func:`featurekit.extractors.ssl.ct2_format.read_ct2_model`."""
+    model = read_ct2_model(path)
+    shapes = {name: model.shape(name) for name in [*model.variables, *model.aliases]}
+    return {"spec": model.spec, "revision": model.revision, "binary_version": model.binary_version,
+            "shapes": shapes}
 
 
 def parse_pad_to(pad_to: str | float | int | None) -> str | float:
