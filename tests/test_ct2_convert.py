@@ -125,11 +125,11 @@ def test_cli_converts_and_reports_errors(tiny, tmp_path, capsys):
     from featurekit.cli import main
 
     _, ct2_dir = tiny
-    assert main(["model", "convert-whisper-ct2", str(ct2_dir), str(tmp_path / "enc")]) == 0
+    assert main(["encoder", "convert-whisper-ct2", str(ct2_dir), str(tmp_path / "enc")]) == 0
     assert "[extractors.hf_encoder]" in capsys.readouterr().out
-    assert main(["model", "convert-whisper-ct2", str(ct2_dir), str(tmp_path / "enc")]) == 2
+    assert main(["encoder", "convert-whisper-ct2", str(ct2_dir), str(tmp_path / "enc")]) == 2
     assert "not empty" in capsys.readouterr().err
-    assert main(["model", "convert-whisper-ct2", str(ct2_dir), str(tmp_path / "enc"), "--overwrite"]) == 0
+    assert main(["encoder", "convert-whisper-ct2", str(ct2_dir), str(tmp_path / "enc"), "--overwrite"]) == 0
 
 
 # -- hostile input ------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""CLI subcommands for pretrained model folders (registered on import):
-``featurekit model convert-whisper-ct2 SRC DST``.
+"""CLI subcommands for pretrained speech encoder folders (registered on import):
+``featurekit encoder convert-whisper-ct2 SRC DST``.
 
 Importing this module must stay cheap (the CLI imports it to build its parser): the work is in
 :mod:`featurekit.extractors.ssl.ct2_convert`, imported inside the command function.
@@ -12,8 +12,8 @@ import argparse
 from featurekit.commands.base import _args, command
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="model_command", required=True, metavar="{convert-whisper-ct2}")
+def _encoder_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="encoder_command", required=True, metavar="{convert-whisper-ct2}")
     conv = sub.add_parser(
         "convert-whisper-ct2",
         help="CTranslate2 Whisper (faster-whisper) -> transformers Whisper encoder folder",
@@ -27,9 +27,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                       help="replace DST when it holds an earlier conversion")
 
 
-@command("model", "convert pretrained model folders (convert-whisper-ct2)")
-@_args(_model_args)
-def cmd_model(args: argparse.Namespace) -> int:
+@command("encoder", "convert pretrained speech encoder folders (convert-whisper-ct2)")
+@_args(_encoder_args)
+def cmd_encoder(args: argparse.Namespace) -> int:
     from featurekit.extractors.ssl.ct2_convert import PROVENANCE_FILE, convert_whisper_ct2
 
     dst = convert_whisper_ct2(args.src, args.dst, overwrite=args.overwrite)
