@@ -121,6 +121,41 @@ def test_hf_encoder_reads_the_converted_folder_with_all_layers(tiny, tmp_path):
     np.testing.assert_allclose(a.values, b.values, rtol=0, atol=1e-5)
 
 
+def test_short_whisper_inputs_follow_the_encoder_and_ctranslate2(tiny, tmp_path):
+    """``hf_encoder``'s ``pad_to`` path runs the encoder's own modules: identical to ``forward`` on a
+    full window, and on shorter padding equal to ctranslate2 (``whisper_ct2``) on the same model."""
+    from featurekit.extractors.ssl.hf import whisper_hidden_states
+
+    _, ct2_dir = tiny
+    out = convert_whisper_ct2(ct2_dir, tmp_path / "enc")
+    rng = np.random.default_rng(1)
+    sigs = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (5000, 9000, 20000)]
+    encoder = load_encoder(out)
+    mel = torch.from_numpy(wf.log_mel_batch(sigs, n_mels=80, n_samples=100 * wf.ENCODER_HOP))
+    with torch.inference_mode():
+        full = encoder(mel, output_hidden_states=True).hidden_states
+        mine = whisper_hidden_states(encoder, mel)
+    assert len(full) == len(mine) == LAYERS + 1
+    assert all(torch.equal(x, y) for x, y in zip(full, mine))
+    for pad_to in ("none", 0.5):
+        hf = make_extractor("hf_encoder", model=str(out), device="cpu", pad_to=pad_to, batch_size=2)
+        wc = make_extractor("whisper_ct2", model=str(ct2_dir), pad_to=pad_to, compute_type="float32")
+        for a, b in zip(hf.native_batch(sigs, SR), wc.native_batch(sigs, SR)):
+            last = [i for i, n in enumerate(a.names) if f"_L{LAYERS:02d}_" in n]
+            np.testing.assert_allclose(a.values[last], b.values, rtol=0, atol=1e-4)
+        assert hf.key_hash() != make_extractor("hf_encoder", model=str(out), device="cpu").key_hash()
+
+
+def test_pad_to_is_refused_for_other_families(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "wav2vec2"}))
+    (tmp_path / "preprocessor_config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"never loaded")
+    with pytest.raises(ModelError, match="Whisper models only"):
+        make_extractor("hf_encoder", model=str(tmp_path), device="cpu", pad_to=2).info()
+    with pytest.raises(ValueError, match="pad_to"):
+        make_extractor("hf_encoder", model=str(tmp_path), pad_to=45)
+
+
 def test_cli_converts_and_reports_errors(tiny, tmp_path, capsys):
     from featurekit.cli import main
 
@@ -283,9 +318,11 @@ def test_real_tiny_en_matches_ctranslate2(real, whisper_tiny_dir, emodb_signals)
         assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99999
 
 
-def test_real_tiny_en_hf_encoder_layers_agree_with_whisper_ct2(real, whisper_tiny_dir, emodb_signals):
-    hf = make_extractor("hf_encoder", model=str(real), device="cpu").native_batch(emodb_signals, SR)
-    wc = make_extractor("whisper_ct2", model=str(whisper_tiny_dir), pad_to="30s", compute_type="float32",
+@pytest.mark.parametrize("pad_to", ["30s", 2])
+def test_real_tiny_en_hf_encoder_layers_agree_with_whisper_ct2(real, whisper_tiny_dir, emodb_signals, pad_to):
+    hf = make_extractor("hf_encoder", model=str(real), device="cpu", pad_to=pad_to)
+    hf = hf.native_batch(emodb_signals, SR)
+    wc = make_extractor("whisper_ct2", model=str(whisper_tiny_dir), pad_to=pad_to, compute_type="float32",
                         threads=2).native_batch(emodb_signals, SR)
     names = hf[0].names
     assert len(names) == 5 * 2 * 384 and names[0] == "hf_encoder_tiny-en_L00_mean_0000"

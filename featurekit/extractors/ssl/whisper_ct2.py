@@ -46,6 +46,7 @@ from featurekit.extractors.ssl.common import (
     resolve_model_dir,
 )
 from featurekit.extractors.ssl.ct2_format import read_ct2_model
+from featurekit.extractors.ssl.whisper_frontend import parse_pad_to
 
 #: CTranslate2 compute types (``ctranslate2.get_supported_compute_types`` lists a device's).
 ComputeType = Literal["default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
@@ -66,27 +67,6 @@ def read_ct2_header(path: Path) -> dict[str, Any]:
     shapes = {name: model.shape(name) for name in [*model.variables, *model.aliases]}
     return {"spec": model.spec, "revision": model.revision, "binary_version": model.binary_version,
             "shapes": shapes}
-
-
-def parse_pad_to(pad_to: str | float | int | None) -> str | float:
-    """``"30s"`` | ``"none"`` | seconds (float in (0, 30]); a clear error otherwise."""
-    if pad_to is None:
-        return "none"
-    if isinstance(pad_to, str):
-        text = pad_to.strip().lower()
-        if text in ("none", "no", "off", "false"):
-            return "none"
-        if text in ("30s", "30"):
-            return "30s"
-        m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*s?", text)
-        if not m:
-            raise ValueError(f"pad_to must be '30s', 'none' or a number of seconds, got {pad_to!r}")
-        pad_to = float(m.group(1))
-    if isinstance(pad_to, bool) or not isinstance(pad_to, (int, float)):
-        raise ValueError(f"pad_to must be '30s', 'none' or a number of seconds, got {pad_to!r}")
-    if not 0 < float(pad_to) <= 30:
-        raise ValueError(f"pad_to={pad_to!r}: a bucket length must lie in (0, 30] seconds")
-    return "30s" if float(pad_to) == 30 else float(pad_to)
 
 
 @register_extractor
@@ -197,14 +177,7 @@ class WhisperCT2(EncoderExtractor):
 
     def input_samples(self, n: int) -> int:
         """Samples a chunk of ``n`` samples is padded to before the front end (see ``pad_to``)."""
-        window = self.info()["max_chunk"]
-        mode = parse_pad_to(self.pad_to)
-        if mode == "30s":
-            return window
-        unit = wf.ENCODER_HOP
-        if mode != "none":
-            unit = max(unit, int(round(float(mode) * self.sample_rate / wf.ENCODER_HOP)) * wf.ENCODER_HOP)
-        return min(window, -(-max(n, 1) // unit) * unit)
+        return wf.padded_samples(n, pad_to=self.pad_to, window=self.info()["max_chunk"])
 
     def _encode(self, chunks: list[np.ndarray], layers: list[int]) -> list[np.ndarray]:
         ct2 = import_ctranslate2()
