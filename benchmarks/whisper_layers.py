@@ -23,7 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+# benchmarks/ssl.py would shadow the standard library's ssl module: the folder goes last on the path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.append(str(HERE))
 from _common import REPO, emodb_root  # noqa: E402
 
 DEFAULT_MODEL = os.environ.get("FEATUREKIT_WHISPER_TINY") or str(REPO.parent / "shared" / "models"
