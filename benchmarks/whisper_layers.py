@@ -4,9 +4,10 @@ converted model (transformers, all 5 hidden-state layers), at ``pad_to`` 30 s an
 The CTranslate2 folder is converted once into a temporary folder (``--converted DIR`` reuses one
 written by ``featurekit encoder convert-whisper-ct2``). Audio is decoded up front; each extractor
 loads its model and warms up on one file before the timed ``native_batch`` over ``--limit`` files
-spread over the corpus. Both backends get ``--threads`` CPU threads. Prints seconds, real-time
-factor (compute seconds / audio seconds) and the largest difference between the two backends'
-last-layer mean/std columns.
+spread over the corpus. Both backends get ``--threads`` CPU threads. Prints wall seconds, the
+process's CPU seconds (all threads; the fairer figure on a shared, busy machine), real-time factor
+(wall seconds / audio seconds) and the largest difference between the two backends' last-layer
+mean/std columns.
 
 Usage::
 
@@ -65,7 +66,8 @@ def main() -> None:
             t0 = time.perf_counter()
             converted = str(convert_whisper_ct2(args.model, Path(tmp) / "whisper-hf"))
             print(f"conversion: {time.perf_counter() - t0:.1f} s")
-        print(f"{'extractor':12s} {'pad_to':>6s} {'load s':>7s} {'encode s':>9s} {'RTF':>6s} {'layers':>6s}")
+        print(f"{'extractor':12s} {'pad_to':>6s} {'load s':>7s} {'encode s':>9s} {'CPU s':>7s} {'RTF':>6s} "
+              f"{'layers':>6s}")
         last: dict[str, list] = {}
         for pad in args.pads.split(","):
             pad_to = pad if pad.endswith("s") or pad == "none" else float(pad)
@@ -75,13 +77,14 @@ def main() -> None:
                 t0 = time.perf_counter()
                 ext.native(sigs[0], SR)
                 load = time.perf_counter() - t0
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 out = ext.native_batch(sigs, SR)
-                dt = time.perf_counter() - t0
+                dt, cpu = time.perf_counter() - t0, time.process_time() - c0
                 layers = sorted({n.split("_L")[1][:2] for n in out[0].names})
                 keep = [i for i, n in enumerate(out[0].names) if f"_L{layers[-1]}_" in n]
                 last[f"{name} {pad}"] = [o.values[keep] for o in out]
-                print(f"{name:12s} {pad:>6s} {load:7.2f} {dt:9.2f} {dt / audio_s:6.3f} {len(layers):6d}")
+                print(f"{name:12s} {pad:>6s} {load:7.2f} {dt:9.2f} {cpu:7.2f} {dt / audio_s:6.3f} "
+                      f"{len(layers):6d}")
             a, b = last[f"whisper_ct2 {pad}"], last[f"hf_encoder {pad}"]
             print(f"  pad_to={pad}: max |whisper_ct2 - hf_encoder L{layers[-1]}| over mean/std columns: "
                   f"{max(float(np.abs(x - y).max()) for x, y in zip(a, b)):.2e}")
