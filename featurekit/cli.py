@@ -398,7 +398,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     # the other command modules register their subcommands with @command on import (each cheap)
     from featurekit._version import __version__
-    from featurekit.commands import deploy, distributed, store  # noqa: F401
+    from featurekit.commands import deploy, distributed, encoder, store  # noqa: F401
 
     parser = argparse.ArgumentParser(prog="featurekit", description="speech emotion recognition toolkit",
                                      epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)

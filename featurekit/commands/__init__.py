@@ -1,5 +1,6 @@
 """The command modules of the ``featurekit`` CLI (the top layer): :mod:`.base` (registry and shared
-arguments), :mod:`.deploy` (``train``, ``predict``), :mod:`.distributed` (``cluster``), :mod:`.store`
+arguments), :mod:`.deploy` (``train``, ``predict``), :mod:`.distributed` (``cluster``),
+:mod:`.encoder` (``encoder convert-whisper-ct2``), :mod:`.store`
 (``store ls | info | gc``); the core commands and ``main`` are in :mod:`featurekit.cli`. A new
 subcommand goes in a module here, imported by :func:`featurekit.cli.build_parser`.
 """
