@@ -30,6 +30,7 @@ Two more forms are names the evaluation gives to systems built from a spec's ``[
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
@@ -38,7 +39,7 @@ from featurekit.parameters import unknown
 
 __all__ = ["FeatureSet", "FeatureSetError", "LateFusion", "LayerSelection", "Stacking", "TableKind",
            "TableRef", "default_kind", "format_feature_set", "parse_feature_set", "parse_layer_selection",
-           "parse_name", "parse_system", "parse_table", "resolve_feature_set"]
+           "parse_name", "parse_system", "parse_table", "parse_tables", "resolve_feature_set"]
 
 
 class FeatureSetError(ValueError):
@@ -288,12 +289,13 @@ def parse_feature_set(text: str) -> FeatureSet:
     return FeatureSet(members)
 
 
-def parse_system(text: str, *, example: str = "egemaps:svm") -> tuple[FeatureSet, str]:
-    """``"FEATURE_SET:MODEL"`` -> (feature set, model name)."""
+def parse_system(text: str, *, example: str = "egemaps:svm") -> tuple[Name, str]:
+    """``"FEATURE_SET:MODEL"`` -> (feature set, model name); the feature set is read by
+    :func:`parse_name` (a ``late(...)`` or ``stack(...)`` system name is one too)."""
     fs_text, colon, model = str(text).rpartition(":")
     if not colon or not fs_text or not model:
-        raise FeatureSetError(f"{text!r}: expected FEATURE_SET:MODEL, e.g. {example}")
-    return parse_feature_set(fs_text), model
+        raise FeatureSetError(f"expected FEATURE_SET:MODEL, e.g. {example}, got {text!r}")
+    return parse_name(fs_text), model
 
 
 _STACK = re.compile(r"stack\((?P<members>.+)\)->(?P<meta>[^()|:]+)")
@@ -329,6 +331,13 @@ def parse_table(text: str) -> TableRef:
         raise FeatureSetError(f"{text!r}: extraction stores every encoder layer; pick layers "
                               f"(@{table.layer}) in a spec's feature sets")
     return table
+
+
+def parse_tables(features: str | Sequence[str]) -> list[TableRef]:
+    """Tables to compute: a comma-separated string or a list of ``EXTRACTOR[.KIND]`` (empty entries and
+    the spaces around entries are skipped), each read by :func:`parse_table`."""
+    entries = features.split(",") if isinstance(features, str) else list(features)
+    return [parse_table(e.strip()) for e in entries if e.strip()]
 
 
 def format_feature_set(fs: Name | TableRef) -> str:

@@ -217,3 +217,129 @@ def test_table_kinds_are_the_store_names_and_the_functionals():
         assert kind.needs_lld is (kind is not TableKind.NATIVE)
     with pytest.raises(FeatureSetError, match="unknown kind 'median'"):
         TableKind.parse("median")
+
+
+def test_store_directories_keep_their_names(tmp_path):
+    """A table's directory is ``<kind>-<hash>``, as before the enum (stores stay valid)."""
+    from featurekit.audio import AudioOptions
+    from featurekit.extractors import make_extractor
+    from featurekit.store import FeatureStore
+
+    store = FeatureStore(tmp_path)
+    ext = make_extractor("mfcc")
+    for kind in TableKind:
+        by_enum = store.table("c", ext, kind, AudioOptions())
+        by_text = store.table("c", ext, kind.value, AudioOptions())
+        assert by_enum.directory == by_text.directory
+        assert by_enum.directory.name.startswith(f"{kind.value}-")
+        assert type(by_enum.key.kind) is str
+
+
+# -- one parser everywhere ---------------------------------------------------------------------------
+BAD = "egemaps++compare"
+
+
+def parser_message(text: str) -> str:
+    with pytest.raises(FeatureSetError) as info:
+        parse_feature_set(text)
+    return str(info.value)
+
+
+SPEC = """
+name = "featureset-check"
+seed = 0
+[corpus]
+name = "synthetic"
+[features]
+sets = ["mfcc.mean_std"]
+[evaluation]
+normalisation = ["global"]
+inner_folds = 2
+[models.logreg]
+grid = {C = [1.0]}
+"""
+
+
+def test_spec_report_and_extraction_use_the_parser():
+    from featurekit.evaluation import SpecError, validate
+    from featurekit.extraction import parse_features
+    from featurekit.report import parse_feature_set_name
+    from featurekit.report.names import DisplayNames
+
+    message = parser_message(BAD)
+    raw = tomllib.loads(SPEC)
+    raw["features"]["sets"] = [BAD]
+    with pytest.raises(SpecError) as info:
+        validate(raw)
+    assert str(info.value) == f"features.sets[0]: {message}"
+    raw["features"]["sets"] = ["mfcc.mean_std"]
+    raw["features"]["late_fusion"] = [["mfcc.mean_std", BAD]]
+    with pytest.raises(SpecError, match=re.escape(message)):
+        validate(raw)
+    with pytest.raises(FeatureSetError, match=re.escape(message)):
+        parse_features(BAD)
+    # the report reads a good name as the parser does, and a bad one as an opaque group
+    info = parse_feature_set_name("hf_encoder.lld@mean")
+    assert (info.extractor, info.kind, info.layer) == ("hf_encoder", "lld", "mean")
+    assert parse_feature_set_name(BAD).group == BAD
+    stack = "stack(egemaps:logreg|paa.mean_std:logreg|whisper_ct2@-1:svm)->stack_meta"
+    assert (parse_feature_set_name(stack).group, parse_feature_set_name(stack).variant) == ("fusion", "stack")
+    assert DisplayNames().feature_set(stack) == (
+        "stack(eGeMAPS (88):LogReg | pAA HSF1:LogReg | Whisper L-1:SVM)->stack_meta")
+    assert DisplayNames().feature_set(BAD) == BAD
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    from featurekit.corpora.synthetic import make_synthetic_corpus
+    from featurekit.deploy import train
+
+    base = tmp_path_factory.mktemp("fs-model")
+    manifest = make_synthetic_corpus(base / "corpus", n_speakers=3, n_per_class=2, duration=1.0, seed=0)
+    spec = base / "spec.toml"
+    spec.write_text(SPEC)
+    out = train(spec, "mfcc.mean_std:logreg", out_dir=base / "model", store=base / "store",
+                manifest=manifest, jobs=1)
+    return base, manifest, spec, out
+
+
+def test_train_and_predict_use_the_parser(small_model, tmp_path, capsys):
+    import shutil
+
+    from featurekit.cli import main
+    from featurekit.deploy import ModelLoadError, load_model, train
+    from featurekit.deploy.bundle import META_NAME, metadata_checksum
+    from featurekit.evaluation import SpecError
+
+    base, manifest, spec, model = small_model
+    message = parser_message(BAD)
+    with pytest.raises(SpecError) as info:
+        train(spec, f"{BAD}:logreg", out_dir=tmp_path / "m", store=base / "store", manifest=manifest)
+    assert str(info.value) == f"system '{BAD}:logreg': {message}"
+    rc = main(["train", str(spec), "--system", f"{BAD}:logreg", "--root", str(base / "corpus"),
+               "-o", str(tmp_path / "m"), "--store", str(base / "store")])
+    assert rc == 2 and message in capsys.readouterr().err
+    # the canonical name of a system is found whatever spelling the spec's set has (here the same)
+    assert load_model(model).meta["feature_set"]["name"] == "mfcc.mean_std"
+
+    def edited(change) -> Path:
+        d = tmp_path / f"model-{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(model, d)
+        meta = json.loads((d / META_NAME).read_text())
+        change(meta)
+        meta["metadata_sha256"] = metadata_checksum(meta)
+        (d / META_NAME).write_text(json.dumps(meta, indent=2))
+        return d
+
+    bad_name = edited(lambda m: m["feature_set"].update(name=BAD))
+    with pytest.raises(ModelLoadError) as info:
+        load_model(bad_name)
+    assert str(info.value).endswith(f"feature_set: {message}")
+    rc = main(["predict", str(bad_name), str(manifest["path"].iloc[0])])
+    assert rc == 2 and message in capsys.readouterr().err
+
+    def other_kind(meta):
+        meta["feature_set"]["members"][0]["kind"] = "stats"
+
+    with pytest.raises(ModelLoadError, match=r"members \[mfcc\.stats\] do not match its name"):
+        load_model(edited(other_kind))

@@ -358,6 +358,7 @@ def check_document(raw: dict[str, Any]) -> SpecDocument:
 
 def _stacked_sets(entries: list[dict], models: dict) -> list[FeatureSet]:
     """``[[features.stacking]]`` entries as feature sets (``stack(FS:MODEL|...)->META``)."""
+    from featurekit.featureset import FeatureSet as ParsedFeatureSet
     from featurekit.featureset import FeatureSetError, Stacking, format_feature_set, parse_system
 
     out = []
@@ -369,6 +370,9 @@ def _stacked_sets(entries: list[dict], models: dict) -> list[FeatureSet]:
                 parsed, model = parse_system(text)
             except FeatureSetError as err:
                 raise SpecError(f"{where}.members[{j}]: {err}") from None
+            if not isinstance(parsed, ParsedFeatureSet):
+                raise SpecError(f"{where}.members[{j}]: {text!r}: stacking members are feature sets, not "
+                                f"late-fusion or stacked systems")
             if model not in models:
                 raise SpecError(": ".join(unknown(f"{where}.members[{j}]", model, list(models),
                                                   "[models.NAME] entry")))

@@ -59,7 +59,7 @@ class DisplayNames:
     def feature_set(self, name: str) -> str:
         """``eGeMAPS (88)``, ``MFCC HSF1``, ``Whisper tiny.en L4``, fusion as ``A + B`` / ``late(A | B)`` /
         ``stack(A:SVM | B:LogReg)->META`` (names read by :func:`featurekit.featureset.parse_name`)."""
-        from featurekit.featureset import FeatureSetError, LateFusion, Stacking, parse_name
+        from featurekit.featureset import FeatureSetError, LateFusion, Stacking, TableKind, parse_name
         from featurekit.report.tables import KIND_LABELS, _default_kind
 
         if name in self.overrides:
@@ -82,12 +82,12 @@ class DisplayNames:
         words = [EXTRACTOR_NAMES.get(extractor, extractor)]
         if extractor in self.extractor_labels:
             words.append(self.extractor_labels[extractor])
-        if kind != "native":
+        if kind != TableKind.NATIVE:
             words.append(KIND_LABELS.get(kind, kind))
         if layer is not None:
             words.append(f"L{layer}")
         text = " ".join(words)
-        if kind == "native" and layer is None and extractor in NATIVE_DIMS:
+        if kind == TableKind.NATIVE and layer is None and extractor in NATIVE_DIMS:
             text += f" ({NATIVE_DIMS[extractor]})"
         return text
 
