@@ -57,6 +57,7 @@ class TableKind(str, Enum):
 
     __str__ = str.__str__  # "lld", not "TableKind.LLD", in f-strings and messages
     __format__ = str.__format__
+    __hash__ = str.__hash__  # equal to its value as a dict key or set member, on every Python version
 
     @property
     def frame_level(self) -> bool:

@@ -213,6 +213,7 @@ def test_table_kinds_are_the_store_names_and_the_functionals():
     for kind in TableKind:
         assert kind.store_name == kind.value == str(kind) == f"{kind}" and kind == kind.value
         assert json.dumps(kind) == json.dumps(kind.value)
+        assert hash(kind) == hash(kind.value) and {kind.value: 1}[kind] == 1 == {kind: 1}[kind.value]
         assert kind.frame_level is (kind is TableKind.LLD) and kind.utterance_level is not kind.frame_level
         assert kind.needs_lld is (kind is not TableKind.NATIVE)
     with pytest.raises(FeatureSetError, match="unknown kind 'median'"):

@@ -24,13 +24,14 @@ model can appear twice with different settings (e.g. ``[models.svm_rbf]`` with `
 A model's own ``inner_folds`` overrides ``evaluation.inner_folds`` for its search (a number at least
 the count of training speakers means leave-one-speaker-out inside the training fold).
 
-Feature-set syntax: ``EXTRACTOR[.KIND][@LAYER]`` joined by ``+`` for early fusion (column
-concatenation). ``KIND`` defaults to ``native`` for extractors that have native functionals and
-``mean_std`` otherwise; ``lld`` means frame-level sequences (for sequence models; ``a.lld+b.lld``
-concatenates frame by frame on ``a``'s frames, taking ``b``'s frame nearest in time). ``@LAYER``
-picks encoder layers (an index, ``mean``, or indices joined by ``,``; ``wsum`` / ``wsum(I,J,...)``: a
-learned weighted sum of the layers, see :mod:`featurekit.evaluation.layerfusion`). ``late_fusion`` lists
-groups of feature sets whose per-set models' class probabilities are averaged.
+Feature-set syntax (parsed and written back by :mod:`featurekit.featureset`, which states the grammar):
+``EXTRACTOR[.KIND][@LAYER]`` joined by ``+`` for early fusion (column concatenation). ``KIND`` defaults
+to ``native`` for extractors that have native functionals and ``mean_std`` otherwise; ``lld`` means
+frame-level sequences (for sequence models; ``a.lld+b.lld`` concatenates frame by frame on ``a``'s
+frames, taking ``b``'s frame nearest in time). ``@LAYER`` picks encoder layers (an index, ``mean``, or
+indices joined by ``,``; ``wsum`` / ``wsum(I,J,...)``: a learned weighted sum of the layers, see
+:mod:`featurekit.evaluation.layerfusion`). ``late_fusion`` lists groups of feature sets whose per-set
+models' class probabilities are averaged.
 """
 
 from __future__ import annotations
