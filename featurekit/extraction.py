@@ -31,6 +31,7 @@ from featurekit.audio import AudioError, AudioOptions, load_audio
 from featurekit.corpora.base import check_unique_paths
 from featurekit.extractors.base import EXTRACTORS, Extractor, make_extractor
 from featurekit.extractors.functionals import FUNCTIONALS, apply_functional
+from featurekit.featureset import TableKind, parse_tables
 from featurekit.store import LLD_KIND, NATIVE_KIND, FeatureStore, FeatureTable, align
 
 DEFAULT_FUNCTIONALS = ("mean_std",)
@@ -43,22 +44,28 @@ FLUSH_SECONDS = 30.0
 
 @dataclass
 class FeatureRequest:
-    """An extractor and the table kinds wanted from it (``native``, HSF names, ``lld``)."""
+    """An extractor and the table kinds wanted from it (``native``, HSF names, ``lld``; given as
+    :class:`~featurekit.featureset.TableKind` or their names, kept as ``TableKind``)."""
 
     extractor: Extractor
-    kinds: tuple[str, ...]
+    kinds: tuple[TableKind, ...]
 
     def __post_init__(self) -> None:
+        kinds = []
         for kind in self.kinds:
-            if kind == NATIVE_KIND and not self.extractor.has_native:
+            if kind not in TableKind._value2member_map_:
+                raise ValueError(f"unknown functional {kind!r}; known: {FUNCTIONALS.names()}, native, lld")
+            kind = TableKind(kind)
+            if kind is NATIVE_KIND and not self.extractor.has_native:
                 raise ValueError(
                     f"extractor {self.extractor.name!r} has no native functionals; "
                     f"use one of {FUNCTIONALS.names()} or lld"
                 )
-            if kind != NATIVE_KIND and not self.extractor.has_lld:
-                raise ValueError(f"extractor {self.extractor.name!r} has no frame-level output for {kind!r}")
-            if kind not in (NATIVE_KIND, LLD_KIND) and kind not in FUNCTIONALS:
-                raise ValueError(f"unknown functional {kind!r}; known: {FUNCTIONALS.names()}, native, lld")
+            if kind.needs_lld and not self.extractor.has_lld:
+                raise ValueError(f"extractor {self.extractor.name!r} has no frame-level output for "
+                                 f"{kind.value!r}")
+            kinds.append(kind)
+        self.kinds = tuple(kinds)
 
 
 def parse_features(
@@ -70,22 +77,23 @@ def parse_features(
 ) -> list[FeatureRequest]:
     """Turn ``"egemaps,mfcc.stats"`` style lists into requests.
 
-    An entry ``NAME.KIND`` asks for exactly that table. A bare ``NAME`` asks for the extractor's
-    native functionals (if it has them) plus every name in ``functionals`` (and ``lld`` when
-    ``lld`` is true). ``params`` maps extractor names to keyword parameters.
+    An entry ``NAME.KIND`` asks for exactly that table (:func:`featurekit.featureset.parse_tables`).
+    A bare ``NAME`` asks for the extractor's native functionals (if it has them) plus every name in
+    ``functionals`` (and ``lld`` when ``lld`` is true). ``params`` maps extractor names to keyword
+    parameters.
     """
-    names = [f.strip() for f in (features.split(",") if isinstance(features, str) else features) if f.strip()]
-    if not names:
+    tables = parse_tables(features)
+    if not tables:
         raise ValueError("no features requested")
     for fn in functionals:
         if fn not in FUNCTIONALS and fn != NATIVE_KIND:
             raise ValueError(f"unknown functional {fn!r}; known: {FUNCTIONALS.names()}")
     wanted: dict[str, list[str]] = {}
-    for entry in names:
-        name, _, kind = entry.partition(".")
+    for table in tables:
+        name, kind = table.extractor, table.kind
         cls = EXTRACTORS.get(name)
         kinds = wanted.setdefault(name, [])
-        if kind:
+        if kind is not None:
             kinds.append(kind)
         else:
             if cls.has_native:

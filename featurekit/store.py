@@ -14,8 +14,9 @@ de-duplication, see :meth:`FeatureTable.read`). Stores of older versions kept ``
 ``part-*.parquet.keys.json`` there; a table renames them when opened (:meth:`FeatureTable.migrate`)
 and reads both layouts (a store it may not write stays in the old one).
 
-``kind`` is ``native`` (the toolkit's own functionals), an HSF functional name (``mean_std``,
-``mean_std_silence``, ``stats``) or ``lld`` (frame level). ``hash`` covers the extractor's name,
+``kind`` is a :class:`~featurekit.featureset.TableKind`'s store name: ``native`` (the extractor's own
+functionals), an HSF functional name (``mean_std``, ``mean_std_silence``, ``stats``) or ``lld`` (frame
+level). ``hash`` covers the extractor's name,
 version, parameters and library versions, the audio options and the decoder/resampler versions.
 
 Rows carry the utterance ``id`` and the ``fingerprint`` (content hash: BLAKE2b-128 of the file's
@@ -58,11 +59,12 @@ import pandas as pd
 
 from featurekit.audio import AudioOptions, file_fingerprint
 from featurekit.extractors.base import Extractor, library_versions
+from featurekit.featureset import TableKind
 
 AUDIO_LIBRARIES = ("soundfile", "soxr", "librosa")
 KEY_COLUMNS = ("id", "fingerprint")
-LLD_KIND = "lld"
-NATIVE_KIND = "native"
+LLD_KIND = TableKind.LLD
+NATIVE_KIND = TableKind.NATIVE
 COMPACT_AFTER_PARTS = 8
 #: Age after which a temporary file or keys index of an older store version (no writer token) is orphaned.
 LEGACY_ORPHAN_AGE_S = 3600
@@ -443,11 +445,13 @@ class FeatureStore:
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
 
-    def table(self, corpus: str, extractor: Extractor, kind: str, audio: AudioOptions) -> FeatureTable:
+    def table(self, corpus: str, extractor: Extractor, kind: TableKind | str, audio: AudioOptions
+              ) -> FeatureTable:
         """The table for ``corpus`` x ``extractor`` x ``kind`` under the given audio options."""
+        name = TableKind.parse(kind).store_name
         audio_key = {**audio.as_dict(), "libraries": library_versions(AUDIO_LIBRARIES)}
-        key = TableKey(corpus=corpus, extractor=extractor.key(), kind=kind, audio=audio_key)
-        table = FeatureTable(self.root / corpus / extractor.name / f"{kind}-{key.digest()}", key)
+        key = TableKey(corpus=corpus, extractor=extractor.key(), kind=name, audio=audio_key)
+        table = FeatureTable(self.root / corpus / extractor.name / f"{name}-{key.digest()}", key)
         table.migrate()
         return table
 

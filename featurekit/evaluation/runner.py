@@ -38,6 +38,7 @@ from featurekit.evaluation.spec import FeatureSet, Member, Spec, SpecError
 from featurekit.extraction import FeatureRequest
 from featurekit.extractors import make_extractor
 from featurekit.extractors.base import library_versions
+from featurekit.featureset import parse_layer_selection
 from featurekit.store import FeatureStore, align, feature_columns, nearest_frames, to_sequences
 
 VERSIONED = (
@@ -243,7 +244,7 @@ class FeatureData:
         if m.table not in self._tables:
             ext = make_extractor(m.extractor, **self.spec.extractors.get(m.extractor, {}))
             t = self.store.table(self.corpus, ext, m.kind, self.audio).read()
-            if m.kind == "lld":
+            if m.table_kind.frame_level:
                 self._tables[m.table] = t
             else:
                 self._tables[m.table] = align(t, self.manifest, self.fingerprints)
@@ -360,26 +361,14 @@ def cross_corpus_manifest(spec: Spec, train: pd.DataFrame, test: pd.DataFrame) -
     return out
 
 
-def parse_layer(text: str) -> int | list[int] | str:
-    """``"-1"`` -> -1, ``"3,4"`` -> [3, 4], ``"mean"`` -> "mean" (the ``@LAYER`` of a feature set)."""
-    if text == "mean":
-        return text
-    try:
-        parts = [int(x) for x in text.split(",")]
-    except ValueError:
-        raise SpecError(f"layer {text!r}: use an index, indices joined by ',' or 'mean'") from None
-    return parts[0] if len(parts) == 1 else parts
-
-
 def _select_layers(table: pd.DataFrame, layer: str) -> pd.DataFrame:
-    from featurekit.evaluation.spec import split_weighted_layers
     from featurekit.extractors.ssl.layers import layer_numbers, select_layers
 
-    weighted, selection = split_weighted_layers(layer)
-    if weighted and selection is None:  # every layer: their columns side by side, weighted in the model
+    selection = parse_layer_selection(layer)
+    if selection.weighted and selection.layers is None:  # every layer: side by side, weighted in the model
         layers = sorted({n for v in layer_numbers(table).values() for n in v})
         return select_layers(table, layers)
-    return select_layers(table, parse_layer(selection))
+    return select_layers(table, selection.selection)
 
 
 def _cell_inputs(data: FeatureData, fs: FeatureSet, norm: str, speakers: np.ndarray):
@@ -426,9 +415,8 @@ def _member_sets(fs: FeatureSet) -> list[FeatureSet]:
 def _layer_steps(data, fs: FeatureSet, seed: int) -> tuple:
     """The learned layer weighting step of a feature set with an ``@wsum`` member (else none)."""
     from featurekit.evaluation.layerfusion import LayerWeightedSum, layer_blocks
-    from featurekit.evaluation.spec import split_weighted_layers
 
-    if fs.sequences or not any(m.layer and split_weighted_layers(m.layer)[0] for m in fs.members):
+    if fs.sequences or not any(m.layer and parse_layer_selection(m.layer).weighted for m in fs.members):
         return ()
     found = layer_blocks(data.matrix(fs)[1])
     if found is None:
