@@ -217,7 +217,7 @@ def resample_time(values: np.ndarray, *, bins: int) -> np.ndarray:
 
 # -- gradient maps (torch heads) ------------------------------------------------------------------
 
-_BATCH_FRAMES = 1 << 13  # padded frames per attribution batch
+_BATCH_FRAMES = 1 << 12  # padded frames per attribution batch (IG: per step)
 
 
 def _input_mean(net: Any):
@@ -304,7 +304,7 @@ def gradient_maps(head: Any, X: Any, y: np.ndarray, *, methods: Sequence[str], n
                     base = _input_mean(net).to(device).float().expand_as(x).contiguous()
                     a = explainer.attribute(x, baselines=base, target=target, n_steps=int(ig_steps),
                                             additional_forward_args=(lengths,),
-                                            internal_batch_size=max(len(idx) * 4, 2)).abs()
+                                            internal_batch_size=len(idx)).abs()
                 a = a.detach().cpu().numpy()
                 for row, item in enumerate(idx):
                     k = int(y[item])
