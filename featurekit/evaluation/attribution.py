@@ -220,16 +220,13 @@ def resample_time(values: np.ndarray, *, bins: int) -> np.ndarray:
 _BATCH_FRAMES = 1 << 12  # padded frames per attribution batch (IG: per step)
 
 
-def _input_mean(net: Any):
-    """The standardisation mean of the network's input (a seed ensemble: of its first member)."""
-    first = net.members[0] if hasattr(net, "members") else net
-    return first.x_mean
+def _standardisation(net: Any) -> tuple[Any, Any]:
+    """The network's input z-scoring ``(mean, scale)``; a seed ensemble: the average over its members
+    (each standardises with the training part of its own early-stopping split)."""
+    import torch
 
-
-def _input_scale(net: Any):
-    """The standardisation scale of the network's input (a seed ensemble: of its first member)."""
-    first = net.members[0] if hasattr(net, "members") else net
-    return first.x_scale
+    members = list(net.members) if hasattr(net, "members") else [net]
+    return tuple(torch.stack([getattr(m, name) for m in members]).mean(0) for name in ("x_mean", "x_scale"))
 
 
 def gradient_maps(head: Any, X: Any, y: np.ndarray, *, methods: Sequence[str], n_classes: int,
@@ -260,6 +257,8 @@ def gradient_maps(head: Any, X: Any, y: np.ndarray, *, methods: Sequence[str], n
     import torch
 
     from featurekit.extras import import_optional
+    from featurekit.heads.data import length_chunks
+    from featurekit.heads.estimators import _torch_threads
 
     attr = import_optional("captum.attr", "deep", "saliency / integrated-gradients attribution")
     y = np.asarray(y)
@@ -275,24 +274,16 @@ def gradient_maps(head: Any, X: Any, y: np.ndarray, *, methods: Sequence[str], n
     net = head.model_
     device = torch.device(head.device_)
     net.eval()
-    scale = _input_scale(net).to(device).float()
+    mean, scale = (v.to(device).float() for v in _standardisation(net))
 
     def forward(x, lengths):
         return net(x, lengths)
 
     explainers = {m: (attr.Saliency(forward) if m == AttributionMethod.SALIENCY.value
                       else attr.IntegratedGradients(forward)) for m in methods}
-    order = np.argsort(data.lengths, kind="stable")
-    chunks, start = [], 0
-    while start < len(order):
-        stop = start + 1
-        while stop < len(order) and (stop - start + 1) * data.lengths[order[stop]] <= _BATCH_FRAMES:
-            stop += 1
-        chunks.append(order[start:stop])
-        start = stop
     cudnn = torch.backends.cudnn.flags(enabled=False)  # cuDNN RNNs have no backward in eval mode
-    with cudnn, _threads(head.n_threads):
-        for idx in chunks:
+    with cudnn, _torch_threads(head.n_threads):
+        for idx in length_chunks(data.lengths, _BATCH_FRAMES):
             x, lengths = data.batch(idx, device)
             x = x.float().requires_grad_(True)
             target = torch.as_tensor(target_index[idx], device=device)
@@ -301,7 +292,7 @@ def gradient_maps(head: Any, X: Any, y: np.ndarray, *, methods: Sequence[str], n
                     a = explainer.attribute(x, target=target, abs=True, additional_forward_args=(lengths,))
                     a = a * scale  # per standard deviation of each feature (the head's z-scoring)
                 else:
-                    base = _input_mean(net).to(device).float().expand_as(x).contiguous()
+                    base = mean.expand_as(x).contiguous()
                     a = explainer.attribute(x, baselines=base, target=target, n_steps=int(ig_steps),
                                             additional_forward_args=(lengths,),
                                             internal_batch_size=len(idx)).abs()
@@ -316,26 +307,6 @@ def gradient_maps(head: Any, X: Any, y: np.ndarray, *, methods: Sequence[str], n
                     out[m]["profile"][k] += one.sum(axis=1)
                     out[m]["count"][k] += 1
     return out
-
-
-class _threads:
-    """``torch.set_num_threads`` inside the block (None: unchanged), restored afterwards."""
-
-    def __init__(self, n: int | None) -> None:
-        self.n, self.previous = n, None
-
-    def __enter__(self) -> None:
-        if self.n is not None:
-            import torch
-
-            self.previous = torch.get_num_threads()
-            torch.set_num_threads(int(self.n))
-
-    def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            import torch
-
-            torch.set_num_threads(self.previous)
 
 
 # -- permutation importance (any model on vectors) --------------------------------------------------
