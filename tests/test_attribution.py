@@ -240,6 +240,10 @@ def test_a_run_attributes_each_fold_on_its_test_utterances_only_and_the_report_s
     top = np.argsort(-mean, kind="stable")[0]
     assert f"| {logreg.feature_names[top]} |" in md.replace("\\_", "_")
     assert 'id="attr_attribution"' in (report / "index.html").read_text()
+    damaged = next((out / "cells").glob("*.attribution.npz"))
+    damaged.write_bytes(b"not an npz")
+    with pytest.raises(ValueError, match=rf"{damaged.name}: unreadable attribution"):
+        write_report(out, tmp_path / "report2", formats=["md"])
 
 
 def test_without_attribution_nothing_is_stored_or_reported(corpus, store, tmp_path):

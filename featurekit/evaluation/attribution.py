@@ -468,13 +468,21 @@ def load_cell_attribution(results_dir: str | os.PathLike) -> tuple[list[CellAttr
     index = results_dir / ATTRIBUTION_INDEX
     if not index.is_file():
         return [], 10
-    doc = json.loads(index.read_text())
-    out = []
-    for e in doc["cells"]:
-        stem = results_dir / e["cell"]
-        meta = json.loads(stem.with_name(stem.name + ".attribution.json").read_text())
-        with np.load(stem.with_name(stem.name + ".attribution.npz")) as z:
-            arrays = {k: z[k] for k in z.files}
-        out.append(CellAttribution(meta["feature_set"], meta["model"], meta["normalisation"], meta["methods"],
-                                   meta["classes"], meta["feature_names"], arrays, meta["folds"]))
-    return out, int(doc.get("top_k", 10))
+    where = index
+    try:
+        doc = json.loads(index.read_text())
+        out = []
+        for e in doc["cells"]:
+            stem = results_dir / e["cell"]
+            where = stem.with_name(stem.name + ".attribution.json")
+            meta = json.loads(where.read_text())
+            where = stem.with_name(stem.name + ".attribution.npz")
+            with np.load(where) as z:
+                arrays = {k: z[k] for k in z.files}
+            out.append(CellAttribution(meta["feature_set"], meta["model"], meta["normalisation"],
+                                       meta["methods"], meta["classes"], meta["feature_names"], arrays,
+                                       meta["folds"]))
+        return out, int(doc.get("top_k", 10))
+    except (OSError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{where}: unreadable attribution ({type(err).__name__}: {err}); rerun the "
+                         f"evaluation or delete {index} to report without attribution") from None

@@ -9,6 +9,8 @@ Output directory::
     spec.json          the resolved spec, seeds, library versions, store tables used
     audit.json|.md     the design audit's findings (featurekit.audit), run before anything is fit
     cells/*.json|.parquet  finished cells (resume: a finished cell is not recomputed)
+    cells/*.attribution.npz|.json, attribution.json   per-cell attribution and its index (specs with
+                       [attribution]; featurekit.evaluation.attribution)
 """
 
 from __future__ import annotations
