@@ -165,6 +165,21 @@ def test_methods_that_apply_to_nothing_and_regression_are_errors():
                      models={"ridge": {}}, attribution={"methods": ["permutation"]}))
 
 
+def test_gradient_methods_without_captum_name_the_extra_at_spec_load(monkeypatch):
+    import featurekit.extras
+
+    real = featurekit.extras.missing_modules
+
+    def no_captum(extra, modules=None):
+        return ["captum"] if modules == ("captum",) else real(extra, modules)
+
+    monkeypatch.setattr(featurekit.extras, "missing_modules", no_captum)
+    message = r'attribution\.methods: saliency needs the optional dependency captum \(not installed\): '
+    with pytest.raises(SpecError, match=message + r'pip install "featurekit\[deep\]"'):
+        validate(doc(attribution={"methods": ["saliency", "permutation"]}))
+    validate(doc(attribution={"methods": ["permutation"]}))  # permutation needs no extra
+
+
 def test_digests_change_only_for_cells_attribution_applies_to():
     plain = {c.model: c.digest(s) for s in [validate(doc())] for c in R.plan_cells(s)}
     for section, changed in (({"methods": ["permutation"]}, {"logreg"}),

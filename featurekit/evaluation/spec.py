@@ -495,6 +495,13 @@ def _check_attribution(section: dict | None, task_type: str, models: dict[str, d
         if name not in models:
             raise SpecError(": ".join(unknown(f"attribution.models[{i}]", name, models, "model entry")))
     options = AttributionOptions.from_section(section)
+    gradients = [m.value for m in options.methods if m.value != "permutation"]
+    if gradients:
+        from featurekit.extras import missing_message, missing_modules
+
+        missing = missing_modules("deep", ("captum",))
+        if missing:
+            raise SpecError(f"attribution.methods: {missing_message('deep', ' / '.join(gradients), missing)}")
     used = set()
     for name, m in models.items():
         for fs in sets:
