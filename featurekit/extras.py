@@ -3,7 +3,8 @@
 The core install (``pip install featurekit``) is the classical path: openSMILE and librosa features,
 the scikit-learn models, evaluation, reports and deployment. The rest are extras (``pyproject.toml``)::
 
-    deep   torch: the torch heads (torch_mlp, lstm, gru, conv1d)
+    deep   torch: the torch heads (torch_mlp, lstm, gru, conv1d); captum: their saliency /
+           integrated-gradients attribution (``[attribution]``, checked at spec load)
     xgb    xgboost: the xgb classifier and regressor
     paa    pyAudioAnalysis (and what it imports without declaring it): the paa and paa_d extractors
     ssl    torch, transformers, ctranslate2: the hf_encoder and whisper_ct2 extractors

@@ -199,10 +199,12 @@ def fit_predict(
     sequences: bool,
     proba: bool,
     pre: tuple[tuple[str, Any], ...] = (),
+    keep_model: bool = False,
 ) -> dict[str, Any]:
     """Fit on one training fold (with nested search) and predict the test fold.
 
-    Returns ``pred``, ``proba`` (classification, when available, else None) and ``best_params``.
+    Returns ``pred``, ``proba`` (classification, when available, else None) and ``best_params``;
+    with ``keep_model`` also ``model``, the fitted pipeline (for attribution on the test fold).
     """
     model, best, _ = fit_searched(
         spec,
@@ -220,6 +222,8 @@ def fit_predict(
         pre=pre,
     )
     out: dict[str, Any] = {"pred": model.predict(x_test), "proba": None, "best_params": best}
+    if keep_model:
+        out["model"] = model
     if task == "classification" and proba:
         if hasattr(model, "predict_proba") and _has_proba(model):
             out["proba"] = model.predict_proba(x_test)

@@ -9,6 +9,8 @@ Output directory::
     spec.json          the resolved spec, seeds, library versions, store tables used
     audit.json|.md     the design audit's findings (featurekit.audit), run before anything is fit
     cells/*.json|.parquet  finished cells (resume: a finished cell is not recomputed)
+    cells/*.attribution.npz|.json, attribution.json   per-cell attribution and its index (specs with
+                       [attribution]; featurekit.evaluation.attribution)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import pandas as pd
 from featurekit.audio import AudioOptions
 from featurekit.audit import AuditError, audit_experiment
 from featurekit.audit.checks import missing_training_classes
+from featurekit.evaluation import attribution as A
 from featurekit.evaluation import metrics as M
 from featurekit.evaluation.models import model_registry
 from featurekit.evaluation.normalisation import speaker_zscore, speaker_zscore_sequences
@@ -93,6 +96,8 @@ class Cell:
                 # stacking: the members' models too (absent for other cells: their digests unchanged)
                 **({"stack": {m: _model_config(spec, m) for _, m in self.feature_set.stack}}
                    if self.feature_set.stack else {}),
+                # attribution: only when it applies to this cell (other digests unchanged)
+                **A.attribution_digest(spec, self),
             },
             sort_keys=True,
             default=str,
@@ -271,6 +276,12 @@ class FeatureData:
             names += cols
         return np.hstack(blocks), names
 
+    def column_names(self, fs: FeatureSet) -> list[str]:
+        """The feature names of a set's columns (vectors) or frame features (sequences)."""
+        if not fs.sequences:
+            return self.matrix(fs)[1]
+        return [c for m in fs.members for c in feature_columns(self._table(m))]
+
     def _member_sequences(self, m: Member) -> tuple[np.ndarray, np.ndarray]:
         """One LLD table as sequences and their frame times, in manifest order (cached)."""
         if m.table not in self._seqs:
@@ -326,6 +337,9 @@ class StackedData:
 
     def sequences(self, fs: FeatureSet) -> np.ndarray:
         return np.concatenate([p.sequences(fs) for p in self.parts])
+
+    def column_names(self, fs: FeatureSet) -> list[str]:
+        return self.parts[0].column_names(fs)
 
 
 def cross_corpus_manifest(spec: Spec, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
@@ -444,6 +458,7 @@ def _run_fold(
     pre: list[tuple] | None = None,
     stack: list[str] | None = None,
     inner_by_model: dict[str, int] | None = None,
+    attribution: dict | None = None,
 ) -> dict:
     t0 = time.perf_counter()
     cfg = spec_models[model]
@@ -478,6 +493,7 @@ def _run_fold(
                 sequences=seq,
                 proba=late or task == "classification",
                 pre=steps,
+                keep_model=attribution is not None,
             )
         )
     if late:
@@ -486,7 +502,7 @@ def _run_fold(
         best = {f"member{i}": o["best_params"] for i, o in enumerate(outs)}
     else:
         pred, proba, best = outs[0]["pred"], outs[0]["proba"], outs[0]["best_params"]
-    return {
+    result = {
         "cell": cell_key,
         "fold": fold.name,
         "test": fold.test,
@@ -496,6 +512,10 @@ def _run_fold(
         "seconds": time.perf_counter() - t0,
         "scopes": fold.scopes,
     }
+    if attribution is not None:  # after the fit: the fold's model on its test utterances only
+        result["attribution"] = A.attribute_fold(outs[0]["model"], members[0][fold.test], y[fold.test],
+                                                 seed=seed, **attribution)
+    return result
 
 
 def _run_stacked_fold(cell_key, fold, members, y, groups, *, spec_models, task, meta, stack, norm, balancing,
@@ -677,6 +697,7 @@ def run(
     todo = [c for c in cells if not (out / "cells" / f"{c.digest(spec)}.json").exists()]
     done_n = len(cells) - len(todo)
     tasks = []
+    attribution_names: dict[str, list[str]] = {}
     corpora = manifest["corpus"].astype(str).to_numpy() if "corpus" in manifest else None
     for c in todo:
         if c.normalisation == "corpus" and (corpora is None or c.feature_set.sequences):
@@ -686,6 +707,9 @@ def run(
         seqs = [g.sequences for g in _member_sets(c.feature_set)]
         pre = [_layer_steps(data, g, spec.seed) for g in _member_sets(c.feature_set)]
         stack = [m for _, m in c.feature_set.stack] or None
+        attribution = A.fold_attribution(spec, c, len(classes))
+        if attribution is not None:
+            attribution_names[c.digest(spec)] = data.column_names(c.feature_set)
         for target, y in ys.items():
             for f in folds:
                 tasks.append(
@@ -711,6 +735,7 @@ def run(
                             stack=stack,
                             inner_by_model={m: spec.inner_folds(m) for m in [*stack, c.model]}
                             if stack else None,
+                            attribution=attribution,
                         ),
                     )
                 )
@@ -743,9 +768,14 @@ def run(
         digest, target = r["cell"].split("|")
         pending.setdefault(digest, []).append((target, r))
         if len(pending[digest]) == expected:
-            _save_cell(out, spec, by_key[digest], pending.pop(digest), manifest, classes, protocol)
+            parts = pending.pop(digest)
+            if digest in attribution_names:  # before the cell's json, which marks it done
+                A.save_cell_attribution(out / "cells", digest, by_key[digest], parts, classes,
+                                        attribution_names[digest])
+            _save_cell(out, spec, by_key[digest], parts, manifest, classes, protocol)
     bar.close()
     results_df = _assemble(out, spec, cells)
+    A.write_attribution_index(out, spec, cells)
     _write_spec(out, spec, data, folds, protocol, seconds=time.perf_counter() - t0, reused=done_n)
     return results_df
 

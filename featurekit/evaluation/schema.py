@@ -256,6 +256,32 @@ class AugmentationSection(Section):
     models: NonEmptyNames | None = None
 
 
+class AttributionSection(Section):
+    """``[attribution]``: attribution methods computed in every fold on its test utterances
+    (:mod:`featurekit.evaluation.attribution`), their options, and the ``[models.NAME]`` entries they
+    apply to (default: every entry a method applies to)."""
+
+    methods: Annotated[list[Name], Len(1)]
+    models: NonEmptyNames | None = None
+    time_bins: Annotated[int, Ge(1)] = 32
+    ig_steps: Annotated[int, Ge(2)] = 32
+    n_repeats: Annotated[int, Ge(1)] = 5
+    top_k: Annotated[int, Ge(1)] = 10
+
+    @model_validator(mode="after")
+    def _known_methods(self) -> AttributionSection:
+        from featurekit.evaluation.attribution import METHOD_NAMES
+
+        for i, name in enumerate(self.methods):
+            if name not in METHOD_NAMES:
+                raise PydanticCustomError(
+                    "key_error", f"methods[{i}]: unknown attribution method {name!r}"
+                    f"{closest(name, METHOD_NAMES)} (known: {', '.join(METHOD_NAMES)})", {"key": "methods"})
+        _no_repeats("methods", self.methods)
+        _no_repeats("models", self.models)
+        return self
+
+
 class AuditSection(Section):
     """``[audit]``: names of audit checks whose errors the spec accepts (the audit checks the names)."""
 
@@ -293,6 +319,7 @@ class SpecDocument(Section):
     evaluation: EvaluationSection = EvaluationSection()
     models: Annotated[dict[str, ModelSection], Len(1)]
     augmentation: AugmentationSection | None = None
+    attribution: AttributionSection | None = None
     audit: AuditSection = AuditSection()
     report: ReportSection = ReportSection()
 

@@ -484,6 +484,42 @@ def _apply_augmentation(section: dict | None, models: dict[str, dict], sets: lis
                                   **{k: int(section["spec_augment"].get(k, 0)) for k in SPEC_AUGMENT_PARAMS}}
 
 
+def _check_attribution(section: dict | None, task_type: str, models: dict[str, dict], sets: list[FeatureSet],
+                       reg: Any) -> None:
+    """``[attribution]``: a classification task, known model entries, and every method applicable to at
+    least one cell (gradient methods: a torch head; permutation: a model on vector features)."""
+    if not section:
+        return
+    from featurekit.evaluation.attribution import AttributionOptions, applicable_methods
+
+    if task_type != "classification":
+        raise SpecError(f"attribution: per-class attribution needs a classification task, got {task_type!r}")
+    for i, name in enumerate(section.get("models") or []):
+        if name not in models:
+            raise SpecError(": ".join(unknown(f"attribution.models[{i}]", name, models, "model entry")))
+    options = AttributionOptions.from_section(section)
+    gradients = [m.value for m in options.methods if m.value != "permutation"]
+    if gradients:
+        from featurekit.extras import missing_message, missing_modules
+
+        missing = missing_modules("deep", ("captum",))
+        if missing:
+            raise SpecError(f"attribution.methods: {missing_message('deep', ' / '.join(gradients), missing)}")
+    used = set()
+    for name, m in models.items():
+        for fs in sets:
+            if "sets" in m and fs.name not in m["sets"]:
+                continue
+            used |= set(applicable_methods(options, model=name, model_spec=reg.get(m["model"]),
+                                           sequences=fs.sequences, fused=bool(fs.late or fs.stack)))
+    for i, method in enumerate(options.methods):
+        if method not in used:
+            need = ("a model on vector features (not late-fused or stacked)" if method.value == "permutation"
+                    else "a torch head (e.g. cnn_spec, lstm, torch_mlp) on a plain feature set")
+            raise SpecError(f"attribution.methods[{i}]: {method.value!r} applies to no cell of this spec: it "
+                            f"needs {need}" + (" among attribution.models" if section.get("models") else ""))
+
+
 def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
     """Check a parsed TOML document and resolve defaults; raises :class:`SpecError`."""
     raw = copy.deepcopy(raw)
@@ -560,6 +596,7 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
     _check_report(doc, sets)
     _check_sequence_models(models, sets, reg)
     _apply_augmentation(raw.get("augmentation"), models, sets, reg)
+    _check_attribution(raw.get("attribution"), task["type"], models, sets, reg)
     extractors = {
         name: {k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in params.items()}
         for name, params in raw.get("extractors", {}).items()
