@@ -7,7 +7,6 @@ import copy
 import random
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from featurekit.audio import AudioOptions, load_audio
@@ -39,7 +38,8 @@ BASE = {
     "protocol": {"name": "loso", "group": "speaker"},
     "features": {"sets": ["mfcc"]},
     "evaluation": {"normalisation": ["none"], "bootstrap": 0},
-    "models": {"logreg": {"grid": {"C": [0.1, 1.0]}}, "logreg_aug": {"model": "logreg", "grid": {"C": [0.1, 1.0]}}},
+    "models": {"logreg": {"grid": {"C": [0.1, 1.0]}},
+               "logreg_aug": {"model": "logreg", "grid": {"C": [0.1, 1.0]}}},
     "augmentation": {"models": ["logreg_aug"], "waveform": {"copies": 2, "seed": 3, "transforms": CHAIN}},
 }
 
@@ -69,7 +69,8 @@ def store(tmp_path_factory):
 # -- specs -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("waveform, where, message", [
     ({"transforms": [{"name": "Gian"}]}, "augmentation.waveform.transforms[0].name", "did you mean 'Gain'"),
-    ({"transforms": [{"name": "Gain", "min_gain_db": "3"}]}, "transforms[0].min_gain_db", "expected a number"),
+    ({"transforms": [{"name": "Gain", "min_gain_db": "3"}]}, "transforms[0].min_gain_db",
+     "expected a number"),
     ({"transforms": [{"name": "Gain", "gain_db": 3.0}]}, "transforms[0].gain_db", "unknown parameter"),
     ({"transforms": [{"name": "Gain", "p": 1.5}]}, "transforms[0].p", "expected a value <= 1.0"),
     ({"transforms": [{"name": "Gain"}, {"name": "PitchShift", "min_semitones": 3.0, "max_semitones": 1.0}]},
@@ -91,8 +92,8 @@ def test_waveform_spec_refusals():
         validate(doc(augmentation={"waveform": {"transforms": [{"name": "Gain"}]}}))  # no torch head
     with pytest.raises(SpecError, match="unknown model entry 'logreg_agu'"):
         validate(doc(augmentation={"models": ["logreg_agu"], "waveform": {"transforms": [{"name": "Gain"}]}}))
-    stacked = doc(features={"sets": ["mfcc", "egemaps"],
-                            "stacking": [{"members": ["mfcc:logreg_aug", "egemaps:logreg"], "meta": "logreg"}]})
+    stacking = [{"members": ["mfcc:logreg_aug", "egemaps:logreg"], "meta": "logreg"}]
+    stacked = doc(features={"sets": ["mfcc", "egemaps"], "stacking": stacking})
     with pytest.raises(SpecError, match="stacked system"):
         validate(stacked)
     cross = doc(protocol={"name": "cross_corpus", "test_corpus": {"name": "synthetic"}})

@@ -19,6 +19,8 @@ optionally ``sets`` and
 ``normalisation`` restricting the model to some feature sets / normalisations; by default a model runs
 on every feature set it can take: vector models on vectors, sequence models on ``lld`` sets);
 ``[audit]`` (``acknowledge``: design-audit checks whose errors the run accepts; ``featurekit.audit``).
+``[augmentation]`` (``models``; ``spec_augment`` masks; ``waveform``: ``copies``, ``seed`` and
+``[[augmentation.waveform.transforms]]``, see :mod:`featurekit.evaluation.augmentation`).
 NAME is a registered model, or any label with ``model = "REGISTERED"`` naming the model it configures, so one
 model can appear twice with different settings (e.g. ``[models.svm_rbf]`` with ``model = "svm"``).
 A model's own ``inner_folds`` overrides ``evaluation.inner_folds`` for its search (a number at least
