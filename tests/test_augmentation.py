@@ -223,18 +223,21 @@ class _Seen:
 
 
 def _spy_model(seed, class_weight, **params):
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import NearestCentroid
 
-    class Spy(LogisticRegression):
+    class Spy(NearestCentroid):  # cheap to fit: the test is about which rows reach it
+        def __init__(self, shrink_threshold=None):
+            super().__init__(shrink_threshold=shrink_threshold)
+
         def fit(self, X, y, sample_weight=None):
             _Seen.fits.append(set(np.round(X[:, 0]).astype(int).tolist()))
-            return super().fit(X, y, sample_weight)
+            return super().fit(X, y)
 
         def predict(self, X):
             _Seen.predicts.append(set(np.round(X[:, 0]).astype(int).tolist()))
             return super().predict(X)
 
-    return Spy(max_iter=300, **params)
+    return Spy(**params)
 
 
 COPY_TAG = 1000  # a copy's tag: COPY_TAG * (copy index + 1) + its source's row
@@ -248,7 +251,7 @@ def _tag(k: int, row: int) -> int:
 def instrumented(monkeypatch):
     """A spy model that records the row tags of every fit and prediction, rows tagged in column 0
     (originals: their manifest row; copies: :func:`_tag`), and a record of every augmented copy."""
-    CLASSIFIERS._items["spy"] = ModelSpec(_spy_model, {"C": [0.1, 1.0]})
+    CLASSIFIERS._items["spy"] = ModelSpec(_spy_model, {"shrink_threshold": [None, 0.1]})
     orig_inputs, orig_copies, orig_apply = R._cell_inputs, A.cell_copies, WaveformAugmentation.apply
 
     def tagged_inputs(data, fs, norm, speakers):
@@ -281,8 +284,10 @@ def test_no_test_utterance_is_augmented_or_reaches_a_fit(corpus, store, tmp_path
     source (same inner fold), every prediction sees originals only, and the final refit sees
     exactly the fold's training utterances and all their copies. A rerun augments nothing."""
     root, m = corpus
-    s = validate(doc(models={"spy": {}}, augmentation={"models": ["spy"], "waveform": {
-        "copies": 2, "seed": 3, "transforms": CHAIN}}))
+    waveform = {"copies": 2, "seed": 3, "transforms": CHAIN}
+    evaluation = {"normalisation": ["none"], "bootstrap": 0, "inner_folds": 2}
+    s = validate(doc(models={"spy": {}}, evaluation=evaluation,
+                     augmentation={"models": ["spy"], "waveform": waveform}))
     orig_fold = R._run_fold
     folds_seen = []
 
@@ -292,7 +297,7 @@ def test_no_test_utterance_is_augmented_or_reaches_a_fit(corpus, store, tmp_path
         before_fit, before_pred = len(_Seen.fits), len(_Seen.predicts)
         out = orig_fold(**kw)
         fits, preds = _Seen.fits[before_fit:], _Seen.predicts[before_pred:]
-        assert len(fits) == 2 * 3 + 1  # 2 candidates x 3 inner folds (one per training speaker) + refit
+        assert len(fits) == 2 * 2 + 1  # 2 candidates x 2 inner folds + the refit
         for tags in fits:
             originals = {t for t in tags if t < COPY_TAG}
             copies = {(t // COPY_TAG - 1, t % COPY_TAG) for t in tags if t >= COPY_TAG}
@@ -312,15 +317,21 @@ def test_no_test_utterance_is_augmented_or_reaches_a_fit(corpus, store, tmp_path
     assert len(folds_seen) == 4
     # every utterance is a training utterance of some LOSO fold: each augmented once per copy
     assert sorted(_Seen.augmented) == sorted((u, k) for u in m["id"] for k in range(2))
-    _Seen.augmented.clear()
-    run(s, root, tmp_path / "o2", store=store, jobs=1, progress=False)
-    assert _Seen.augmented == []  # the copies' features came from the store
+    _Seen.augmented.clear()  # a rerun (another output directory) takes the copies from the store
+    man = R.experiment_manifest(s, root)
+    data = R.FeatureData(s, man, FeatureStore(store), jobs=1, progress=False)
+    cells = R.plan_cells(s)
+    again = R._waveform_copies(s, data, cells, R.make_folds(s, man), man["speaker"].astype(str).to_numpy(),
+                               jobs=1, progress=False)
+    assert len(again(cells[0]).source) == 2 * len(m)
+    assert _Seen.augmented == []
 
 
 def test_test_only_utterances_are_never_augmented(corpus, store, tmp_path, instrumented):
     root, m = corpus
     m = m.assign(split=np.where(m["speaker"] == "s03", "test", "train"))
     s = validate(doc(models={"spy": {}}, protocol={"name": "split", "column": "split"},
+                     evaluation={"normalisation": ["none"], "bootstrap": 0, "inner_folds": 2},
                      augmentation={"models": ["spy"], "waveform": {"copies": 1, "seed": 9,
                                                                    "transforms": CHAIN[:2]}}))
     run(s, root, tmp_path / "o", store=store, jobs=1, progress=False, manifest=m)
