@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from featurekit.audio import AudioError, AudioOptions, load_audio
+from featurekit.augmentation import source_of
 from featurekit.corpora.base import check_unique_paths
 from featurekit.extractors.base import EXTRACTORS, Extractor, make_extractor
 from featurekit.extractors.functionals import FUNCTIONALS, apply_functional
@@ -184,11 +185,14 @@ def check_finite(values: np.ndarray, names: list[str], path: str, table: str) ->
                            f"{width} columns: {listed}); nothing stored for it")
 
 
-def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: AudioOptions) -> dict:
+def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: AudioOptions,
+                   augmentation=None) -> dict:
     """Worker: compute the needed tables for a few utterances. Never raises for a bad file.
 
     Signals are decoded once; each extractor then sees all signals of the chunk that need it
-    (so batching extractors can batch).
+    (so batching extractors can batch). With ``augmentation`` (a
+    :class:`~featurekit.augmentation.WaveformAugmentation`) the items are copies (ids ``ID#augK``)
+    and each decoded signal is replaced by its augmented copy before any extractor sees it.
     """
     sr = audio.sample_rate
     failures: dict[str, str] = {}
@@ -198,8 +202,14 @@ def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: Au
         ctx, caught = _catching()
         try:
             signals[uid] = load_audio(path, options=audio, start=start, end=end)
+            if augmentation is not None:
+                source, k = source_of(uid)
+                signals[uid] = augmentation.apply(signals[uid], options=audio, utterance=source, copy=k,
+                                                  where=str(path))
         except AudioError as err:
             failures[uid] = str(err)
+        except Exception as err:  # a transform failing on one file must not stop the batch
+            failures[uid] = f"{path}: augmentation: {type(err).__name__}: {err}"
         finally:
             ctx.__exit__(None, None, None)
         notes.extend(_quiet_warnings(caught, str(path)))
@@ -325,6 +335,7 @@ def extract(
     flush_seconds: float = FLUSH_SECONDS,
     progress: bool = True,
     compact: bool = True,
+    augmentation=None,
 ) -> ExtractionSummary:
     """Compute every requested table for every utterance of ``manifest`` that the store lacks.
 
@@ -349,6 +360,10 @@ def extract(
         buffers :data:`FLUSH_BYTES` of values).
     flush_seconds
         Whatever is buffered is written once this many seconds have passed since the last write.
+    augmentation
+        A :class:`~featurekit.augmentation.WaveformAugmentation`: compute its copies of the manifest's
+        utterances instead (ids ``ID#augK``, in the augmented tables of the store), with the same
+        extractors and table kinds and the same decoding and conditioning.
 
     Raises
     ------
@@ -359,7 +374,8 @@ def extract(
     audio = audio or AudioOptions()
     jobs = jobs or os.cpu_count() or 1
     summary = ExtractionSummary()
-    plan = _plan(manifest, requests, store, corpus=corpus, audio=audio, summary=summary)
+    plan = _plan(manifest, requests, store, corpus=corpus, audio=audio, summary=summary,
+                 augmentation=augmentation)
     if plan.todo:
         _run(
             plan.todo,
@@ -372,6 +388,7 @@ def extract(
             flush_every=flush_every,
             flush_seconds=flush_seconds,
             progress=progress,
+            augmentation=augmentation,
         )
     _finish(plan, requests, summary, compact=compact)
     summary.seconds = time.perf_counter() - t0
@@ -400,12 +417,17 @@ def _plan(
     corpus: str,
     audio: AudioOptions,
     summary: ExtractionSummary,
+    augmentation=None,
 ) -> _Plan:
     """Fingerprint the files and list the (utterance, table) pairs the store lacks.
 
     Unreadable files go to ``summary.failures``; pairs already stored count as ``summary.cache_hits``.
+    With ``augmentation``: the copies of the manifest's utterances, in the augmented tables.
     """
     check_unique_paths(manifest, source=f"manifest of {corpus}")
+    aug_key = None
+    if augmentation is not None:
+        manifest, aug_key = augmentation.copies_manifest(manifest), augmentation.key()
     ids = manifest["id"].astype(str).tolist()
     paths = manifest["path"].astype(str).tolist()
     starts = manifest["start"].tolist() if "start" in manifest else [None] * len(ids)
@@ -419,7 +441,7 @@ def _plan(
     present: dict[tuple[int, str], set] = {}
     for ri, req in enumerate(requests):
         for kind in req.kinds:
-            t = store.table(corpus, req.extractor, kind, audio)
+            t = store.table(corpus, req.extractor, kind, audio, augmentation=aug_key)
             t.remove_orphans()  # left by a writer killed earlier
             tables[(ri, kind)] = t
             present[(ri, kind)] = set(zip(*[t.keys()[c] for c in ("id", "fingerprint")]))
@@ -483,7 +505,7 @@ def _longest_first(todo: list) -> list:
 
 
 def _run(todo, requests, audio, tables, summary, *, jobs, chunk_size, flush_every, flush_seconds,
-         progress) -> None:
+         progress, augmentation=None) -> None:
     if len(todo) <= IN_PROCESS_MAX:
         jobs = 1
     if chunk_size is None:
@@ -491,12 +513,12 @@ def _run(todo, requests, audio, tables, summary, *, jobs, chunk_size, flush_ever
     todo = _longest_first(todo)
     chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
     if jobs == 1:
-        outputs = (_process_chunk(c, requests, audio) for c in chunks)
+        outputs = (_process_chunk(c, requests, audio, augmentation) for c in chunks)
     else:
         from joblib import Parallel, delayed
 
         outputs = Parallel(n_jobs=jobs, return_as="generator_unordered", pre_dispatch="2*n_jobs")(
-            delayed(_process_chunk)(c, requests, audio) for c in chunks
+            delayed(_process_chunk)(c, requests, audio, augmentation) for c in chunks
         )
     _consume(outputs, tables, summary, total=len(todo), flush_every=flush_every, flush_seconds=flush_seconds,
              progress=progress)

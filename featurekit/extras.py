@@ -9,6 +9,7 @@ the scikit-learn models, evaluation, reports and deployment. The rest are extras
     paa    pyAudioAnalysis (and what it imports without declaring it): the paa and paa_d extractors
     ssl    torch, transformers, ctranslate2: the hf_encoder and whisper_ct2 extractors
     dask   dask.distributed: extraction and evaluation on a cluster
+    augment  audiomentations: waveform augmentation of training folds (``[augmentation.waveform]``)
     all    all of the above; dev = all + test tools
 
 Registries list every extractor and model whether or not its extra is installed; using one whose
@@ -30,6 +31,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "paa": ("pyAudioAnalysis", "eyed3", "pydub", "plotly", "hmmlearn", "imblearn"),
     "ssl": ("torch", "transformers", "ctranslate2"),
     "dask": ("dask", "distributed"),
+    "augment": ("audiomentations",),
 }
 
 

@@ -18,7 +18,7 @@ import featurekit
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("_version", "registry", "parameters", "defaults", "extras")),
     ("audio", ("audio", "corpora")),
-    ("extractors", ("extractors", "featureset")),
+    ("extractors", ("extractors", "featureset", "augmentation")),
     ("store", ("store", "store_maintenance", "extraction", "distributed")),
     ("evaluation", ("evaluation", "audit", "heads")),
     ("report/deploy", ("report", "deploy", "api", "demo", "")),  # "": the package's lazy facade

@@ -145,6 +145,10 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
         raise SpecError(f"{fs.name!r} is LLD sequences, but model {model_name!r} takes vectors")
     if not fs.sequences and not ms.vectors:
         raise SpecError(f"model {model_name!r} takes sequences, but {fs.name!r} is vectors")
+    if "waveform_augmentation" in spec.models[model_name]:
+        raise SpecError(f"model {model_name!r} has [augmentation.waveform], which applies to evaluation's "
+                        "training folds; training a deployable model with it is not supported yet (drop the "
+                        "model from augmentation.models to train without augmentation)")
     jobs = jobs or os.cpu_count() or 1
     if manifest is None:
         if root is None:

@@ -112,6 +112,8 @@ def _model_config(spec: Spec, name: str) -> dict:
         out["registered"] = cfg["model"]
     if "inner_folds" in cfg:
         out["inner_folds"] = cfg["inner_folds"]
+    if "waveform_augmentation" in cfg:  # absent for other models: their digests unchanged
+        out["waveform_augmentation"] = cfg["waveform_augmentation"]
     return out
 
 
@@ -248,12 +250,16 @@ class FeatureData:
     def _table(self, m: Member) -> pd.DataFrame:
         if m.table not in self._tables:
             ext = make_extractor(m.extractor, **self.spec.extractors.get(m.extractor, {}))
-            t = self.store.table(self.corpus, ext, m.kind, self.audio).read()
+            t = self._store_table(ext, m.kind).read()
             if m.table_kind.frame_level:
                 self._tables[m.table] = t
             else:
                 self._tables[m.table] = align(t, self.manifest, self.fingerprints)
         return self._tables[m.table]
+
+    def _store_table(self, ext, kind: str):
+        """The store table a member is read from (augmented copies: another table)."""
+        return self.store.table(self.corpus, ext, kind, self.audio)
 
     def matrix(self, fs: FeatureSet) -> tuple[np.ndarray, list[str]]:
         """Vectors ``(n, d)`` float32 for an early-fused feature set, and their column names."""
@@ -459,6 +465,7 @@ def _run_fold(
     stack: list[str] | None = None,
     inner_by_model: dict[str, int] | None = None,
     attribution: dict | None = None,
+    copies=None,
 ) -> dict:
     t0 = time.perf_counter()
     cfg = spec_models[model]
@@ -474,14 +481,17 @@ def _run_fold(
                                  meta=model, stack=stack, norm=norm, balancing=balancing, seed=seed, pre=pre,
                                  inner_by_model=inner_by_model or {}, inner_folds=inner_folds, t0=t0)
     outs = []
-    for x, seq, steps in zip(members, sequences, pre):
+    for j, (x, seq, steps) in enumerate(zip(members, sequences, pre)):
         params = dict(cfg["params"])
+        x_train, y_train, g_train, scored = x[fold.train], y[fold.train], groups[fold.train], None
+        if copies is not None:  # waveform augmentation: + copies of this fold's training utterances
+            x_train, y_train, g_train, scored = copies.training_rows(j, x, y, groups, fold.train)
         outs.append(
             fit_predict(
                 ms,
-                x[fold.train],
-                y[fold.train],
-                groups[fold.train],
+                x_train,
+                y_train,
+                g_train,
                 x[fold.test],
                 task=task,
                 normalisation=norm,
@@ -494,6 +504,7 @@ def _run_fold(
                 proba=late or task == "classification",
                 pre=steps,
                 keep_model=attribution is not None,
+                scored=scored,
             )
         )
     if late:
@@ -516,6 +527,24 @@ def _run_fold(
         result["attribution"] = A.attribute_fold(outs[0]["model"], members[0][fold.test], y[fold.test],
                                                  seed=seed, **attribution)
     return result
+
+
+def _waveform_copies(spec: Spec, data, cells: list[Cell], folds: list[Fold], speakers: np.ndarray, *,
+                     jobs: int, progress: bool):
+    """``cell -> Copies | None``: the augmented copies of the training utterances for the cells whose
+    model has ``[augmentation.waveform]`` (:mod:`featurekit.evaluation.augmentation`)."""
+    augmented = [c for c in cells if "waveform_augmentation" in spec.models[c.model]]
+    if not augmented:
+        return lambda cell: None
+    from featurekit.augmentation import WaveformAugmentation
+    from featurekit.evaluation.augmentation import AugmentedFeatureData, cell_copies, training_positions
+
+    aug = WaveformAugmentation.from_resolved(spec.models[augmented[0].model]["waveform_augmentation"])
+    sets = [g for c in augmented for g in _member_sets(c.feature_set)]
+    copies = AugmentedFeatureData(data, aug, training_positions(folds), sets, jobs=jobs, progress=progress)
+    found = {id(c): cell_copies(data, copies, c.feature_set, c.normalisation, speakers,
+                                _member_sets(c.feature_set)) for c in augmented}
+    return lambda cell: found.get(id(cell))
 
 
 def _run_stacked_fold(cell_key, fold, members, y, groups, *, spec_models, task, meta, stack, norm, balancing,
@@ -696,6 +725,7 @@ def run(
 
     todo = [c for c in cells if not (out / "cells" / f"{c.digest(spec)}.json").exists()]
     done_n = len(cells) - len(todo)
+    copies_of = _waveform_copies(spec, data, todo, folds, speakers, jobs=jobs, progress=progress)
     tasks = []
     attribution_names: dict[str, list[str]] = {}
     corpora = manifest["corpus"].astype(str).to_numpy() if "corpus" in manifest else None
@@ -736,6 +766,7 @@ def run(
                             inner_by_model={m: spec.inner_folds(m) for m in [*stack, c.model]}
                             if stack else None,
                             attribution=attribution,
+                            copies=copies_of(c),
                         ),
                     )
                 )

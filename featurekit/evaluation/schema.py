@@ -248,11 +248,24 @@ class SpecAugmentSection(Section):
     freq_mask_width: Annotated[int, Ge(0)] = 0
 
 
+class WaveformSection(Section):
+    """``[augmentation.waveform]``: ``copies`` augmented copies of every training utterance, each made
+    by the chain ``[[augmentation.waveform.transforms]]`` (a ``name`` of
+    :data:`featurekit.augmentation.WAVEFORM_TRANSFORMS` and its parameters, checked against their
+    declarations by :func:`featurekit.evaluation.spec.check_document`), seeded by ``seed``
+    (default: the spec's ``seed``) with the utterance and the copy index."""
+
+    transforms: Annotated[list[dict[str, Any]], Len(1)]
+    copies: Annotated[int, Ge(1)] = 1
+    seed: Annotated[int, Ge(0)] | None = None
+
+
 class AugmentationSection(Section):
     """``[augmentation]``: training-only augmentation, and the ``[models.NAME]`` entries it applies to
     (default: every torch head that takes frame sequences only)."""
 
     spec_augment: SpecAugmentSection | None = None
+    waveform: WaveformSection | None = None
     models: NonEmptyNames | None = None
 
 

@@ -19,6 +19,8 @@ optionally ``sets`` and
 ``normalisation`` restricting the model to some feature sets / normalisations; by default a model runs
 on every feature set it can take: vector models on vectors, sequence models on ``lld`` sets);
 ``[audit]`` (``acknowledge``: design-audit checks whose errors the run accepts; ``featurekit.audit``).
+``[augmentation]`` (``models``; ``spec_augment`` masks; ``waveform``: ``copies``, ``seed`` and
+``[[augmentation.waveform.transforms]]``, see :mod:`featurekit.evaluation.augmentation`).
 NAME is a registered model, or any label with ``model = "REGISTERED"`` naming the model it configures, so one
 model can appear twice with different settings (e.g. ``[models.svm_rbf]`` with ``model = "svm"``).
 A model's own ``inner_folds`` overrides ``evaluation.inner_folds`` for its search (a number at least
@@ -352,9 +354,31 @@ def check_document(raw: dict[str, Any]) -> SpecDocument:
             problems.append((f"models.{name}", missing))
             continue
         problems += check_model_params(ms, entry.params, entry.grid, where=f"models.{name}")
+    _check_waveform(raw, doc, pname, problems)
     if problems:
         raise SpecError(format_problems(problems), problems)
     return doc.model_copy(update={"protocol": protocol})
+
+
+def _check_waveform(raw: dict[str, Any], doc: SpecDocument, protocol: str | None, problems: list) -> None:
+    """``[augmentation.waveform]``: every transform and parameter against its declaration
+    (:mod:`featurekit.augmentation`), and the protocols it supports."""
+    if doc.augmentation is None or doc.augmentation.waveform is None:
+        return
+    from featurekit.augmentation import WaveformAugmentation
+    from featurekit.extras import MissingExtraError
+    from featurekit.parameters import ParameterError
+
+    try:
+        WaveformAugmentation.from_config(raw["augmentation"]["waveform"])
+    except ParameterError as err:
+        problems += err.problems
+    except MissingExtraError as err:
+        problems.append(("augmentation.waveform", str(err)))
+    if doc.corpora is not None or protocol == "cross_corpus":
+        problems.append(("augmentation.waveform", "waveform augmentation takes one corpus ([corpus]) and "
+                                                  "a protocol within it (loso, kfold, split); not yet "
+                                                  "several corpora or cross_corpus"))
 
 
 def _stacked_sets(entries: list[dict], models: dict) -> list[FeatureSet]:
@@ -454,19 +478,27 @@ def _check_sequence_models(models: dict[str, dict], sets: list[FeatureSet], reg:
 SPEC_AUGMENT_PARAMS = ("time_masks", "time_mask_width", "freq_masks", "freq_mask_width")
 
 
+def _augmented_models(section: dict, models: dict[str, dict], reg: Any) -> list[str]:
+    """``augmentation.models`` (each a ``[models.NAME]`` entry), by default every torch head that runs
+    on frame sequences only."""
+    names = section.get("models")
+    if names is None:
+        names = [n for n, m in models.items()
+                 if reg.get(m["model"]).groups and not reg.get(m["model"]).vectors]
+    for i, name in enumerate(names):
+        if name not in models:
+            raise SpecError(": ".join(unknown(f"augmentation.models[{i}]", name, models, "model entry")))
+    return list(names)
+
+
 def _apply_augmentation(section: dict | None, models: dict[str, dict], sets: list[FeatureSet], reg: Any
                         ) -> None:
     """Resolve ``[augmentation]`` into the params of the models it applies to (in place), so it enters
     their cell digests; a spec without the section resolves exactly as before."""
     if not section or not section.get("spec_augment"):
         return
-    names = section.get("models")
-    if names is None:  # default: every torch head that runs on frame sequences only
-        names = [n for n, m in models.items()
-                 if reg.get(m["model"]).groups and not reg.get(m["model"]).vectors]
+    names = _augmented_models(section, models, reg)
     for i, name in enumerate(names):
-        if name not in models:
-            raise SpecError(": ".join(unknown(f"augmentation.models[{i}]", name, models, "model entry")))
         ms = reg.get(models[name]["model"])
         if not (ms.sequences and ms.groups):
             raise SpecError(f"augmentation.models[{i}]: {name!r} is not a torch head on frame sequences; "
@@ -518,6 +550,34 @@ def _check_attribution(section: dict | None, task_type: str, models: dict[str, d
                     else "a torch head (e.g. cnn_spec, lstm, torch_mlp) on a plain feature set")
             raise SpecError(f"attribution.methods[{i}]: {method.value!r} applies to no cell of this spec: it "
                             f"needs {need}" + (" among attribution.models" if section.get("models") else ""))
+
+
+def _apply_waveform_augmentation(raw: dict[str, Any], models: dict[str, dict], sets: list[FeatureSet],
+                                 reg: Any) -> None:
+    """Resolve ``[augmentation.waveform]`` into ``models[NAME]["waveform_augmentation"]`` (the chain
+    with every parameter, copies, seed) of the models it applies to, so it enters their cell digests
+    (:func:`featurekit.evaluation.runner._model_config`); other models and specs without it resolve
+    exactly as before. Any model may take copies, vector models (their HSF vectors of the copies) as
+    well as sequence models; stacked systems may not (their out-of-fold scores would mix copies)."""
+    section = raw.get("augmentation") or {}
+    if not section.get("waveform"):
+        return
+    from featurekit.augmentation import WaveformAugmentation
+
+    names = _augmented_models(section, models, reg)
+    if not names:
+        raise SpecError("augmentation.models: no model takes the waveform augmentation (by default the "
+                        "torch heads on frame sequences); list the [models.NAME] entries it applies to")
+    stacked = {m for s in sets for m in ([s.meta] if s.stack else []) + [m for _, m in s.stack]}
+    for i, name in enumerate(names):
+        if name in stacked:
+            raise SpecError(f"augmentation.models[{i}]: {name!r} takes part in a stacked system "
+                            "([[features.stacking]]), which waveform augmentation does not support")
+    config = dict(section["waveform"])
+    config.setdefault("seed", int(raw.get("seed", 0)))
+    resolved = WaveformAugmentation.from_config(config).config()
+    for name in names:
+        models[name]["waveform_augmentation"] = resolved
 
 
 def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
@@ -597,6 +657,7 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
     _check_sequence_models(models, sets, reg)
     _apply_augmentation(raw.get("augmentation"), models, sets, reg)
     _check_attribution(raw.get("attribution"), task["type"], models, sets, reg)
+    _apply_waveform_augmentation(raw, models, sets, reg)
     extractors = {
         name: {k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in params.items()}
         for name, params in raw.get("extractors", {}).items()
