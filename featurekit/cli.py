@@ -233,20 +233,21 @@ def cmd_extract(args: argparse.Namespace) -> int:
     audio = AudioOptions(sample_rate=args.sample_rate, trim_db=args.trim_db, duration=args.duration,
                          max_samples=args.max_samples)
     store = FeatureStore(resolve_store(args))
-    from featurekit.distributed import extract_here_or_there
+    from featurekit.executor import executor_for
+    from featurekit.extraction import extract
 
-    summary = extract_here_or_there(
-        manifest,
-        requests,
-        store,
-        corpus=args.corpus,
-        audio=audio,
-        scheduler=args.scheduler,
-        jobs=args.jobs,
-        progress=not args.quiet,
-        flush_every=args.flush_every,
-        flush_seconds=args.flush_seconds,
-    )
+    with executor_for(jobs=args.jobs, scheduler=args.scheduler) as executor:
+        summary = extract(
+            manifest,
+            requests,
+            store,
+            corpus=args.corpus,
+            audio=audio,
+            executor=executor,
+            progress=not args.quiet,
+            flush_every=args.flush_every,
+            flush_seconds=args.flush_seconds,
+        )
     summary.seconds = time.perf_counter() - t0
     print("\n".join(summary.lines()))
     if summary.failures:
@@ -289,6 +290,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from featurekit.api import evaluate
     from featurekit.evaluation import load_spec
+    from featurekit.executor import executor_for
 
     spec = load_spec(args.spec)
     roots = dict(item.split("=", 1) for item in args.corpus_root if "=" in item)
@@ -303,9 +305,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         root=None if spec.corpora else resolve_root(spec, args.root),
         out=args.out,
         store=resolve_store(args),
-        jobs=args.jobs,
+        executor=executor_for(jobs=args.jobs, scheduler=args.scheduler),
         progress=not args.quiet,
-        scheduler=args.scheduler,
         test_root=args.test_root,
         roots=roots,
     )
@@ -473,7 +474,7 @@ EXPECTED_ERRORS = {
     "featurekit.extras": ("MissingExtraError",),
     "featurekit.evaluation.spec": ("SpecError",),
     "featurekit.evaluation.runner": ("DataError",),
-    "featurekit.distributed._dask": ("DaskNotInstalledError", "EnvironmentMismatchError", "SchedulerError"),
+    "featurekit.executor.scheduler": ("DaskNotInstalledError", "EnvironmentMismatchError", "SchedulerError"),
 }
 
 

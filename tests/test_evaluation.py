@@ -110,8 +110,8 @@ def test_early_and_late_fusion_and_undersampling(corpus, store, tmp_path):
         "egemaps+mfcc.mean_std",
         "late(egemaps|mfcc.mean_std)",
     }
-    data = R.FeatureData(
-        s, R.prepare_manifest(s, R.load_corpus_for(s, root)), R.FeatureStore(store), jobs=1, progress=False
+    data = R.FeatureData.load(
+        s, R.prepare_manifest(s, R.load_corpus_for(s, root)), R.FeatureStore(store), progress=False
     )
     fused, names = data.matrix(s.feature_sets[2])
     assert fused.shape[1] == 88 + 80 and names[0].startswith("egemaps_") and names[-1].startswith("mfcc_")
@@ -296,7 +296,7 @@ def test_nearest_frames_aligns_frame_grids():
 def test_lld_sets_concatenate_frame_by_frame(corpus, store, tmp_path):
     root, m = corpus
     s = spec(features={"sets": ["egemaps.lld", "mfcc.lld", "egemaps.lld+mfcc.lld"]})
-    data = R.FeatureData(s, R.prepare_manifest(s, m), R.FeatureStore(store), jobs=1, progress=False)
+    data = R.FeatureData.load(s, R.prepare_manifest(s, m), R.FeatureStore(store), progress=False)
     by = {f.name: f for f in s.feature_sets}
     eg, mf = data.sequences(by["egemaps.lld"]), data.sequences(by["mfcc.lld"])
     both = data.sequences(by["egemaps.lld+mfcc.lld"])

@@ -35,7 +35,8 @@ from featurekit.evaluation.normalisation import speaker_zscore, speaker_zscore_s
 from featurekit.evaluation.pipeline import fit_predict
 from featurekit.evaluation.protocols import PROTOCOLS, Fold
 from featurekit.evaluation.spec import FeatureSet, Member, Spec, SpecError
-from featurekit.extraction import FeatureRequest
+from featurekit.executor import Executor, SerialExecutor, executor_for
+from featurekit.extraction import FeatureRequest, extract
 from featurekit.extractors import make_extractor
 from featurekit.extractors.base import library_versions
 from featurekit.store import FeatureStore, align, feature_columns, nearest_frames, to_sequences
@@ -181,7 +182,11 @@ def make_folds(spec: Spec, manifest: pd.DataFrame) -> list[Fold]:
 
 
 class FeatureData:
-    """Feature matrices of the spec's feature sets, aligned with the manifest rows."""
+    """Feature matrices of the spec's feature sets, aligned with the manifest rows, read from ``store``.
+
+    Constructing one reads nothing; :meth:`load` first extracts what the store lacks (the usual way).
+    ``extraction``: that extraction's summary (None when constructed directly).
+    """
 
     def __init__(
         self,
@@ -189,18 +194,40 @@ class FeatureData:
         manifest: pd.DataFrame,
         store: FeatureStore,
         *,
-        jobs: int,
-        progress: bool,
-        scheduler: str | None = None,
         corpus: str | None = None,
     ) -> None:
         self.spec, self.manifest, self.store = spec, manifest, store
-        self.scheduler = scheduler
         self.audio = AudioOptions(**spec.audio)
         self.corpus = corpus or spec.corpus["name"]
+        self.extraction = None
+        self._fingerprints: list[str | None] | None = None
         self._tables: dict[str, pd.DataFrame] = {}
         self._seqs: dict[str, np.ndarray] = {}
-        self.extraction = self._extract(jobs, progress)
+
+    @classmethod
+    def load(
+        cls,
+        spec: Spec,
+        manifest: pd.DataFrame,
+        store: FeatureStore,
+        *,
+        executor: Executor | None = None,
+        progress: bool = True,
+        corpus: str | None = None,
+    ) -> FeatureData:
+        """The features of ``manifest``, once those the store lacks are extracted by ``executor``
+        (default: this process); a :class:`DataError` lists the files that failed."""
+        data = cls(spec, manifest, store, corpus=corpus)
+        data.extraction = data._extract(executor or SerialExecutor(), progress)
+        return data
+
+    @property
+    def fingerprints(self) -> list[str | None]:
+        """The manifest files' fingerprints in the store (computed on first use)."""
+        if self._fingerprints is None:
+            paths = self.manifest["path"].astype(str).tolist()
+            self._fingerprints, _ = self.store.fingerprints(self.corpus, paths)
+        return self._fingerprints
 
     def _members(self) -> list[Member]:
         seen: dict[str, Member] = {}
@@ -218,25 +245,21 @@ class FeatureData:
             for n, k in kinds.items()
         ]
 
-    def _extract(self, jobs: int, progress: bool):
-        # missing features are computed here, or on the cluster (the client still writes the store)
-        from featurekit.distributed import extract_here_or_there
-
-        summary = extract_here_or_there(
+    def _extract(self, executor: Executor, progress: bool):
+        # missing features are computed by the executor's workers (this process writes the store)
+        summary = extract(
             self.manifest,
             self.requests(),
             self.store,
             corpus=self.corpus,
             audio=self.audio,
-            scheduler=self.scheduler,
-            jobs=jobs,
+            executor=executor,
             progress=progress,
         )
         if summary.failures:
             lines = "\n".join(f"  {k}: {v}" for k, v in list(summary.failures.items())[:20])
             raise DataError(f"feature extraction failed for {len(summary.failures)} file(s):\n{lines}")
-        fps, _ = self.store.fingerprints(self.corpus, self.manifest["path"].astype(str).tolist())
-        self.fingerprints = fps
+        self._fingerprints = None  # read again: extraction may have stored new files' fingerprints
         return summary
 
     def _table(self, m: Member) -> pd.DataFrame:
@@ -608,6 +631,7 @@ def run(
     out: str | os.PathLike,
     *,
     store: str | os.PathLike,
+    executor: Executor | None = None,
     jobs: int | None = None,
     progress: bool = True,
     manifest: pd.DataFrame | None = None,
@@ -619,14 +643,19 @@ def run(
 ) -> pd.DataFrame:
     """Run ``spec`` on the corpus at ``root``; write the output directory; return results.csv's frame.
 
-    ``scheduler``: a dask.distributed scheduler address; cells' folds then run on that cluster.
+    ``executor``: where missing features are extracted and the cells' folds run
+    (:mod:`featurekit.executor`); without it, :func:`~featurekit.executor.executor_for` of ``jobs``
+    (local processes, default all cores) and ``scheduler`` (a dask.distributed scheduler).
     ``test_root`` / ``test_manifest``: the test corpus of a ``cross_corpus`` protocol.
     ``roots`` / ``manifests``: ``{NAME: root}`` / ``{NAME: manifest}`` of a multi-corpus spec's
     ``[corpora.NAME]`` (``root`` is then unused).
     """
+    if executor is None:
+        with executor_for(jobs=jobs, scheduler=scheduler) as owned:
+            return run(spec, root, out, store=store, executor=owned, progress=progress, manifest=manifest,
+                       test_root=test_root, test_manifest=test_manifest, roots=roots, manifests=manifests)
     t0 = time.perf_counter()
     out = Path(out)
-    jobs = jobs or os.cpu_count() or 1
     manifest = experiment_manifest(
         spec, root, manifest=manifest, test_root=test_root, test_manifest=test_manifest, roots=roots,
         manifests=manifests,
@@ -647,10 +676,9 @@ def run(
     if spec.corpora:  # each corpus' features under its own name and ids; rows as in the combined manifest
         data = StackedData(
             [
-                FeatureData(spec, manifest[manifest["corpus"] == name].assign(
+                FeatureData.load(spec, manifest[manifest["corpus"] == name].assign(
                                 id=lambda m: m["local_id"]).reset_index(drop=True),
-                            FeatureStore(store), jobs=jobs, progress=progress, scheduler=scheduler,
-                            corpus=name)
+                            FeatureStore(store), executor=executor, progress=progress, corpus=name)
                 for name in spec.corpora
             ],
             manifest=manifest,
@@ -658,22 +686,19 @@ def run(
     elif cross:
         data = StackedData(
             [
-                FeatureData(
+                FeatureData.load(
                     spec,
                     manifest[manifest["corpus"] == name].reset_index(drop=True),
                     FeatureStore(store),
-                    jobs=jobs,
+                    executor=executor,
                     progress=progress,
-                    scheduler=scheduler,
                     corpus=name,
                 )
                 for name in (manifest.attrs["train_corpus"], manifest.attrs["test_corpus"])
             ]
         )
     else:
-        data = FeatureData(
-            spec, manifest, FeatureStore(store), jobs=jobs, progress=progress, scheduler=scheduler
-        )
+        data = FeatureData.load(spec, manifest, FeatureStore(store), executor=executor, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     (out / "cells").mkdir(exist_ok=True)
     audit.write(out)
@@ -702,7 +727,7 @@ def run(
             for f in folds:
                 tasks.append(
                     (
-                        (c, target),
+                        (c.label, target, f.name),
                         dict(
                             cell_key=f"{c.digest(spec)}|{target}",
                             fold=f,
@@ -731,31 +756,18 @@ def run(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(tasks), desc="evaluate", unit="fold", disable=not progress, mininterval=1.0)
-    if scheduler:
-        from featurekit.distributed import map_distributed
-
-        results = map_distributed(_run_fold, [kw for _, kw in tasks], scheduler=scheduler)
-    elif jobs == 1:
-        results = (_run_fold(**kw) for _, kw in tasks)
-    else:
-        from joblib import Parallel, delayed
-
-        # threads when every model fits in GIL-free native code (see ModelSpec.threads), else processes
-        threads = all(spec.model_spec(c.model).threads
-                      and all(spec.model_spec(m).threads for _, m in c.feature_set.stack) for c in todo)
-        results = Parallel(
-            n_jobs=jobs,
-            prefer="threads" if threads else "processes",
-            return_as="generator_unordered",
-            pre_dispatch="2*n_jobs",
-        )(delayed(_run_fold)(**kw) for _, kw in tasks)
+    # threads when every model fits in GIL-free native code (see ModelSpec.threads), else processes
+    threads = all(spec.model_spec(c.model).threads
+                  and all(spec.model_spec(m).threads for _, m in c.feature_set.stack) for c in todo)
+    order = {task_id: i for i, (task_id, _) in enumerate(tasks)}
     by_key = {f"{c.digest(spec)}": c for c in todo}
-    for r in results:
+    for task_id, r in executor.map(_run_fold, tasks, releases_gil=threads):
         bar.update(1)
         digest, target = r["cell"].split("|")
-        pending.setdefault(digest, []).append((target, r))
-        if len(pending[digest]) == expected:
-            _save_cell(out, spec, by_key[digest], pending.pop(digest), manifest, classes, protocol)
+        pending.setdefault(digest, []).append((order[task_id], target, r))
+        if len(pending[digest]) == expected:  # in task order, whatever order the folds finished in
+            parts = [(t, r) for _, t, r in sorted(pending.pop(digest), key=lambda p: p[0])]
+            _save_cell(out, spec, by_key[digest], parts, manifest, classes, protocol)
     bar.close()
     results_df = _assemble(out, spec, cells)
     _write_spec(out, spec, data, folds, protocol, seconds=time.perf_counter() - t0, reused=done_n)
@@ -959,6 +971,7 @@ def evaluate_table(
     seed: int = 0,
     grid: dict | None = None,
     jobs: int = 1,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Evaluate one feature table (indexed by utterance id) without a spec or store.
 
@@ -977,38 +990,42 @@ def evaluate_table(
     y = np.searchsorted(classes, y_lab)
     pname = "loso" if protocol == "loso_speaker" else protocol
     folds = PROTOCOLS.get(pname).folds(m, group="speaker", seed=seed, y=y_lab)
-    ms = CLASSIFIERS.get(model)
-
-    def one(f: Fold):
-        r = fit_predict(
-            ms,
-            x[f.train],
-            y[f.train],
-            speakers[f.train],
-            x[f.test],
-            task="classification",
-            normalisation="global" if normalisation != "none" else "none",
-            balancing="class_weight",
-            grid=grid or ms.grid,
-            params={},
-            inner_folds=3,
-            seed=seed,
-            sequences=False,
-            proba=False,
-        )
-        return f, r["pred"]
-
-    from joblib import Parallel, delayed
-
-    res = Parallel(n_jobs=jobs)(delayed(one)(f) for f in folds)
+    grid = grid or CLASSIFIERS.get(model).grid
+    tasks = [(i, dict(model=model, x=x, y=y, speakers=speakers, fold=f, normalisation=normalisation,
+                      grid=grid, seed=seed)) for i, f in enumerate(folds)]
+    preds = dict((executor or executor_for(jobs=jobs)).map(_table_fold, tasks))
     pred = np.empty(len(y), dtype=int)
     per_fold = []
-    for f, p in res:
-        pred[f.test] = p
-        per_fold.append(M.uar(y[f.test], p))
+    for i, f in enumerate(folds):
+        pred[f.test] = preds[i]
+        per_fold.append(M.uar(y[f.test], preds[i]))
     return {
         "uar": M.uar(y, pred),
         "accuracy": M.accuracy(y, pred),
         "macro_f1": M.macro_f1(y, pred),
         "uar_folds": per_fold,
     }
+
+
+def _table_fold(*, model: str, x: np.ndarray, y: np.ndarray, speakers: np.ndarray, fold: Fold,
+                normalisation: str, grid: dict, seed: int) -> np.ndarray:
+    """One fold of :func:`evaluate_table`: the test rows' predicted class indices."""
+    from featurekit.evaluation.models import CLASSIFIERS
+
+    r = fit_predict(
+        CLASSIFIERS.get(model),
+        x[fold.train],
+        y[fold.train],
+        speakers[fold.train],
+        x[fold.test],
+        task="classification",
+        normalisation="global" if normalisation != "none" else "none",
+        balancing="class_weight",
+        grid=grid,
+        params={},
+        inner_folds=3,
+        seed=seed,
+        sequences=False,
+        proba=False,
+    )
+    return r["pred"]
