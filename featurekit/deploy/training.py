@@ -120,8 +120,9 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
         The model directory.
     """
     from featurekit.audio import AudioOptions
+    from featurekit.evaluation.manifests import prepare_manifest
     from featurekit.evaluation.normalisation import NORMALISATIONS, SpeakerNormaliser
-    from featurekit.evaluation.runner import FeatureData, prepare_manifest
+    from featurekit.evaluation.runner import FeatureData
     from featurekit.evaluation.spec import FeatureSet, Spec, SpecError, load_spec
     from featurekit.executor import executor_for
     from featurekit.extractors import EXTRACTORS, make_extractor

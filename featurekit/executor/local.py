@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor as FuturesExecutor, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Executor as FuturesExecutor
 from typing import TypeVar
 
 from featurekit.executor.base import ExecutorBase, OnLost, Task, call_task, check_max_in_flight
