@@ -373,18 +373,23 @@ def extract(
     summary = ExtractionSummary()
     plan = _plan(manifest, requests, store, corpus=corpus, audio=audio, summary=summary)
     if plan.todo:
-        _run(
-            plan.todo,
-            requests,
-            audio,
-            plan.tables,
-            summary,
-            executor=executor or executor_for(jobs=jobs),
-            chunk_size=chunk_size,
-            flush_every=flush_every,
-            flush_seconds=flush_seconds,
-            progress=progress,
-        )
+        owned = None if executor is not None else executor_for(jobs=jobs)  # closed below: no idle pool left
+        try:
+            _run(
+                plan.todo,
+                requests,
+                audio,
+                plan.tables,
+                summary,
+                executor=executor or owned,
+                chunk_size=chunk_size,
+                flush_every=flush_every,
+                flush_seconds=flush_seconds,
+                progress=progress,
+            )
+        finally:
+            if owned is not None:
+                owned.close()
     _finish(plan, requests, summary, compact=compact)
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -161,8 +161,8 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
     log.info(f"{fs.name}:{model_name} on {len(manifest)} utterances of {manifest['speaker'].nunique()} "
              f"speakers: reading features from {store} (computing those it lacks)")
     sub = dataclasses.replace(spec, feature_sets=[fs])
-    data = FeatureData.load(sub, manifest, FeatureStore(store), executor=executor_for(jobs=jobs),
-                            progress=progress)
+    with executor_for(jobs=jobs) as executor:
+        data = FeatureData.load(sub, manifest, FeatureStore(store), executor=executor, progress=progress)
     speakers = manifest["speaker"].astype(str).to_numpy()
     groups = manifest[spec.protocol.get("group", "speaker")].astype(str).to_numpy()
 

@@ -46,7 +46,11 @@ def evaluate_table(
     grid = grid or CLASSIFIERS.get(model).grid
     tasks = [(i, dict(model=model, x=x, y=y, speakers=speakers, fold=f, normalisation=normalisation,
                       grid=grid, seed=seed)) for i, f in enumerate(folds)]
-    preds = dict((executor or executor_for(jobs=jobs)).map(_table_fold, tasks))
+    if executor is None:
+        with executor_for(jobs=jobs) as owned:
+            preds = dict(owned.map(_table_fold, tasks))
+    else:
+        preds = dict(executor.map(_table_fold, tasks))
     pred = np.empty(len(y), dtype=int)
     per_fold = []
     for i, f in enumerate(folds):

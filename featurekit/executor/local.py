@@ -1,9 +1,12 @@
 """Tasks in local worker processes (or threads): :class:`JoblibExecutor`.
 
-The processes are joblib's reusable loky pool (the one ``joblib.Parallel`` uses, started once and
-kept for later calls); the bounded window is ours, not ``joblib.Parallel``'s: Parallel dispatches a
-new task whenever one finishes, so results pile up while the caller is busy with one. Here the next
-task is submitted only when the caller has taken a result, so at most ``max_in_flight`` tasks are
+The processes are a loky pool (joblib's process backend) owned by the executor: started on its first
+map, kept for the next ones (extraction, then the folds, of one command) and stopped by ``close()``
+(idle workers also exit after :data:`IDLE_WORKER_TIMEOUT` seconds). It is not joblib's shared
+reusable pool, so ``joblib.Parallel`` calls elsewhere (e.g. a hyperparameter search) never find a pool
+configured by us. The bounded window is ours, not ``joblib.Parallel``'s: Parallel dispatches a new
+task whenever one finishes, so results pile up while the caller is busy with one. Here the next task
+is submitted only when the caller has taken a result, so at most ``max_in_flight`` tasks are
 submitted and not yet handed over.
 """
 
@@ -52,6 +55,13 @@ class JoblibExecutor(ExecutorBase):
     def __init__(self, n_jobs: int | None = None, *, max_in_flight: int | None = None) -> None:
         self.n_jobs = n_jobs
         self.max_in_flight = max_in_flight
+        self._pool: FuturesExecutor | None = None
+
+    def close(self) -> None:
+        """Stop the worker processes (a later :meth:`map` starts new ones)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     @property
     def workers(self) -> int:
@@ -66,11 +76,12 @@ class JoblibExecutor(ExecutorBase):
         if releases_gil:
             pool: FuturesExecutor = ThreadPoolExecutor(self.workers, thread_name_prefix="featurekit")
             return _window(pool, fn, iter(tasks), limit, owned=True)
-        from joblib.externals.loky import get_reusable_executor
+        if self._pool is None:
+            from joblib.externals.loky import ProcessPoolExecutor
 
-        pool = get_reusable_executor(max_workers=self.workers, timeout=IDLE_WORKER_TIMEOUT,
-                                     env=worker_environment(self.workers))
-        return _window(pool, fn, iter(tasks), limit, owned=False)
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, timeout=IDLE_WORKER_TIMEOUT,
+                                             env=worker_environment(self.workers))
+        return _window(self._pool, fn, iter(tasks), limit, owned=False)
 
     def __repr__(self) -> str:
         return f"JoblibExecutor(n_jobs={self.n_jobs})"
