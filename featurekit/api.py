@@ -172,23 +172,21 @@ class Features(_Params):
     def tables(self) -> list[str]:
         """The tables this object returns, as ``EXTRACTOR.KIND`` (checks the parameters)."""
         from featurekit.extractors import EXTRACTORS
+        from featurekit.featureset import TableKind, TableRef, parse_tables
 
-        entries = self.features.split(",") if isinstance(self.features, str) else list(self.features)
-        out: list[str] = []
-        for entry in (e.strip() for e in entries):
-            if not entry:
-                continue
-            name, dot, kind = entry.partition(".")
-            if dot:
-                out.append(entry)
-            elif EXTRACTORS.get(name).has_native:
-                out.append(f"{name}.native")
+        tables: list[TableRef] = []
+        for t in parse_tables(self.features):
+            if t.kind is not None:
+                tables.append(t)
+            elif EXTRACTORS.get(t.extractor).has_native:
+                tables.append(TableRef(t.extractor, TableKind.NATIVE))
             else:
-                out.extend(f"{name}.{fn}" for fn in self.functionals)
-        out = list(dict.fromkeys(out))
+                tables.extend(TableRef(t.extractor, TableKind.parse(fn)) for fn in self.functionals)
+        tables = list(dict.fromkeys(tables))
+        out = [t.table for t in tables]
         if not out:
             raise ValueError("Features: no features requested")
-        if any(t.endswith(".lld") for t in out) and len(out) > 1:
+        if any(t.frame_level for t in tables) and len(out) > 1:
             raise ValueError(
                 f"Features: an lld table is frame-level and must be requested alone; got {out} "
                 "(use one Features object per table)"
@@ -320,7 +318,7 @@ class Features(_Params):
                 warnings.warn(note, UserWarning, stacklevel=4)
             ok = manifest[~manifest["id"].isin(list(summary.failures))]
             if ok.empty:  # every file failed: nothing to read
-                return _nothing(any(k == "lld" for r in requests for k in r.kinds)), summary.failures
+                return _nothing(any(k.frame_level for r in requests for k in r.kinds)), summary.failures
             tables = [load_features(fstore, ok, req, kind, corpus=corpus, audio=audio)
                       for req in requests for kind in req.kinds]
         return _join(tables, [f"{r.extractor.name}.{k}" for r in requests for k in r.kinds]), summary.failures

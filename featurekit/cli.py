@@ -19,7 +19,7 @@ from featurekit.commands.base import COMMANDS, UsageError
 def build_parser() -> argparse.ArgumentParser:
     # the other command modules register their subcommands with @command on import (each cheap)
     from featurekit._version import __version__
-    from featurekit.commands import core, deploy, distributed, store  # noqa: F401
+    from featurekit.commands import core, deploy, distributed, encoder, store  # noqa: F401
 
     parser = argparse.ArgumentParser(prog="featurekit", description="speech emotion recognition toolkit",
                                      epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -32,10 +32,12 @@ import numpy as np
 import pandas as pd
 
 from featurekit.audio import AudioError, AudioOptions, load_audio
+from featurekit.augmentation import AUGMENTATION_LIBRARIES, source_of
 from featurekit.corpora.base import check_unique_paths
 from featurekit.executor import EnvironmentMismatchError, Executor, SerialExecutor, executor_for
 from featurekit.extractors.base import EXTRACTORS, Extractor, library_versions, make_extractor
 from featurekit.extractors.functionals import FUNCTIONALS, apply_functional
+from featurekit.featureset import TableKind, parse_tables
 from featurekit.store import AUDIO_LIBRARIES, LLD_KIND, NATIVE_KIND, FeatureStore, FeatureTable, align
 
 DEFAULT_FUNCTIONALS = ("mean_std",)
@@ -48,22 +50,28 @@ FLUSH_SECONDS = 30.0
 
 @dataclass
 class FeatureRequest:
-    """An extractor and the table kinds wanted from it (``native``, HSF names, ``lld``)."""
+    """An extractor and the table kinds wanted from it (``native``, HSF names, ``lld``; given as
+    :class:`~featurekit.featureset.TableKind` or their names, kept as ``TableKind``)."""
 
     extractor: Extractor
-    kinds: tuple[str, ...]
+    kinds: tuple[TableKind, ...]
 
     def __post_init__(self) -> None:
+        kinds = []
         for kind in self.kinds:
-            if kind == NATIVE_KIND and not self.extractor.has_native:
+            if kind not in TableKind._value2member_map_:
+                raise ValueError(f"unknown functional {kind!r}; known: {FUNCTIONALS.names()}, native, lld")
+            kind = TableKind(kind)
+            if kind is NATIVE_KIND and not self.extractor.has_native:
                 raise ValueError(
                     f"extractor {self.extractor.name!r} has no native functionals; "
                     f"use one of {FUNCTIONALS.names()} or lld"
                 )
-            if kind != NATIVE_KIND and not self.extractor.has_lld:
-                raise ValueError(f"extractor {self.extractor.name!r} has no frame-level output for {kind!r}")
-            if kind not in (NATIVE_KIND, LLD_KIND) and kind not in FUNCTIONALS:
-                raise ValueError(f"unknown functional {kind!r}; known: {FUNCTIONALS.names()}, native, lld")
+            if kind.needs_lld and not self.extractor.has_lld:
+                raise ValueError(f"extractor {self.extractor.name!r} has no frame-level output for "
+                                 f"{kind.value!r}")
+            kinds.append(kind)
+        self.kinds = tuple(kinds)
 
 
 def parse_features(
@@ -75,22 +83,23 @@ def parse_features(
 ) -> list[FeatureRequest]:
     """Turn ``"egemaps,mfcc.stats"`` style lists into requests.
 
-    An entry ``NAME.KIND`` asks for exactly that table. A bare ``NAME`` asks for the extractor's
-    native functionals (if it has them) plus every name in ``functionals`` (and ``lld`` when
-    ``lld`` is true). ``params`` maps extractor names to keyword parameters.
+    An entry ``NAME.KIND`` asks for exactly that table (:func:`featurekit.featureset.parse_tables`).
+    A bare ``NAME`` asks for the extractor's native functionals (if it has them) plus every name in
+    ``functionals`` (and ``lld`` when ``lld`` is true). ``params`` maps extractor names to keyword
+    parameters.
     """
-    names = [f.strip() for f in (features.split(",") if isinstance(features, str) else features) if f.strip()]
-    if not names:
+    tables = parse_tables(features)
+    if not tables:
         raise ValueError("no features requested")
     for fn in functionals:
         if fn not in FUNCTIONALS and fn != NATIVE_KIND:
             raise ValueError(f"unknown functional {fn!r}; known: {FUNCTIONALS.names()}")
     wanted: dict[str, list[str]] = {}
-    for entry in names:
-        name, _, kind = entry.partition(".")
+    for table in tables:
+        name, kind = table.extractor, table.kind
         cls = EXTRACTORS.get(name)
         kinds = wanted.setdefault(name, [])
-        if kind:
+        if kind is not None:
             kinds.append(kind)
         else:
             if cls.has_native:
@@ -181,11 +190,14 @@ def check_finite(values: np.ndarray, names: list[str], path: str, table: str) ->
                            f"{width} columns: {listed}); nothing stored for it")
 
 
-def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: AudioOptions) -> dict:
+def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: AudioOptions,
+                   augmentation=None) -> dict:
     """Worker: compute the needed tables for a few utterances. Never raises for a bad file.
 
     Signals are decoded once; each extractor then sees all signals of the chunk that need it
-    (so batching extractors can batch).
+    (so batching extractors can batch). With ``augmentation`` (a
+    :class:`~featurekit.augmentation.WaveformAugmentation`) the items are copies (ids ``ID#augK``)
+    and each decoded signal is replaced by its augmented copy before any extractor sees it.
     """
     sr = audio.sample_rate
     failures: dict[str, str] = {}
@@ -195,8 +207,14 @@ def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: Au
         ctx, caught = _catching()
         try:
             signals[uid] = load_audio(path, options=audio, start=start, end=end)
+            if augmentation is not None:
+                source, k = source_of(uid)
+                signals[uid] = augmentation.apply(signals[uid], options=audio, utterance=source, copy=k,
+                                                  where=str(path))
         except AudioError as err:
             failures[uid] = str(err)
+        except Exception as err:  # a transform failing on one file must not stop the batch
+            failures[uid] = f"{path}: augmentation: {type(err).__name__}: {err}"
         finally:
             ctx.__exit__(None, None, None)
         notes.extend(_quiet_warnings(caught, str(path)))
@@ -323,6 +341,7 @@ def extract(
     flush_seconds: float = FLUSH_SECONDS,
     progress: bool = True,
     compact: bool = True,
+    augmentation=None,
 ) -> ExtractionSummary:
     """Compute every requested table for every utterance of ``manifest`` that the store lacks.
 
@@ -350,6 +369,10 @@ def extract(
         buffers :data:`FLUSH_BYTES` of values).
     flush_seconds
         Whatever is buffered is written once this many seconds have passed since the last write.
+    augmentation
+        A :class:`~featurekit.augmentation.WaveformAugmentation`: compute its copies of the manifest's
+        utterances instead (ids ``ID#augK``, in the augmented tables of the store), with the same
+        extractors and table kinds and the same decoding and conditioning.
 
     Raises
     ------
@@ -371,7 +394,8 @@ def extract(
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, not {chunk_size}")
     summary = ExtractionSummary()
-    plan = _plan(manifest, requests, store, corpus=corpus, audio=audio, summary=summary)
+    plan = _plan(manifest, requests, store, corpus=corpus, audio=audio, summary=summary,
+                 augmentation=augmentation)
     if plan.todo:
         owned = None if executor is not None else executor_for(jobs=jobs)  # closed below: no idle pool left
         try:
@@ -386,6 +410,7 @@ def extract(
                 flush_every=flush_every,
                 flush_seconds=flush_seconds,
                 progress=progress,
+                augmentation=augmentation,
             )
         finally:
             if owned is not None:
@@ -417,12 +442,17 @@ def _plan(
     corpus: str,
     audio: AudioOptions,
     summary: ExtractionSummary,
+    augmentation=None,
 ) -> _Plan:
     """Fingerprint the files and list the (utterance, table) pairs the store lacks.
 
     Unreadable files go to ``summary.failures``; pairs already stored count as ``summary.cache_hits``.
+    With ``augmentation``: the copies of the manifest's utterances, in the augmented tables.
     """
     check_unique_paths(manifest, source=f"manifest of {corpus}")
+    aug_key = None
+    if augmentation is not None:
+        manifest, aug_key = augmentation.copies_manifest(manifest), augmentation.key()
     ids = manifest["id"].astype(str).tolist()
     paths = manifest["path"].astype(str).tolist()
     starts = manifest["start"].tolist() if "start" in manifest else [None] * len(ids)
@@ -436,7 +466,7 @@ def _plan(
     present: dict[tuple[int, str], set] = {}
     for ri, req in enumerate(requests):
         for kind in req.kinds:
-            t = store.table(corpus, req.extractor, kind, audio)
+            t = store.table(corpus, req.extractor, kind, audio, augmentation=aug_key)
             t.remove_orphans()  # left by a writer killed earlier
             tables[(ri, kind)] = t
             present[(ri, kind)] = set(zip(*[t.keys()[c] for c in ("id", "fingerprint")]))
@@ -500,17 +530,17 @@ def _longest_first(todo: list) -> list:
 
 
 def _run(todo, requests, audio, tables, summary, *, executor: Executor, chunk_size, flush_every,
-         flush_seconds, progress) -> None:
+         flush_seconds, progress, augmentation=None) -> None:
     if executor.local and len(todo) <= IN_PROCESS_MAX:
         executor = SerialExecutor()
     if chunk_size is None:
         chunk_size = _default_chunk_size(len(todo), executor.workers)
     todo = _longest_first(todo)
-    expected = environment(requests)
+    expected = environment(requests, augmentation)
 
     def task(items: list[tuple], given_up: str | None = None) -> tuple[Hashable, dict]:
         return items[0][0], {"items": items, "requests": requests, "audio": audio, "expected": expected,
-                             "given_up": given_up}
+                             "given_up": given_up, "augmentation": augmentation}
 
     def on_lost(_uid, kwargs: dict, err: BaseException) -> list:
         items = kwargs["items"]
@@ -524,9 +554,11 @@ def _run(todo, requests, audio, tables, summary, *, executor: Executor, chunk_si
              progress=progress)
 
 
-def environment(requests: list[FeatureRequest]) -> tuple[tuple[str, str], ...]:
-    """What must match between this process and the workers: extractor code and library versions."""
-    libraries = sorted({*AUDIO_LIBRARIES, *(lib for r in requests for lib in r.extractor.libraries)})
+def environment(requests: list[FeatureRequest], augmentation=None) -> tuple[tuple[str, str], ...]:
+    """What must match between this process and the workers: extractor code and library versions
+    (and the augmentation libraries' when the work is augmented copies)."""
+    libraries = sorted({*AUDIO_LIBRARIES, *(lib for r in requests for lib in r.extractor.libraries),
+                        *(AUGMENTATION_LIBRARIES if augmentation is not None else ())})
     out = {f"{r.extractor.name} (extractor version)": str(r.extractor.version) for r in requests}
     out.update(_library_versions(tuple(libraries)))
     return tuple(sorted(out.items()))
@@ -538,13 +570,14 @@ def _library_versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 
 def checked_chunk(items: list[tuple], requests: list[FeatureRequest], audio: AudioOptions,
-                  expected: tuple[tuple[str, str], ...], given_up: str | None = None) -> dict:
+                  expected: tuple[tuple[str, str], ...], given_up: str | None = None,
+                  augmentation=None) -> dict:
     """Worker: the rows of a chunk, once this worker's versions are known to equal the caller's
     ``expected`` (:func:`environment`). ``given_up``: the reason to report the chunk's one utterance
     as failed instead (its worker kept dying)."""
     if given_up is not None:
         return {"results": {}, "failures": {items[0][0]: given_up}, "notes": [], "n": len(items)}
-    here = dict(environment(requests))
+    here = dict(environment(requests, augmentation))
     differ = {k: (v, here.get(k, "missing")) for k, v in expected if here.get(k, "missing") != v}
     if differ:
         import socket
@@ -553,7 +586,7 @@ def checked_chunk(items: list[tuple], requests: list[FeatureRequest], audio: Aud
         raise EnvironmentMismatchError(f"worker on {socket.gethostname()} has other versions than the client "
                                        f"({lines}); install the same environment on the workers and the "
                                        f"client, or features would be stored under the wrong key")
-    return _process_chunk(items, requests, audio)
+    return _process_chunk(items, requests, audio, augmentation)
 
 
 def _consume(

@@ -70,7 +70,7 @@ def test_published_extractor_parameters_and_presets_validate():
      r"augmentation\.spec_augment.*unknown key 'time_mask'.*time_masks"),
     ({"augmentation": {"spec_augment": {"time_masks": -1}}}, r"augmentation\.spec_augment\.time_masks"),
     ({"augmentation": {"spec_augment": {"time_masks": 2.0}}}, r"augmentation\.spec_augment\.time_masks"),
-    ({"augmentation": {"waveform": {"noise": 1}}}, r"unknown key 'waveform'"),
+    ({"augmentation": {"waveform": {"noise": 1}}}, r"augmentation.waveform.noise: unknown key 'noise'"),
     ({"augmentation": {"spec_augment": {"time_masks": 1, "time_mask_width": 4}, "models": ["cnnn"]}},
      r"augmentation\.models\[0\]: unknown model entry 'cnnn'"),
     ({"features": {"sets": ["egemaps", "logmel.lld"]},

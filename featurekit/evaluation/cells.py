@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from featurekit.evaluation import attribution as A
 from featurekit.evaluation import metrics as M
 from featurekit.evaluation.protocols import Fold
 from featurekit.evaluation.spec import FeatureSet, Spec, SpecError
@@ -77,6 +78,8 @@ class Cell:
                 # stacking: the members' models too (absent for other cells: their digests unchanged)
                 **({"stack": {m: _model_config(spec, m) for _, m in self.feature_set.stack}}
                    if self.feature_set.stack else {}),
+                # attribution: only when it applies to this cell (other digests unchanged)
+                **A.attribution_digest(spec, self),
             },
             sort_keys=True,
             default=str,
@@ -91,6 +94,8 @@ def _model_config(spec: Spec, name: str) -> dict:
         out["registered"] = cfg["model"]
     if "inner_folds" in cfg:
         out["inner_folds"] = cfg["inner_folds"]
+    if "waveform_augmentation" in cfg:  # absent for other models: their digests unchanged
+        out["waveform_augmentation"] = cfg["waveform_augmentation"]
     return out
 
 

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from featurekit.evaluation import attribution as A
 from featurekit.evaluation.models import model_registry
 from featurekit.evaluation.pipeline import fit_predict
 from featurekit.evaluation.protocols import Fold
@@ -35,6 +36,8 @@ def run_fold(
     pre: list[tuple] | None = None,
     stack: list[str] | None = None,
     inner_by_model: dict[str, int] | None = None,
+    attribution: dict | None = None,
+    copies=None,
 ) -> dict:
     t0 = time.perf_counter()
     cfg = spec_models[model]
@@ -50,14 +53,17 @@ def run_fold(
                                  meta=model, stack=stack, norm=norm, balancing=balancing, seed=seed, pre=pre,
                                  inner_by_model=inner_by_model or {}, inner_folds=inner_folds, t0=t0)
     outs = []
-    for x, seq, steps in zip(members, sequences, pre):
+    for j, (x, seq, steps) in enumerate(zip(members, sequences, pre)):
         params = dict(cfg["params"])
+        x_train, y_train, g_train, scored = x[fold.train], y[fold.train], groups[fold.train], None
+        if copies is not None:  # waveform augmentation: + copies of this fold's training utterances
+            x_train, y_train, g_train, scored = copies.training_rows(j, x, y, groups, fold.train)
         outs.append(
             fit_predict(
                 ms,
-                x[fold.train],
-                y[fold.train],
-                groups[fold.train],
+                x_train,
+                y_train,
+                g_train,
                 x[fold.test],
                 task=task,
                 normalisation=norm,
@@ -69,6 +75,8 @@ def run_fold(
                 sequences=seq,
                 proba=late or task == "classification",
                 pre=steps,
+                keep_model=attribution is not None,
+                scored=scored,
             )
         )
     if late:
@@ -77,7 +85,7 @@ def run_fold(
         best = {f"member{i}": o["best_params"] for i, o in enumerate(outs)}
     else:
         pred, proba, best = outs[0]["pred"], outs[0]["proba"], outs[0]["best_params"]
-    return {
+    result = {
         "cell": cell_key,
         "fold": fold.name,
         "test": fold.test,
@@ -87,6 +95,10 @@ def run_fold(
         "seconds": time.perf_counter() - t0,
         "scopes": fold.scopes,
     }
+    if attribution is not None:  # after the fit: the fold's model on its test utterances only
+        result["attribution"] = A.attribute_fold(outs[0]["model"], members[0][fold.test], y[fold.test],
+                                                 seed=seed, **attribution)
+    return result
 
 
 def run_stacked_fold(cell_key, fold, members, y, groups, *, spec_models, task, meta, stack, norm, balancing,

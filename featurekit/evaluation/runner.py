@@ -9,6 +9,8 @@ Output directory::
     spec.json          the resolved spec, seeds, library versions, store tables used
     audit.json|.md     the design audit's findings (featurekit.audit), run before anything is fit
     cells/*.json|.parquet  finished cells (resume: a finished cell is not recomputed)
+    cells/*.attribution.npz|.json, attribution.json   per-cell attribution and its index (specs with
+                       [attribution]; featurekit.evaluation.attribution)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pandas as pd
 
 from featurekit.audio import AudioOptions
 from featurekit.audit import AuditError, audit_experiment
+from featurekit.evaluation import attribution as A
 from featurekit.evaluation.cells import VERSIONED, Cell, assemble_results, plan_cells, save_cell, write_spec
 from featurekit.evaluation.errors import DataError
 from featurekit.evaluation.folds import run_fold as _run_fold
@@ -40,13 +43,14 @@ from featurekit.evaluation.table import evaluate_table
 from featurekit.executor import Executor, SerialExecutor, executor_for
 from featurekit.extraction import FeatureRequest, extract
 from featurekit.extractors import make_extractor
+from featurekit.featureset import parse_layer_selection
 from featurekit.store import FeatureStore, align, feature_columns, nearest_frames, to_sequences
 
 # Re-exported: where callers and tests have always imported them from (the runner's parts moved to
 # cells, folds, manifests, table and errors).
 __all__ = ["VERSIONED", "Cell", "DataError", "FeatureData", "FeatureStore", "StackedData",
            "check_sequence_lengths", "cross_corpus_manifest", "evaluate_table", "experiment_manifest",
-           "load_corpus_for", "make_folds", "parse_layer", "plan_cells", "prepare_manifest", "run"]
+           "load_corpus_for", "make_folds", "plan_cells", "prepare_manifest", "run"]
 
 
 class FeatureData:
@@ -133,12 +137,16 @@ class FeatureData:
     def _table(self, m: Member) -> pd.DataFrame:
         if m.table not in self._tables:
             ext = make_extractor(m.extractor, **self.spec.extractors.get(m.extractor, {}))
-            t = self.store.table(self.corpus, ext, m.kind, self.audio).read()
-            if m.kind == "lld":
+            t = self._store_table(ext, m.kind).read()
+            if m.table_kind.frame_level:
                 self._tables[m.table] = t
             else:
                 self._tables[m.table] = align(t, self.manifest, self.fingerprints)
         return self._tables[m.table]
+
+    def _store_table(self, ext, kind: str):
+        """The store table a member is read from (augmented copies: another table)."""
+        return self.store.table(self.corpus, ext, kind, self.audio)
 
     def matrix(self, fs: FeatureSet) -> tuple[np.ndarray, list[str]]:
         """Vectors ``(n, d)`` float32 for an early-fused feature set, and their column names."""
@@ -160,6 +168,12 @@ class FeatureData:
             blocks.append(x)
             names += cols
         return np.hstack(blocks), names
+
+    def column_names(self, fs: FeatureSet) -> list[str]:
+        """The feature names of a set's columns (vectors) or frame features (sequences)."""
+        if not fs.sequences:
+            return self.matrix(fs)[1]
+        return [c for m in fs.members for c in feature_columns(self._table(m))]
 
     def _member_sequences(self, m: Member) -> tuple[np.ndarray, np.ndarray]:
         """One LLD table as sequences and their frame times, in manifest order (cached)."""
@@ -217,27 +231,18 @@ class StackedData:
     def sequences(self, fs: FeatureSet) -> np.ndarray:
         return np.concatenate([p.sequences(fs) for p in self.parts])
 
-
-def parse_layer(text: str) -> int | list[int] | str:
-    """``"-1"`` -> -1, ``"3,4"`` -> [3, 4], ``"mean"`` -> "mean" (the ``@LAYER`` of a feature set)."""
-    if text == "mean":
-        return text
-    try:
-        parts = [int(x) for x in text.split(",")]
-    except ValueError:
-        raise SpecError(f"layer {text!r}: use an index, indices joined by ',' or 'mean'") from None
-    return parts[0] if len(parts) == 1 else parts
+    def column_names(self, fs: FeatureSet) -> list[str]:
+        return self.parts[0].column_names(fs)
 
 
 def _select_layers(table: pd.DataFrame, layer: str) -> pd.DataFrame:
-    from featurekit.evaluation.spec import split_weighted_layers
     from featurekit.extractors.ssl.layers import layer_numbers, select_layers
 
-    weighted, selection = split_weighted_layers(layer)
-    if weighted and selection is None:  # every layer: their columns side by side, weighted in the model
+    selection = parse_layer_selection(layer)
+    if selection.weighted and selection.layers is None:  # every layer: side by side, weighted in the model
         layers = sorted({n for v in layer_numbers(table).values() for n in v})
         return select_layers(table, layers)
-    return select_layers(table, parse_layer(selection))
+    return select_layers(table, selection.selection)
 
 
 def _cell_inputs(data: FeatureData, fs: FeatureSet, norm: str, speakers: np.ndarray):
@@ -284,14 +289,32 @@ def _member_sets(fs: FeatureSet) -> list[FeatureSet]:
 def _layer_steps(data, fs: FeatureSet, seed: int) -> tuple:
     """The learned layer weighting step of a feature set with an ``@wsum`` member (else none)."""
     from featurekit.evaluation.layerfusion import LayerWeightedSum, layer_blocks
-    from featurekit.evaluation.spec import split_weighted_layers
 
-    if fs.sequences or not any(m.layer and split_weighted_layers(m.layer)[0] for m in fs.members):
+    if fs.sequences or not any(m.layer and parse_layer_selection(m.layer).weighted for m in fs.members):
         return ()
     found = layer_blocks(data.matrix(fs)[1])
     if found is None:
         raise SpecError(f"{fs.name}: @wsum needs at least two encoder layers in the stored features")
     return (("layers", LayerWeightedSum(found[0], found[1], seed=seed)),)
+
+
+def _waveform_copies(spec: Spec, data, cells: list[Cell], folds: list, speakers: np.ndarray, *,
+                     executor: Executor, progress: bool):
+    """``cell -> Copies | None``: the augmented copies of the training utterances for the cells whose
+    model has ``[augmentation.waveform]`` (:mod:`featurekit.evaluation.augmentation`)."""
+    augmented = [c for c in cells if "waveform_augmentation" in spec.models[c.model]]
+    if not augmented:
+        return lambda cell: None
+    from featurekit.augmentation import WaveformAugmentation
+    from featurekit.evaluation.augmentation import AugmentedFeatureData, cell_copies, training_positions
+
+    aug = WaveformAugmentation.from_resolved(spec.models[augmented[0].model]["waveform_augmentation"])
+    sets = [g for c in augmented for g in _member_sets(c.feature_set)]
+    copies = AugmentedFeatureData.load_copies(data, aug, training_positions(folds), sets, executor=executor,
+                                              progress=progress)
+    found = {id(c): cell_copies(data, copies, c.feature_set, c.normalisation, speakers,
+                                _member_sets(c.feature_set)) for c in augmented}
+    return lambda cell: found.get(id(cell))
 
 
 def run(
@@ -382,7 +405,9 @@ def run(
 
     todo = [c for c in cells if not (out / "cells" / f"{c.digest(spec)}.json").exists()]
     done_n = len(cells) - len(todo)
+    copies_of = _waveform_copies(spec, data, todo, folds, speakers, executor=executor, progress=progress)
     tasks = []
+    attribution_names: dict[str, list[str]] = {}
     corpora = manifest["corpus"].astype(str).to_numpy() if "corpus" in manifest else None
     for c in todo:
         if c.normalisation == "corpus" and (corpora is None or c.feature_set.sequences):
@@ -392,6 +417,9 @@ def run(
         seqs = [g.sequences for g in _member_sets(c.feature_set)]
         pre = [_layer_steps(data, g, spec.seed) for g in _member_sets(c.feature_set)]
         stack = [m for _, m in c.feature_set.stack] or None
+        attribution = A.fold_attribution(spec, c, len(classes))
+        if attribution is not None:
+            attribution_names[c.digest(spec)] = data.column_names(c.feature_set)
         for target, y in ys.items():
             for f in folds:
                 tasks.append(
@@ -417,6 +445,8 @@ def run(
                             stack=stack,
                             inner_by_model={m: spec.inner_folds(m) for m in [*stack, c.model]}
                             if stack else None,
+                            attribution=attribution,
+                            copies=copies_of(c),
                         ),
                     )
                 )
@@ -436,8 +466,12 @@ def run(
         pending.setdefault(digest, []).append((order[task_id], target, r))
         if len(pending[digest]) == expected:  # in task order, whatever order the folds finished in
             parts = [(t, r) for _, t, r in sorted(pending.pop(digest), key=lambda p: p[0])]
+            if digest in attribution_names:  # before the cell's json, which marks it done
+                A.save_cell_attribution(out / "cells", digest, by_key[digest], parts, classes,
+                                        attribution_names[digest])
             save_cell(out, spec, by_key[digest], parts, manifest, classes, protocol)
     bar.close()
     results_df = assemble_results(out, spec, cells)
+    A.write_attribution_index(out, spec, cells)
     write_spec(out, spec, data, folds, protocol, seconds=time.perf_counter() - t0, reused=done_n)
     return results_df
