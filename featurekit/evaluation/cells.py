@@ -22,6 +22,7 @@ import pandas as pd
 
 from featurekit.evaluation import attribution as A
 from featurekit.evaluation import metrics as M
+from featurekit.evaluation.folds import FOLD_THREADS
 from featurekit.evaluation.protocols import Fold
 from featurekit.evaluation.spec import FeatureSet, Spec, SpecError
 from featurekit.extractors.base import library_versions
@@ -314,6 +315,7 @@ def write_spec(
         "folds": [{"name": f.name, "n_train": len(f.train), "n_test": len(f.test)} for f in folds],
         "n_utterances": len(data.manifest),
         "library_versions": library_versions(VERSIONED),
+        "fold_threads": FOLD_THREADS,  # BLAS / OpenMP threads per fold (featurekit.evaluation.folds)
         "seconds": round(seconds, 2),
         "cells_reused": reused,
     }

@@ -2,6 +2,12 @@
 
 :func:`run_fold` is what an executor's workers run (its arguments are plain data: arrays, the spec's
 model table, the fold), so it must stay importable and free of the runner's state.
+
+A fold runs with one BLAS / OpenMP thread (:data:`FOLD_THREADS`, through threadpoolctl): the folds are
+the unit of parallelism, and iterative optimisers (MLP, lbfgs, torch) follow the floating-point order
+of their matrix products, so a thread count that followed ``--jobs`` or the machine's cores would make
+the numbers depend on them (measured: GeMAPS + MLP on Emo-DB, LOSO UAR 0.667698 with one thread,
+0.669213 with two). Torch heads set their own thread count (``n_threads``).
 """
 
 from __future__ import annotations
@@ -9,14 +15,24 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from featurekit.evaluation import attribution as A
 from featurekit.evaluation.models import model_registry
 from featurekit.evaluation.pipeline import fit_predict
 from featurekit.evaluation.protocols import Fold
 
+#: BLAS / OpenMP threads of a fold (recorded in spec.json).
+FOLD_THREADS = 1
 
-def run_fold(
+
+def run_fold(cell_key: str, fold: Fold, inputs, y: np.ndarray, groups: np.ndarray, **kwargs) -> dict:
+    """One outer fold (see :func:`_fold`), with :data:`FOLD_THREADS` BLAS / OpenMP threads."""
+    with threadpool_limits(limits=FOLD_THREADS):
+        return _fold(cell_key, fold, inputs, y, groups, **kwargs)
+
+
+def _fold(
     cell_key: str,
     fold: Fold,
     inputs,
