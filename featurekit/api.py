@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from featurekit.evaluation.spec import Spec
+    from featurekit.executor import Executor
     from featurekit.extraction import FeatureRequest
 
 #: Corpus name under which :meth:`Features.process_files` keeps its rows in a store.
@@ -425,6 +426,7 @@ def evaluate(
     progress: bool = False,
     manifest: pd.DataFrame | None = None,
     roots: dict[str, str | os.PathLike] | None = None,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """Run an experiment spec, as ``featurekit evaluate`` does; return the tidy results.
 
@@ -444,7 +446,7 @@ def evaluate(
     test_root
         A ``cross_corpus`` protocol's test corpus root (default: its ``root_env`` variable).
     scheduler
-        A dask.distributed scheduler address to run the folds on.
+        A dask.distributed scheduler address to extract and run the folds on.
     progress
         Show progress bars.
     manifest
@@ -453,6 +455,9 @@ def evaluate(
     roots
         A multi-corpus spec's ``{NAME: root}`` of its ``[corpora.NAME]`` (default: each one's
         ``root_env`` variable); ``root`` is then not used.
+    executor
+        Where to extract and run the folds (:mod:`featurekit.executor`; closed at the end); default
+        :func:`~featurekit.executor.executor_for` of ``jobs`` and ``scheduler``.
 
     Returns
     -------
@@ -462,6 +467,7 @@ def evaluate(
     from featurekit.defaults import default_store
     from featurekit.evaluation import load_spec, run
     from featurekit.evaluation.spec import Spec
+    from featurekit.executor import executor_for
 
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
@@ -469,9 +475,9 @@ def evaluate(
         root = manifest.attrs.get("root", "")
     if not spec.corpora:
         root = root if manifest is not None else resolve_root(spec, root)
-    run(spec, root, out,
-        store=store if store is not None else default_store(), jobs=jobs, progress=progress,
-        manifest=manifest, scheduler=scheduler, test_root=resolve_test_root(spec, test_root), roots=roots)
+    with executor or executor_for(jobs=jobs, scheduler=scheduler) as where:
+        run(spec, root, out, store=store if store is not None else default_store(), executor=where,
+            progress=progress, manifest=manifest, test_root=resolve_test_root(spec, test_root), roots=roots)
     return load_results(out)
 
 

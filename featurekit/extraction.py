@@ -2,12 +2,14 @@
 
 One call, :func:`extract`, handles a manifest and a list of :class:`FeatureRequest`. Each
 utterance is decoded once per chunk and run through every extractor that still lacks its row.
-Work is dispatched with joblib in chunks (``pre_dispatch`` bounds how many are in flight) and
-results are flushed to the store once a table has ``flush_every`` utterances or ``FLUSH_BYTES`` of
-values buffered, or ``flush_seconds`` (default :data:`FLUSH_SECONDS`) after the last write, so memory
-stays bounded and a killed run keeps everything flushed before the kill: it loses at most the rows
-of the last ``flush_seconds`` plus the chunks in flight (parts are merged at the end). A file that
-fails is listed with its reason; it never stops the others.
+Chunks of utterances go to an executor (:mod:`featurekit.executor`: this process, local processes
+or a Dask cluster, whose workers read the audio from shared storage; a bounded window of chunks is
+in flight) and only the calling process writes the store. Results are flushed to the store once a
+table has ``flush_every`` utterances or ``FLUSH_BYTES`` of values buffered, or ``flush_seconds``
+(default :data:`FLUSH_SECONDS`) after the last write, so memory stays bounded and a killed run keeps
+everything flushed before the kill: it loses at most the rows of the last ``flush_seconds`` plus the
+chunks in flight (parts are merged at the end). A file that fails is listed with its reason; it never
+stops the others.
 
 Every value an extractor returns is checked: a file whose LLDs, native functionals or HSFs hold
 NaN or infinite values fails with the extractor, the table and the columns named (nothing of it is
@@ -18,22 +20,25 @@ eGeMAPS on unvoiced audio has 0 for its F0 functionals (``tests/test_hostile_inp
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from featurekit.audio import AudioError, AudioOptions, load_audio
-from featurekit.augmentation import source_of
+from featurekit.augmentation import AUGMENTATION_LIBRARIES, source_of
 from featurekit.corpora.base import check_unique_paths
-from featurekit.extractors.base import EXTRACTORS, Extractor, make_extractor
+from featurekit.executor import EnvironmentMismatchError, Executor, SerialExecutor, executor_for
+from featurekit.extractors.base import EXTRACTORS, Extractor, library_versions, make_extractor
 from featurekit.extractors.functionals import FUNCTIONALS, apply_functional
 from featurekit.featureset import TableKind, parse_tables
-from featurekit.store import LLD_KIND, NATIVE_KIND, FeatureStore, FeatureTable, align
+from featurekit.store import AUDIO_LIBRARIES, LLD_KIND, NATIVE_KIND, FeatureStore, FeatureTable, align
 
 DEFAULT_FUNCTIONALS = ("mean_std",)
 DEFAULT_FLUSH_EVERY = 4096
@@ -329,6 +334,7 @@ def extract(
     *,
     corpus: str,
     audio: AudioOptions | None = None,
+    executor: Executor | None = None,
     jobs: int | None = None,
     chunk_size: int | None = None,
     flush_every: int = DEFAULT_FLUSH_EVERY,
@@ -351,10 +357,13 @@ def extract(
         Corpus name (a store key component).
     audio
         Decoding options (default 16 kHz, natural length).
+    executor
+        Where chunks are computed (:func:`featurekit.executor.executor_for`); on a cluster, the
+        manifest's paths must be readable by the workers. Only this process writes ``store``.
     jobs
-        Worker processes (default: all cores; 1 runs in this process).
+        Without ``executor``: local worker processes (default: all cores; 1 runs in this process).
     chunk_size
-        Utterances per task (default: adaptive, at most 16).
+        Utterances per task (default: about four tasks per worker, at most 8).
     flush_every
         Buffered utterances per table before a part is written (a part is also written once a table
         buffers :data:`FLUSH_BYTES` of values).
@@ -369,27 +378,43 @@ def extract(
     ------
     ValueError
         The manifest lists one audio file (or segment) under two ids (nothing is computed).
+    EnvironmentMismatchError
+        A worker has other extractor or library versions than this process (the store's table keys
+        are this process'): the run stops rather than store rows under the wrong key.
+    SchedulerError
+        The executor's cluster cannot be reached or was lost (rows received until then are stored).
+
+    Notes
+    -----
+    A chunk whose worker keeps dying (a remote executor's lost worker) is split and its utterances
+    retried one by one, so only a file that crashes workers by itself is reported as failed.
     """
     t0 = time.perf_counter()
     audio = audio or AudioOptions()
-    jobs = jobs or os.cpu_count() or 1
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, not {chunk_size}")
     summary = ExtractionSummary()
     plan = _plan(manifest, requests, store, corpus=corpus, audio=audio, summary=summary,
                  augmentation=augmentation)
     if plan.todo:
-        _run(
-            plan.todo,
-            requests,
-            audio,
-            plan.tables,
-            summary,
-            jobs=jobs,
-            chunk_size=chunk_size,
-            flush_every=flush_every,
-            flush_seconds=flush_seconds,
-            progress=progress,
-            augmentation=augmentation,
-        )
+        owned = None if executor is not None else executor_for(jobs=jobs)  # closed below: no idle pool left
+        try:
+            _run(
+                plan.todo,
+                requests,
+                audio,
+                plan.tables,
+                summary,
+                executor=executor or owned,
+                chunk_size=chunk_size,
+                flush_every=flush_every,
+                flush_seconds=flush_seconds,
+                progress=progress,
+                augmentation=augmentation,
+            )
+        finally:
+            if owned is not None:
+                owned.close()
     _finish(plan, requests, summary, compact=compact)
     summary.seconds = time.perf_counter() - t0
     return summary
@@ -504,24 +529,64 @@ def _longest_first(todo: list) -> list:
     return sorted(todo, key=size, reverse=True)
 
 
-def _run(todo, requests, audio, tables, summary, *, jobs, chunk_size, flush_every, flush_seconds,
-         progress, augmentation=None) -> None:
-    if len(todo) <= IN_PROCESS_MAX:
-        jobs = 1
+def _run(todo, requests, audio, tables, summary, *, executor: Executor, chunk_size, flush_every,
+         flush_seconds, progress, augmentation=None) -> None:
+    if executor.local and len(todo) <= IN_PROCESS_MAX:
+        executor = SerialExecutor()
     if chunk_size is None:
-        chunk_size = _default_chunk_size(len(todo), jobs)
+        chunk_size = _default_chunk_size(len(todo), executor.workers)
     todo = _longest_first(todo)
-    chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
-    if jobs == 1:
-        outputs = (_process_chunk(c, requests, audio, augmentation) for c in chunks)
-    else:
-        from joblib import Parallel, delayed
+    expected = environment(requests, augmentation)
 
-        outputs = Parallel(n_jobs=jobs, return_as="generator_unordered", pre_dispatch="2*n_jobs")(
-            delayed(_process_chunk)(c, requests, audio, augmentation) for c in chunks
-        )
+    def task(items: list[tuple], given_up: str | None = None) -> tuple[Hashable, dict]:
+        return items[0][0], {"items": items, "requests": requests, "audio": audio, "expected": expected,
+                             "given_up": given_up, "augmentation": augmentation}
+
+    def on_lost(_uid, kwargs: dict, err: BaseException) -> list:
+        items = kwargs["items"]
+        if len(items) > 1:  # find the culprit: retry the utterances one by one
+            return [task([item]) for item in items]
+        return [task(items, given_up=f"{items[0][1]}: the worker processing it died repeatedly ({err})")]
+
+    tasks = (task(todo[i : i + chunk_size]) for i in range(0, len(todo), chunk_size))
+    outputs = (out for _uid, out in executor.map(checked_chunk, tasks, on_lost=on_lost))
     _consume(outputs, tables, summary, total=len(todo), flush_every=flush_every, flush_seconds=flush_seconds,
              progress=progress)
+
+
+def environment(requests: list[FeatureRequest], augmentation=None) -> tuple[tuple[str, str], ...]:
+    """What must match between this process and the workers: extractor code and library versions
+    (and the augmentation libraries' when the work is augmented copies)."""
+    libraries = sorted({*AUDIO_LIBRARIES, *(lib for r in requests for lib in r.extractor.libraries),
+                        *(AUGMENTATION_LIBRARIES if augmentation is not None else ())})
+    out = {f"{r.extractor.name} (extractor version)": str(r.extractor.version) for r in requests}
+    out.update(_library_versions(tuple(libraries)))
+    return tuple(sorted(out.items()))
+
+
+@functools.lru_cache(maxsize=32)
+def _library_versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(library_versions(names).items())
+
+
+def checked_chunk(items: list[tuple], requests: list[FeatureRequest], audio: AudioOptions,
+                  expected: tuple[tuple[str, str], ...], given_up: str | None = None,
+                  augmentation=None) -> dict:
+    """Worker: the rows of a chunk, once this worker's versions are known to equal the caller's
+    ``expected`` (:func:`environment`). ``given_up``: the reason to report the chunk's one utterance
+    as failed instead (its worker kept dying)."""
+    if given_up is not None:
+        return {"results": {}, "failures": {items[0][0]: given_up}, "notes": [], "n": len(items)}
+    here = dict(environment(requests, augmentation))
+    differ = {k: (v, here.get(k, "missing")) for k, v in expected if here.get(k, "missing") != v}
+    if differ:
+        import socket
+
+        lines = ", ".join(f"{k}: client {a}, worker {b}" for k, (a, b) in differ.items())
+        raise EnvironmentMismatchError(f"worker on {socket.gethostname()} has other versions than the client "
+                                       f"({lines}); install the same environment on the workers and the "
+                                       f"client, or features would be stored under the wrong key")
+    return _process_chunk(items, requests, audio, augmentation)
 
 
 def _consume(

@@ -211,8 +211,7 @@ def test_a_run_attributes_each_fold_on_its_test_utterances_only_and_the_report_s
         corpus, store, tmp_path, monkeypatch):
     root, manifest = corpus
     spec = validate(doc(attribution=ALL_METHODS))
-    data = R.FeatureData(spec, R.prepare_manifest(spec, manifest), R.FeatureStore(store), jobs=1,
-                         progress=False)
+    data = R.FeatureData.load(spec, R.prepare_manifest(spec, manifest), R.FeatureStore(store), progress=False)
     speaker_of = {}
     for fs in spec.feature_sets:
         x = data.sequences(fs) if fs.sequences else data.matrix(fs)[0]

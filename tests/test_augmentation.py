@@ -16,6 +16,7 @@ from featurekit.evaluation import SpecError, run, validate
 from featurekit.evaluation import augmentation as A
 from featurekit.evaluation import runner as R
 from featurekit.evaluation.models import CLASSIFIERS, ModelSpec
+from featurekit.executor import SerialExecutor
 from featurekit.extraction import FeatureRequest, extract
 from featurekit.extractors import make_extractor
 from featurekit.parameters import ParameterError
@@ -319,10 +320,10 @@ def test_no_test_utterance_is_augmented_or_reaches_a_fit(corpus, store, tmp_path
     assert sorted(_Seen.augmented) == sorted((u, k) for u in m["id"] for k in range(2))
     _Seen.augmented.clear()  # a rerun (another output directory) takes the copies from the store
     man = R.experiment_manifest(s, root)
-    data = R.FeatureData(s, man, FeatureStore(store), jobs=1, progress=False)
+    data = R.FeatureData.load(s, man, FeatureStore(store), progress=False)
     cells = R.plan_cells(s)
     again = R._waveform_copies(s, data, cells, R.make_folds(s, man), man["speaker"].astype(str).to_numpy(),
-                               jobs=1, progress=False)
+                               executor=SerialExecutor(), progress=False)
     assert len(again(cells[0]).source) == 2 * len(m)
     assert _Seen.augmented == []
 
@@ -349,12 +350,12 @@ def test_identity_copies_equal_their_sources_under_each_normalisation(corpus, st
                      augmentation={"models": ["logreg_aug"], "waveform": {
                          "copies": 1, "transforms": [{"name": "Gain", "p": 0.0}]}}))
     man = R.experiment_manifest(s, root)
-    data = R.FeatureData(s, man, FeatureStore(store), jobs=1, progress=False)
+    data = R.FeatureData.load(s, man, FeatureStore(store), progress=False)
     folds = R.make_folds(s, man)
     speakers = man["speaker"].astype(str).to_numpy()
     aug = WaveformAugmentation.from_resolved(s.models["logreg_aug"]["waveform_augmentation"])
     fs = s.feature_sets[0]
-    copies = A.AugmentedFeatureData(data, aug, A.training_positions(folds), [fs], jobs=1, progress=False)
+    copies = A.AugmentedFeatureData.load_copies(data, aug, A.training_positions(folds), [fs], progress=False)
     for norm in ("none", "speaker"):
         c = A.cell_copies(data, copies, fs, norm, speakers, [fs])
         x = R._cell_inputs(data, fs, norm, speakers)

@@ -123,7 +123,7 @@ def test_no_test_fold_utterance_is_augmented_or_reaches_a_fit(corpus, store, tmp
     root, manifest = corpus
     spec = validate(doc(augmentation={"spec_augment": {"time_masks": 2, "time_mask_width": 5, "freq_masks": 1,
                                                        "freq_mask_width": 4}}))
-    data = R.FeatureData(spec, R.prepare_manifest(spec, manifest), R.FeatureStore(store), jobs=1,
+    data = R.FeatureData.load(spec, R.prepare_manifest(spec, manifest), R.FeatureStore(store),
                          progress=False)
     seqs = data.sequences(spec.feature_sets[0])
     speaker_of = {seq.tobytes(): spk for seq, spk in zip(seqs, data.manifest["speaker"])}

@@ -121,9 +121,11 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
         The model directory.
     """
     from featurekit.audio import AudioOptions
+    from featurekit.evaluation.manifests import prepare_manifest
     from featurekit.evaluation.normalisation import NORMALISATIONS, SpeakerNormaliser
-    from featurekit.evaluation.runner import FeatureData, prepare_manifest
+    from featurekit.evaluation.runner import FeatureData
     from featurekit.evaluation.spec import FeatureSet, Spec, SpecError, load_spec
+    from featurekit.executor import executor_for
     from featurekit.extractors import EXTRACTORS, make_extractor
     from featurekit.extractors.base import library_versions
     from featurekit.store import FeatureStore, feature_columns
@@ -164,7 +166,8 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
     log.info(f"{fs.name}:{model_name} on {len(manifest)} utterances of {manifest['speaker'].nunique()} "
              f"speakers: reading features from {store} (computing those it lacks)")
     sub = dataclasses.replace(spec, feature_sets=[fs])
-    data = FeatureData(sub, manifest, FeatureStore(store), jobs=jobs, progress=progress)
+    with executor_for(jobs=jobs) as executor:
+        data = FeatureData.load(sub, manifest, FeatureStore(store), executor=executor, progress=progress)
     speakers = manifest["speaker"].astype(str).to_numpy()
     groups = manifest[spec.protocol.get("group", "speaker")].astype(str).to_numpy()
 

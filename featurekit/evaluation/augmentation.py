@@ -42,6 +42,7 @@ from featurekit.evaluation.normalisation import SpeakerNormaliser
 from featurekit.evaluation.protocols import Fold
 from featurekit.evaluation.runner import DataError, FeatureData
 from featurekit.evaluation.spec import FeatureSet, Member
+from featurekit.executor import Executor, SerialExecutor
 
 
 def training_positions(folds: list[Fold]) -> np.ndarray:
@@ -52,17 +53,28 @@ def training_positions(folds: list[Fold]) -> np.ndarray:
 class AugmentedFeatureData(FeatureData):
     """The copies' features: :class:`~featurekit.evaluation.runner.FeatureData` over the copies of
     ``base``'s rows at ``sources`` (copy ``k`` of every source, then ``k + 1``), read from the store's
-    augmented tables and computed there when missing (locally, with ``jobs`` workers)."""
+    augmented tables. Constructing one reads nothing; :meth:`load_copies` first computes the copies
+    the store lacks (on an executor), like :meth:`FeatureData.load`."""
 
     def __init__(self, base: FeatureData, augmentation: WaveformAugmentation, sources: np.ndarray,
-                 feature_sets: list[FeatureSet], *, jobs: int, progress: bool) -> None:
+                 feature_sets: list[FeatureSet]) -> None:
         self.augmentation = augmentation
         self.sources = base.manifest.iloc[np.asarray(sources, dtype=np.int64)].reset_index(drop=True)
         #: each copy's source as a position in ``base.manifest``
         self.source_positions = np.tile(np.asarray(sources, dtype=np.int64), augmentation.copies)
         self._wanted = {m.table for fs in feature_sets for m in fs.members}
-        super().__init__(base.spec, augmentation.copies_manifest(self.sources), base.store, jobs=jobs,
-                         progress=progress, corpus=base.corpus)
+        super().__init__(base.spec, augmentation.copies_manifest(self.sources), base.store,
+                         corpus=base.corpus)
+
+    @classmethod
+    def load_copies(cls, base: FeatureData, augmentation: WaveformAugmentation, sources: np.ndarray,
+                    feature_sets: list[FeatureSet], *, executor: Executor | None = None,
+                    progress: bool = True) -> AugmentedFeatureData:
+        """The copies' features, once those the store lacks are computed by ``executor`` (default:
+        this process); a :class:`DataError` lists the copies that failed."""
+        data = cls(base, augmentation, sources, feature_sets)
+        data.extraction = data._extract(executor or SerialExecutor(), progress)
+        return data
 
     def _members(self) -> list[Member]:
         return [m for m in super()._members() if m.table in self._wanted]
@@ -70,17 +82,17 @@ class AugmentedFeatureData(FeatureData):
     def _store_table(self, ext, kind: str):
         return self.store.table(self.corpus, ext, kind, self.audio, augmentation=self.augmentation.key())
 
-    def _extract(self, jobs: int, progress: bool):
+    def _extract(self, executor: Executor, progress: bool):
         from featurekit.extraction import extract
 
         summary = extract(self.sources, self.requests(), self.store, corpus=self.corpus, audio=self.audio,
-                          jobs=jobs, progress=progress, augmentation=self.augmentation)
+                          executor=executor, progress=progress, augmentation=self.augmentation)
         if summary.failures:
             lines = "\n".join(f"  {k}: {v}" for k, v in list(summary.failures.items())[:20])
             raise DataError(f"waveform augmentation failed for {len(summary.failures)} copy(ies):\n{lines}")
         # a copy's rows carry its source file's fingerprint
         fps, _ = self.store.fingerprints(self.corpus, self.manifest["path"].astype(str).tolist())
-        self.fingerprints = fps
+        self._fingerprints = fps
         return summary
 
 
