@@ -408,9 +408,9 @@ def resolve_root(spec: Spec, root: str | os.PathLike | None) -> str:
 
 def resolve_test_root(spec: Spec, test_root: str | os.PathLike | None) -> str | None:
     """A ``cross_corpus`` protocol's test corpus root: ``test_root``, else its ``root_env`` variable."""
-    if test_root is not None or spec.protocol["name"] != "cross_corpus":
+    if test_root is not None or spec.protocol_name != "cross_corpus":
         return None if test_root is None else str(test_root)
-    env = spec.protocol["test_corpus"].get("root_env")
+    env = spec.test_corpus.get("root_env")
     return os.environ.get(env) if env else None
 
 

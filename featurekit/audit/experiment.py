@@ -74,16 +74,16 @@ def audit_experiment(
         A :class:`featurekit.store.FeatureStore` whose fingerprints to use, or ``None`` (hash the files).
     """
     acknowledge = acknowledged_checks((spec.raw.get("audit") or {}).get("acknowledge"))
-    if (spec.protocol["name"] == "cross_corpus" or getattr(spec, "corpora", None)) and "corpus" in manifest:
+    if (spec.protocol_name == "cross_corpus" or getattr(spec, "corpora", None)) and "corpus" in manifest:
         corpora = manifest["corpus"].astype(str).tolist()
     else:
-        corpora = [spec.corpus["name"]] * len(manifest)
+        corpora = [spec.corpus_name] * len(manifest)
     context = AuditContext(
         manifest=manifest,
         folds=folds,
         task=spec.task_type,
         targets=list(spec.targets),
-        group=spec.protocol.get("group", "speaker"),
+        group=spec.group,
         speaker_independent=speaker_independent,
         cells=[CellPlan(c.feature_set.name, c.feature_set.sequences, c.normalisation) for c in cells],
         fingerprints=content_fingerprints(manifest, corpora, store),
@@ -116,6 +116,6 @@ def audit_spec(
         manifest,
         folds,
         plan_cells(spec),
-        speaker_independent=PROTOCOLS.get(spec.protocol["name"]).speaker_independent,
+        speaker_independent=PROTOCOLS.get(spec.protocol_name).speaker_independent,
         store=FeatureStore(store) if store is not None else None,
     )

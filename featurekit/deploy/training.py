@@ -55,7 +55,7 @@ def resolve_system(spec, system: str | None):
 
 
 def _corpus_summary(manifest: pd.DataFrame, spec, root) -> dict[str, Any]:
-    out: dict[str, Any] = {"corpus": spec.corpus["name"], "options": spec.corpus.get("options", {}),
+    out: dict[str, Any] = {"corpus": spec.corpus_name, "options": spec.corpus_options,
                            "root": str(root) if root is not None else manifest.attrs.get("root"),
                            "n_utterances": int(len(manifest)),
                            "n_speakers": int(manifest["speaker"].nunique()),
@@ -76,7 +76,7 @@ def _corpus_summary(manifest: pd.DataFrame, spec, root) -> dict[str, Any]:
 
 def norm_is_corpus(spec, normalisation: str | None) -> bool:
     """Whether the deployed model would use ``corpus`` normalisation (fold statistics of several corpora)."""
-    return (normalisation or spec.evaluation["normalisation"][0]) == "corpus"
+    return (normalisation or spec.normalisations[0]) == "corpus"
 
 
 def train(spec, system: str | None = None, *, root: str | os.PathLike | None = None,
@@ -139,7 +139,7 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
     if fs.late:
         raise SpecError(f"{fs.name}: late-fusion systems cannot be trained for deployment (yet); train "
                         f"one of its member feature sets")
-    norm = normalisation or spec.evaluation["normalisation"][0]
+    norm = normalisation or spec.normalisations[0]
     if norm not in NORMALISATIONS:
         raise SpecError(f"normalisation {norm!r}: use one of {NORMALISATIONS}")
     ms = spec.model_spec(model_name)
@@ -157,7 +157,7 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
             raise ValueError("train: pass the corpus root (root=...) or a manifest")
         from featurekit.corpora import load_corpus
 
-        manifest = load_corpus(spec.corpus["name"], root, **spec.corpus.get("options", {}))
+        manifest = load_corpus(spec.corpus_name, root, **spec.corpus_options)
     manifest = prepare_manifest(spec, manifest)
     if store is None:
         from featurekit.defaults import default_store
@@ -169,7 +169,7 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
     with executor_for(jobs=jobs) as executor:
         data = FeatureData.load(sub, manifest, FeatureStore(store), executor=executor, progress=progress)
     speakers = manifest["speaker"].astype(str).to_numpy()
-    groups = manifest[spec.protocol.get("group", "speaker")].astype(str).to_numpy()
+    groups = manifest[spec.group].astype(str).to_numpy()
 
     members = []
     if fs.sequences:
@@ -256,7 +256,7 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
         "normalisation": norm_meta,
         "model": {"name": model_name, "params": cfg["params"], "grid": cfg["grid"], "hyperparameters": best,
                   "search": searches, "balancing": ev["balancing"],
-                  "group": spec.protocol.get("group", "speaker"), "seed": spec.seed},
+                  "group": spec.group, "seed": spec.seed},
         "libraries": library_versions(LIBRARIES),
         "training": _corpus_summary(manifest, spec, root),
     }

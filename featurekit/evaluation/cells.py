@@ -109,7 +109,7 @@ def plan_cells(spec: Spec) -> list[Cell]:
             meta = spec.models[fs.meta]
             if spec.task_type != "classification":
                 raise SpecError(f"features.stacking: {fs.name}: stacking is for classification tasks")
-            for norm in meta.get("normalisation", spec.evaluation["normalisation"]):
+            for norm in meta.get("normalisation", spec.normalisations):
                 cells.append(Cell(fs, fs.meta, norm))
             continue
         for model, cfg in spec.models.items():
@@ -125,7 +125,7 @@ def plan_cells(spec: Spec) -> list[Cell]:
                     )
             elif not fits:
                 continue
-            for norm in cfg.get("normalisation", spec.evaluation["normalisation"]):
+            for norm in cfg.get("normalisation", spec.normalisations):
                 cells.append(Cell(fs, model, norm))
     for fs in spec.feature_sets:
         if not any(c.feature_set is fs for c in cells):

@@ -17,7 +17,7 @@ def load_corpus_for(spec: Spec, root: str | os.PathLike) -> pd.DataFrame:
     """The spec's corpus at ``root`` (with the spec's adapter options)."""
     from featurekit.corpora import load_corpus
 
-    return load_corpus(spec.corpus["name"], root, **spec.corpus.get("options", {}))
+    return load_corpus(spec.corpus_name, root, **spec.corpus_options)
 
 
 def prepare_manifest(spec: Spec, manifest: pd.DataFrame) -> pd.DataFrame:
@@ -34,7 +34,7 @@ def prepare_manifest(spec: Spec, manifest: pd.DataFrame) -> pd.DataFrame:
             "the corpus manifest has no 'speaker' column, which evaluation needs (speaker-grouped "
             "folds); for the csv adapter, map one: columns={'speaker': '<CSV column>'}"
         )
-    group = spec.protocol.get("group", "speaker")
+    group = spec.group
     if group not in manifest.columns:
         raise DataError(f"protocol.group: the manifest has no column {group!r}")
     m = manifest.copy()
@@ -91,8 +91,8 @@ def cross_corpus_manifest(spec: Spec, train: pd.DataFrame, test: pd.DataFrame) -
     corpus', through the task's mapping and subset. Speakers are prefixed with their corpus so that
     two corpora's speaker codes never merge (per-speaker normalisation stays within one corpus).
     """
-    tc = spec.protocol["test_corpus"]
-    a_name, b_name = spec.corpus["name"], tc["name"]
+    tc = spec.test_corpus
+    a_name, b_name = spec.corpus_name, tc["name"]
     test = test.copy()
     if tc["mapping"] and spec.task_type == "classification":
         col = spec.targets[0]
@@ -138,10 +138,10 @@ def experiment_manifest(
         return multi_corpus_manifest(spec, manifests or load_corpora(spec, roots))[0]
     if manifest is None:
         manifest = load_corpus_for(spec, root)
-    if spec.protocol["name"] != "cross_corpus":
+    if spec.protocol_name != "cross_corpus":
         return prepare_manifest(spec, manifest)
     if test_manifest is None:
-        tc = spec.protocol["test_corpus"]
+        tc = spec.test_corpus
         if test_root is None:
             raise DataError(
                 f"protocol.test_corpus: no root for {tc['name']!r}: give --test-root or set the "

@@ -87,7 +87,7 @@ def map_labels(spec: Spec, name: str, manifest: pd.DataFrame) -> pd.DataFrame:
         raise DataError(
             f"corpora.{name}: after corpora.{name}.mapping, class(es) {thin} have fewer than {min_n} "
             f"utterances in corpus {name!r} (label counts: {counts.to_dict()}); every corpus is a "
-            f"training corpus of protocol {spec.protocol['name']!r}, so each needs every common class: "
+            f"training corpus of protocol {spec.protocol_name!r}, so each needs every common class: "
             f"fix the mapping or leave the class out of task.subset"
         )
     return out

@@ -70,7 +70,7 @@ class FeatureData:
     ) -> None:
         self.spec, self.manifest, self.store = spec, manifest, store
         self.audio = AudioOptions(**spec.audio)
-        self.corpus = corpus or spec.corpus["name"]
+        self.corpus = corpus or spec.corpus_name
         self.extraction = None
         self._fingerprints: list[str | None] | None = None
         self._tables: dict[str, pd.DataFrame] = {}
@@ -352,9 +352,9 @@ def run(
         spec, root, manifest=manifest, test_root=test_root, test_manifest=test_manifest, roots=roots,
         manifests=manifests,
     )
-    cross = spec.protocol["name"] == "cross_corpus"
+    cross = spec.protocol_name == "cross_corpus"
     folds = make_folds(spec, manifest)
-    protocol = PROTOCOLS.get(spec.protocol["name"])
+    protocol = PROTOCOLS.get(spec.protocol_name)
     cells = plan_cells(spec)
     # the design audit, before anything is extracted, fit or written (see featurekit.audit)
     audit = audit_experiment(
@@ -395,7 +395,7 @@ def run(
     (out / "cells").mkdir(exist_ok=True)
     audit.write(out)
     speakers = manifest["speaker"].astype(str).to_numpy()
-    groups = manifest[spec.protocol.get("group", "speaker")].astype(str).to_numpy()
+    groups = manifest[spec.group].astype(str).to_numpy()
     if spec.task_type == "classification":
         classes = sorted(manifest[spec.targets[0]].unique())
         ys = {spec.targets[0]: np.searchsorted(classes, manifest[spec.targets[0]].to_numpy())}
@@ -435,7 +435,7 @@ def run(
                             task=spec.task_type,
                             model=c.model,
                             norm=c.normalisation,
-                            balancing=spec.evaluation["balancing"],
+                            balancing=spec.balancing,
                             inner_folds=spec.inner_folds(c.model),
                             seed=spec.seed,
                             sequences=seqs,

@@ -153,6 +153,49 @@ class Spec:
     def task_type(self) -> str:
         return self.task["type"]
 
+    # typed accessors of the resolved sections: code reads these, not the dicts' string keys
+    @property
+    def corpus_name(self) -> str:
+        """The corpus name (``A+B`` for a multi-corpus spec)."""
+        return self.corpus["name"]
+
+    @property
+    def corpus_options(self) -> dict[str, Any]:
+        """``[corpus] options``: keyword arguments of the corpus loader."""
+        return dict(self.corpus.get("options", {}))
+
+    @property
+    def protocol_name(self) -> str:
+        """The protocol's registry name (``loso``, ``kfold``, ``cross_corpus``, ...)."""
+        return self.protocol["name"]
+
+    @property
+    def group(self) -> str:
+        """The manifest column whose values are kept out of training when in test (default speaker)."""
+        return self.protocol.get("group", "speaker")
+
+    @property
+    def test_corpus(self) -> dict[str, Any]:
+        """``[protocol.test_corpus]`` of a cross-corpus spec; a SpecError for other protocols."""
+        if "test_corpus" not in self.protocol:
+            raise SpecError(f"protocol {self.protocol_name!r} has no test_corpus")
+        return self.protocol["test_corpus"]
+
+    @property
+    def normalisations(self) -> list[str]:
+        """``evaluation.normalisation``: the feature normalisations every model is run with by default."""
+        return list(self.evaluation["normalisation"])
+
+    @property
+    def balancing(self) -> str:
+        """``evaluation.balancing`` (``none``, ``class_weight``, ``undersample``)."""
+        return self.evaluation["balancing"]
+
+    @property
+    def subset(self) -> list[str] | None:
+        """``task.subset``: the classes kept (None: all)."""
+        return self.task.get("subset")
+
     @property
     def targets(self) -> list[str]:
         return self.task["targets"]
