@@ -36,8 +36,9 @@ from featurekit.augmentation import AUGMENTATION_LIBRARIES, source_of
 from featurekit.corpora.base import check_unique_paths
 from featurekit.executor import EnvironmentMismatchError, Executor, SerialExecutor, executor_for
 from featurekit.extractors.base import EXTRACTORS, Extractor, library_versions, make_extractor
-from featurekit.extractors.functionals import FUNCTIONALS, apply_functional
+from featurekit.extractors.functionals import FUNCTIONALS
 from featurekit.featureset import TableKind, parse_tables
+from featurekit.featurisation import featurise
 from featurekit.store import AUDIO_LIBRARIES, LLD_KIND, NATIVE_KIND, FeatureStore, FeatureTable, align
 
 DEFAULT_FUNCTIONALS = ("mean_std",)
@@ -159,37 +160,6 @@ def _catching():
     return ctx, caught
 
 
-def _batched(method, signals: list[np.ndarray], sr: int, paths: list[str]) -> list:
-    """Call a batch method; if the batch fails, retry one by one so only the bad file fails."""
-    try:
-        return method(signals, sr)
-    except Exception:
-        out = []
-        for s, p in zip(signals, paths):
-            try:
-                out.append(method([s], sr)[0])
-            except Exception as err:
-                out.append(
-                    err if isinstance(err, AudioError) else AudioError(p, f"{type(err).__name__}: {err}")
-                )
-        return out
-
-
-def check_finite(values: np.ndarray, names: list[str], path: str, table: str) -> None:
-    """Raise an :class:`AudioError` naming ``path``, ``table`` and the columns when ``values`` (a vector
-    or ``(frames, columns)``) holds NaN or infinite values."""
-    values = np.asarray(values)
-    bad = ~np.isfinite(values)
-    if not bad.any():
-        return
-    width = values.shape[-1] if values.ndim else 1
-    cols = np.flatnonzero(bad.reshape(-1, width).any(axis=0))
-    kinds = [k for k, hit in (("NaN", np.isnan(values).any()), ("inf", np.isinf(values).any())) if hit]
-    listed = ", ".join(names[j] for j in cols[:5]) + (" ..." if len(cols) > 5 else "")
-    raise AudioError(path, f"{table}: non-finite feature values ({'/'.join(kinds)} in {len(cols)} of "
-                           f"{width} columns: {listed}); nothing stored for it")
-
-
 def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: AudioOptions,
                    augmentation=None) -> dict:
     """Worker: compute the needed tables for a few utterances. Never raises for a bad file.
@@ -221,78 +191,25 @@ def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: Au
 
     pending: dict[str, list] = defaultdict(list)  # uid -> [((ri, kind), row)]
     for ri, req in enumerate(requests):
-        ext = req.extractor
-        todo = [
-            (uid, path, fp, dict(needs)[ri])
-            for uid, path, fp, _s, _e, needs in items
-            if uid in signals and ri in dict(needs)
-        ]
-        if not todo:
-            continue
-        ctx, caught = _catching()
-        try:
-            sigs = [signals[t[0]] for t in todo]
-            paths = [t[1] for t in todo]
-            need_native = [t for t in todo if NATIVE_KIND in t[3]]
-            natives = (
-                dict(
-                    zip(
-                        [t[0] for t in need_native],
-                        _batched(
-                            ext.native_batch,
-                            [signals[t[0]] for t in need_native],
-                            sr,
-                            [t[1] for t in need_native],
-                        ),
-                    )
-                )
-                if need_native
-                else {}
-            )
-            need_lld = [i for i, t in enumerate(todo) if any(k != NATIVE_KIND for k in t[3])]
-            llds = (
-                dict(
-                    zip(
-                        [todo[i][0] for i in need_lld],
-                        _batched(
-                            ext.lld_batch, [sigs[i] for i in need_lld], sr, [paths[i] for i in need_lld]
-                        ),
-                    )
-                )
-                if need_lld
-                else {}
-            )
-        finally:
-            ctx.__exit__(None, None, None)
-        notes.extend(str(w.message) for w in caught)
-        for uid, path, fp, kinds in todo:
+        by_kinds: dict[tuple, list] = defaultdict(list)  # utterances needing the same tables: one batch
+        for uid, path, fp, _s, _e, needs in items:
+            if uid in signals and ri in dict(needs):
+                by_kinds[tuple(dict(needs)[ri])].append((uid, path, fp))
+        for kinds, todo in by_kinds.items():
+            ctx, caught = _catching()
             try:
-                frames = llds.get(uid)
-                if isinstance(frames, Exception):
-                    raise frames
-                if frames is not None and len(frames.values) == 0:
-                    raise AudioError(path, f"{ext.name} produced no frames")
-                if frames is not None:
-                    check_finite(frames.values, frames.names, path, f"{ext.name}.{LLD_KIND}")
-                for kind in kinds:
-                    if kind == NATIVE_KIND:
-                        v = natives[uid]
-                        if isinstance(v, Exception):
-                            raise v
-                        check_finite(v.values, v.names, path, f"{ext.name}.{kind}")
-                        pending[uid].append(((ri, kind), (uid, fp, v.values, v.names)))
-                    elif kind == LLD_KIND:
-                        pending[uid].append(
-                            ((ri, kind), (uid, fp, frames.values, frames.names, frames.times))
-                        )
-                    else:
-                        v = apply_functional(kind, frames, signals[uid], sr, ext.name)
-                        check_finite(v.values, v.names, path, f"{ext.name}.{kind}")
-                        pending[uid].append(((ri, kind), (uid, fp, v.values, v.names)))
-            except AudioError as err:
-                failures[uid] = str(err)
-            except Exception as err:  # an extractor failing on one file must not stop the batch
-                failures[uid] = f"{path}: {ext.name}: {type(err).__name__}: {err}"
+                outputs = featurise(req.extractor, kinds, [signals[uid] for uid, _, _ in todo], sr,
+                                    where=[str(path) for _, path, _ in todo])
+            finally:
+                ctx.__exit__(None, None, None)
+            notes.extend(str(w.message) for w in caught)
+            for (uid, _path, fp), tables in zip(todo, outputs):
+                if isinstance(tables, AudioError):
+                    failures[uid] = str(tables)
+                    continue
+                for kind, v in tables.items():
+                    row = (uid, fp, v.values, v.names) + ((v.times,) if kind is LLD_KIND else ())
+                    pending[uid].append(((ri, kind), row))
 
     results: dict[tuple[int, str], list] = defaultdict(list)
     for uid, rows in pending.items():

@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("_version", "registry", "parameters", "defaults", "extras")),
     ("executor", ("executor",)),  # where tasks run (serial, joblib, Dask): imports no other layer
     ("audio", ("audio", "corpora")),
-    ("extractors", ("extractors", "featureset", "augmentation")),
+    ("extractors", ("extractors", "featureset", "featurisation", "augmentation")),
     ("store", ("store", "store_maintenance", "extraction")),
     ("evaluation", ("evaluation", "audit", "heads")),
     ("report/deploy", ("report", "deploy", "api", "demo", "")),  # "": the package's lazy facade

@@ -1,9 +1,9 @@
 """Features of a signal exactly as the feature store holds them for training.
 
 A :class:`FeatureComputer` is built from ``model.json``'s ``feature_set``: for every member
-(``EXTRACTOR.KIND@LAYER``) it calls the extractor as :mod:`featurekit.extraction` does
-(``native``, or ``lld`` followed by the HSF functional, or ``lld`` frames for sequence models) and
-then picks the member's training columns *by name*, in training order (this also applies encoder
+(``EXTRACTOR.KIND@LAYER``) it calls :func:`featurekit.featurisation.featurise`, the function
+:mod:`featurekit.extraction` computes the store's rows with (``native``, or ``lld`` followed by the HSF
+functional, or ``lld`` frames for sequence models), and then picks the member's training columns *by name*, in training order (this also applies encoder
 layer selections). A window is conditioned by :func:`featurekit.audio.condition`, the function
 :func:`featurekit.audio.load_audio` conditions every file with (silence trimming, fixed duration,
 padding of clips shorter than one analysis frame).
@@ -20,6 +20,7 @@ import numpy as np
 
 from featurekit.audio import AudioError, AudioOptions, condition
 from featurekit.featureset import TableKind
+from featurekit.featurisation import featurise
 
 
 @dataclass
@@ -96,36 +97,22 @@ class FeatureComputer:
         AudioError
             The extractor failed or produced non-finite values (named by ``where``).
         """
-        from featurekit.extractors.functionals import apply_functional
-
         sr = self.audio.sample_rate
-        blocks = []
-        llds: dict[tuple[str, str], Any] = {}
+        groups: dict[tuple[str, str], list[MemberSpec]] = {}  # members of one extractor: one featurise
+        for m in self.members:
+            groups.setdefault((m.extractor, repr(sorted(m.params.items()))), []).append(m)
+        tables: dict[int, Any] = {}
         with warnings.catch_warnings():
             for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
                 warnings.simplefilter("ignore", category)
-            for m in self.members:
-                ext = m.extractor_instance()
-                try:
-                    if m.kind == TableKind.NATIVE:
-                        v = ext.native(signal, sr)
-                        blocks.append(m.pick(v.names, v.values, where))
-                        continue
-                    key = (m.extractor, repr(sorted(m.params.items())))
-                    if key not in llds:
-                        llds[key] = ext.lld(signal, sr)
-                    frames = llds[key]
-                    if len(frames.values) == 0:
-                        raise AudioError(where, f"{m.extractor} produced no frames")
-                    if TableKind(m.kind).frame_level:
-                        blocks.append(m.pick(frames.names, frames.values, where))
-                    else:
-                        v = apply_functional(m.kind, frames, signal, sr, ext.name)
-                        blocks.append(m.pick(v.names, v.values, where))
-                except AudioError:
-                    raise
-                except Exception as err:
-                    raise AudioError(where, f"{m.extractor}.{m.kind}: {type(err).__name__}: {err}") from None
+            for members in groups.values():
+                kinds = list(dict.fromkeys(TableKind(m.kind) for m in members))
+                out = featurise(members[0].extractor_instance(), kinds, [signal], sr, where=[where])[0]
+                if isinstance(out, AudioError):
+                    raise out
+                for m in members:
+                    tables[id(m)] = out[TableKind(m.kind)]
+        blocks = [m.pick(tables[id(m)].names, tables[id(m)].values, where) for m in self.members]
         x = blocks[0] if len(blocks) == 1 else np.hstack(blocks)
         x = np.asarray(x, dtype=np.float32)
         if not np.all(np.isfinite(x)):

@@ -11,7 +11,7 @@
 
 Statistics ignore NaN frames (openSMILE marks unvoiced F0 as 0, not NaN; it is kept as it is). A
 statistic that comes out NaN or infinite (all frames NaN, overflow) is returned as it is, never
-replaced: :func:`featurekit.extraction.check_finite` then fails that file with the columns named
+replaced: :func:`featurekit.featurisation.check_finite` then fails that file with the columns named
 (extraction refuses non-finite LLDs before any functional sees them).
 """
 
