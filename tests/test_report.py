@@ -18,14 +18,10 @@ import pandas as pd
 import pytest
 
 from featurekit.report import ReportError, load_experiments, parse_feature_set_name, write_report
+from featurekit.report.experiments import safe_name
 from featurekit.report.formats import FORMATS, md_escape, tex_escape
-from featurekit.report.tables import (
-    best_systems,
-    classification_table,
-    pooled_table,
-    regression_table,
-    safe_name,
-)
+from featurekit.report.selection import best_systems
+from featurekit.report.tables import classification_table, pooled_table, regression_table
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
 FOLDS = ["speaker=01", "speaker=02", "speaker=03"]

@@ -26,13 +26,10 @@ from featurekit.evaluation import validate
 from featurekit.evaluation.spec import SpecError
 from featurekit.report import load_experiments, write_report
 from featurekit.report.names import DisplayNames
+from featurekit.report.selection import BEST_MARK, DECLARED_MARK, SIMILAR_MARK, best_systems
 from featurekit.report.significance import compare_to_best, fold_test, holm, mcnemar_exact
 from featurekit.report.tables import (
-    BEST_MARK,
-    DECLARED_MARK,
     MAX_TABLE_COLUMNS,
-    SIMILAR_MARK,
-    best_systems,
     build_tables,
     classification_tables,
     per_class_recall_table,

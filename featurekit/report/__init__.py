@@ -43,16 +43,11 @@ import pandas as pd
 
 from featurekit.report.attribution import attribution_figures, attribution_tables
 from featurekit.report.audit import load_audits
+from featurekit.report.experiments import Experiment, ReportError, load_experiments
 from featurekit.report.figures import Figure, make_figures, matrix_figures
 from featurekit.report.formats import FORMATS, Report, Section, writer
-from featurekit.report.tables import (
-    Experiment,
-    ReportError,
-    Table,
-    build_tables,
-    load_experiments,
-    parse_feature_set_name,
-)
+from featurekit.report.names import parse_feature_set_name
+from featurekit.report.tables import Table, build_tables
 
 DEFAULT_FORMATS = ("md", "csv", "tex", "html")
 

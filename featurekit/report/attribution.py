@@ -22,8 +22,10 @@ import numpy as np
 import pandas as pd
 
 from featurekit.evaluation.attribution import GRADIENT_METHODS, CellAttribution, load_cell_attribution
+from featurekit.report.experiments import Experiment, safe_name
 from featurekit.report.figures import FIGURES_DIR, Figure, _new_figure, _unique, save_figure
-from featurekit.report.tables import KEY_COLUMNS, PM, Experiment, Table, fmt, safe_name, system_scores
+from featurekit.report.selection import KEY_COLUMNS, system_scores
+from featurekit.report.tables import PM, Table, fmt
 
 #: Figure kinds of this module (the markdown and HTML writers put them under "Attribution").
 ATTRIBUTION_KINDS = ("attribution_map", "importance")

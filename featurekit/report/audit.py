@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featurekit.audit import AUDIT_FILE, AuditReport, Severity
-from featurekit.report.tables import ReportError
+from featurekit.report.experiments import ReportError
 
 
 @dataclass(frozen=True)

@@ -23,19 +23,10 @@ import numpy as np
 
 from featurekit.evaluation.metrics import confusion
 from featurekit.featureset import TableKind, TableRef, format_feature_set
-from featurekit.report.tables import (
-    BEST_MARK,
-    DECLARED_MARK,
-    METRIC_LABELS,
-    PM,
-    SIMILAR_MARK,
-    Experiment,
-    best_systems,
-    layer_sort_key,
-    parse_feature_set_name,
-    safe_name,
-    system_scores,
-)
+from featurekit.report.experiments import Experiment, safe_name
+from featurekit.report.names import layer_sort_key, parse_feature_set_name
+from featurekit.report.selection import BEST_MARK, DECLARED_MARK, SIMILAR_MARK, best_systems, system_scores
+from featurekit.report.tables import METRIC_LABELS, PM
 
 FIGURES_DIR = "figures"
 

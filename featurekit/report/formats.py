@@ -26,8 +26,10 @@ from pathlib import Path
 from featurekit.registry import Registry
 from featurekit.report.attribution import ATTRIBUTION_KINDS
 from featurekit.report.audit import SourceAudit, audit_html, audit_latex, audit_markdown
+from featurekit.report.experiments import Experiment
 from featurekit.report.figures import Figure
-from featurekit.report.tables import BEST_MARK, DASH, DECLARED_MARK, PM, SIMILAR_MARK, Experiment, Table
+from featurekit.report.selection import BEST_MARK, DECLARED_MARK, SIMILAR_MARK
+from featurekit.report.tables import DASH, PM, Table
 
 TABLES_DIR = "tables"
 WIDE_TEX_COLUMNS = 8  # LaTeX tables with more columns are scaled to the line width (graphicx)

@@ -1,4 +1,12 @@
-"""Display names of feature sets, models and systems in report tables and figure titles.
+"""Display names of feature sets, models and systems in report tables and figure titles, and the
+group and variant of a feature set.
+
+Feature-set names (``EXTRACTOR[.KIND][@LAYER]``, early fusion ``a+b``, late fusion
+``late(a|b)``, stacking ``stack(a:M|b:M)->META``; :mod:`featurekit.featureset`) are parsed by
+:func:`parse_feature_set_name` into a *group* (the extractor, or ``fusion``) and a *variant*
+(``native``, ``HSF1`` = ``mean_std``, ``HSF2`` = ``mean_std_silence``, ``stats``, ``LLD`` = frame
+sequences, ``layer N``), so that the
+functionals of the same low-level descriptors sit next to each other in every table.
 
 A results directory's ``spec.json`` carries the spec's ``[report]`` section: ``display_names`` (feature
 set or model -> text) overrides the default names derived here, e.g. ``eGeMAPS (88)`` for
@@ -12,6 +20,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
+
+from featurekit.featureset import (
+    FeatureSet,
+    FeatureSetError,
+    LateFusion,
+    Stacking,
+    TableKind,
+    default_kind,
+    parse_name,
+)
 
 #: extractor -> pretty name
 EXTRACTOR_NAMES = {"egemaps": "eGeMAPS", "gemaps": "GeMAPS", "compare": "ComParE", "mfcc": "MFCC",
@@ -24,6 +43,113 @@ MODEL_NAMES = {"svm": "SVM", "rf": "RF", "mlp": "MLP", "xgb": "XGBoost", "knn": 
                "conv1d": "1-D CNN"}
 NORMALISATION_NAMES = {"none": "no norm.", "global": "global z", "speaker": "speaker z"}
 _WHISPER_SIZE = re.compile(r"(?:faster-)?whisper-([A-Za-z0-9.\-]+)$")
+
+
+# -- feature-set groups and variants -------------------------------------------------------------
+KIND_LABELS = {TableKind.NATIVE: "native", TableKind.MEAN_STD: "HSF1", TableKind.MEAN_STD_SILENCE: "HSF2",
+               TableKind.STATS: "stats", TableKind.LLD: "LLD"}
+KIND_ORDER = {k: i for i, k in enumerate(KIND_LABELS)}
+VARIANT_LEGEND = ("native = the extractor's own functionals; HSF1 = mean_std (mean and std of each LLD); "
+                  "HSF2 = mean_std_silence (HSF1 plus pause/silence features); stats = extended "
+                  "statistics (extremes, moments, percentiles, slope); LLD = frame-level sequences "
+                  "(sequence models); layer N = encoder layer N (negative: counted from the last)")
+FUSION = "fusion"
+
+
+@dataclass(frozen=True)
+class FeatureSetInfo:
+    """How a feature-set name is shown and ordered in the tables.
+
+    Attributes
+    ----------
+    name
+        The feature-set name as in ``results.csv``.
+    group
+        The extractor (``mfcc``, ``egemaps``, ...) or ``"fusion"`` for early and late fusion and stacking
+        (a name that is no feature-set name: the name itself).
+    variant
+        ``native``, ``HSF1``, ``HSF2``, ``stats``, ``LLD``, ``layer N`` (with the kind's label in
+        front when it is not the extractor's default, e.g. ``LLD layer 3``), ``early``, ``late`` or
+        ``stack`` (``""`` for a name that is no feature-set name).
+    extractor
+        The extractor name (``""`` for fusion).
+    kind
+        The table kind (``native``, ``mean_std``, ...; ``""`` for fusion).
+    layer
+        The ``@LAYER`` text, or ``None``.
+    """
+
+    name: str
+    group: str
+    variant: str
+    extractor: str = ""
+    kind: str = ""
+    layer: str | None = None
+
+    @property
+    def order(self) -> tuple:
+        """Sort key inside a group: kinds in KIND_LABELS order, then layers in layer order."""
+        if self.group == FUSION:
+            return (0 if self.variant == "early" else 1, 0, (), self.name)
+        return (0 if self.layer is None else 1, KIND_ORDER.get(self.kind, len(KIND_ORDER)),
+                layer_sort_key(self.layer), self.name)
+
+
+@cache
+def _default_kind(extractor: str) -> str:
+    """``native`` for extractors with native functionals, ``mean_std`` for the others."""
+    try:
+        from featurekit.extractors import EXTRACTORS
+
+        return default_kind(EXTRACTORS.get(extractor)).value
+    except Exception:  # an unknown extractor (or one whose module is unavailable): the spec's default
+        return TableKind.NATIVE.value
+
+
+def layer_sort_key(layer: str | None) -> tuple:
+    """Layers ``0, 1, 2, ...``, then ``-3, -2, -1`` (counted from the last), then ``mean`` and lists."""
+    if layer is None:
+        return ()
+    try:
+        n = int(layer)
+    except ValueError:
+        return (2, 0, layer)
+    return (0, n, "") if n >= 0 else (1, n, "")
+
+
+def parse_feature_set_name(name: str) -> FeatureSetInfo:
+    """Group and variant of a feature-set name (see :class:`FeatureSetInfo`).
+
+    Parameters
+    ----------
+    name
+        ``EXTRACTOR[.KIND][@LAYER]``, ``a+b`` (early fusion), ``late(a|b|...)`` (late fusion) or
+        ``stack(a:M|b:M)->META`` (stacking), read by :func:`featurekit.featureset.parse_name`; a name
+        it does not read is a group of its own.
+
+    Returns
+    -------
+    FeatureSetInfo
+    """
+    name = str(name).strip()
+    try:
+        parsed = parse_name(name)
+    except FeatureSetError:  # not a feature-set name (e.g. of another tool): a group of its own
+        return FeatureSetInfo(name, name, "")
+    if not isinstance(parsed, FeatureSet):
+        return FeatureSetInfo(name, FUSION, "late" if isinstance(parsed, LateFusion) else "stack")
+    if len(parsed.members) > 1:
+        return FeatureSetInfo(name, FUSION, "early")
+    table = parsed.members[0]
+    extractor, layer = table.extractor, None if table.layer is None else str(table.layer)
+    default = _default_kind(extractor)
+    kind = default if table.kind is None else table.kind.value
+    label = KIND_LABELS.get(kind, kind)
+    if layer:
+        variant = f"layer {layer}" if kind == default else f"{label} layer {layer}"
+    else:
+        variant = label
+    return FeatureSetInfo(name, extractor, variant, extractor, kind, layer)
 
 
 @dataclass
@@ -59,9 +185,6 @@ class DisplayNames:
     def feature_set(self, name: str) -> str:
         """``eGeMAPS (88)``, ``MFCC HSF1``, ``Whisper tiny.en L4``, fusion as ``A + B`` / ``late(A | B)`` /
         ``stack(A:SVM | B:LogReg)->META`` (names read by :func:`featurekit.featureset.parse_name`)."""
-        from featurekit.featureset import FeatureSetError, LateFusion, Stacking, TableKind, parse_name
-        from featurekit.report.tables import KIND_LABELS, _default_kind
-
         if name in self.overrides:
             return self.overrides[name]
         try:
@@ -125,5 +248,6 @@ def split_declared(entry: str) -> tuple[str, str, str] | None:
     return parts[0].strip(), parts[1].strip(), parts[2].strip()
 
 
-__all__ = ["EXTRACTOR_NAMES", "MODEL_NAMES", "NATIVE_DIMS", "DisplayNames", "declared_systems",
+__all__ = ["EXTRACTOR_NAMES", "FUSION", "KIND_LABELS", "MODEL_NAMES", "NATIVE_DIMS", "VARIANT_LEGEND",
+           "DisplayNames", "FeatureSetInfo", "declared_systems", "layer_sort_key", "parse_feature_set_name",
            "split_declared"]

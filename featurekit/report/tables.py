@@ -1,18 +1,8 @@
-"""Comparison tables from ``featurekit evaluate`` results directories.
+"""Comparison tables of an experiment (:mod:`featurekit.report.experiments`).
 
-A results directory holds ``results.csv`` (tidy metrics), ``predictions.csv`` and ``spec.json``
-(see :mod:`featurekit.evaluation.runner`). :func:`load_experiments` reads one or several such
-directories, concatenates them and splits the rows into *experiments*: results that share the
-corpus (and its options), the task and the protocol are comparable and land in one experiment,
-whatever directory they came from; different corpora or tasks (say ``emodb`` and
-``emodb_listening``) become separate experiments, each with its own tables.
-
-Feature-set names (``EXTRACTOR[.KIND][@LAYER]``, early fusion ``a+b``, late fusion
-``late(a|b)``, stacking ``stack(a:M|b:M)->META``; :mod:`featurekit.featureset`) are parsed by
-:func:`parse_feature_set_name` into a *group* (the extractor, or ``fusion``) and a *variant*
-(``native``, ``HSF1`` = ``mean_std``, ``HSF2`` = ``mean_std_silence``, ``stats``, ``LLD`` = frame
-sequences, ``layer N``), so that the
-functionals of the same low-level descriptors sit next to each other in every table.
+Rows are feature sets grouped by extractor (:func:`featurekit.report.names.parse_feature_set_name`),
+so that the functionals of the same low-level descriptors sit next to each other in every table;
+systems are ranked, selected and marked by :mod:`featurekit.report.selection`.
 
 Tables are :class:`Table` objects: display strings plus a mask of the cells to emphasise (the
 best value of each column); :mod:`featurekit.report.formats` renders them.
@@ -20,396 +10,32 @@ best value of each column); :mod:`featurekit.report.formats` renders them.
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from dataclasses import dataclass, field
-from functools import cache, cached_property
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from featurekit.featureset import FeatureSet, FeatureSetError, LateFusion, TableKind, default_kind, parse_name
-from featurekit.report.names import EXTRACTOR_NAMES, DisplayNames, declared_systems
-from featurekit.report.significance import ALPHA, MIN_FOLDS, compare_to_best
+from featurekit.report.experiments import Experiment, safe_name
+from featurekit.report.names import EXTRACTOR_NAMES, VARIANT_LEGEND, parse_feature_set_name
+from featurekit.report.selection import (
+    BEST_MARK,
+    DECLARED_MARK,
+    KEY_COLUMNS,
+    SIMILAR_MARK,
+    _systems_order,
+    best_systems,
+    summary_values,
+    system_marks,
+    system_scores,
+)
+from featurekit.report.significance import ALPHA, MIN_FOLDS
 
-SUMMARY_FOLDS = ("mean", "std", "pooled")
-KIND_LABELS = {TableKind.NATIVE: "native", TableKind.MEAN_STD: "HSF1", TableKind.MEAN_STD_SILENCE: "HSF2",
-               TableKind.STATS: "stats", TableKind.LLD: "LLD"}
-KIND_ORDER = {k: i for i, k in enumerate(KIND_LABELS)}
-VARIANT_LEGEND = ("native = the extractor's own functionals; HSF1 = mean_std (mean and std of each LLD); "
-                  "HSF2 = mean_std_silence (HSF1 plus pause/silence features); stats = extended "
-                  "statistics (extremes, moments, percentiles, slope); LLD = frame-level sequences "
-                  "(sequence models); layer N = encoder layer N (negative: counted from the last)")
-FUSION = "fusion"
 PM = "\u00b1"  # plus-minus sign
 DASH = "\u2014"  # em dash: a missing cell
-# primary metrics in order of preference, and whether higher is better
-PRIMARY = {"classification": (("uar", True), ("macro_f1", True), ("accuracy", True)),
-           "regression": (("ccc", True), ("pearson", True), ("mae", False))}
 METRIC_LABELS = {"uar": "UAR", "macro_f1": "macro-F1", "accuracy": "accuracy", "ccc": "CCC",
                  "pearson": "Pearson r", "mae": "MAE"}
-KEY_COLUMNS = ["feature_set", "model", "normalisation"]
-BEST_MARK = "\u2020"  # dagger: the overall best system
-SIMILAR_MARK = "\u2021"  # double dagger: not significantly worse than the best
-DECLARED_MARK = "\u00a7"  # section sign: a system declared in the spec before its run
 MAX_TABLE_COLUMNS = 6  # value columns of one main table (more: split by normalisation, then by models)
-
-
-class ReportError(ValueError):
-    """A results directory is missing or unusable (the message names the file)."""
-
-
-# -- feature-set names ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FeatureSetInfo:
-    """How a feature-set name is shown and ordered in the tables.
-
-    Attributes
-    ----------
-    name
-        The feature-set name as in ``results.csv``.
-    group
-        The extractor (``mfcc``, ``egemaps``, ...) or ``"fusion"`` for early and late fusion and stacking
-        (a name that is no feature-set name: the name itself).
-    variant
-        ``native``, ``HSF1``, ``HSF2``, ``stats``, ``LLD``, ``layer N`` (with the kind's label in
-        front when it is not the extractor's default, e.g. ``LLD layer 3``), ``early``, ``late`` or
-        ``stack`` (``""`` for a name that is no feature-set name).
-    extractor
-        The extractor name (``""`` for fusion).
-    kind
-        The table kind (``native``, ``mean_std``, ...; ``""`` for fusion).
-    layer
-        The ``@LAYER`` text, or ``None``.
-    """
-
-    name: str
-    group: str
-    variant: str
-    extractor: str = ""
-    kind: str = ""
-    layer: str | None = None
-
-    @property
-    def order(self) -> tuple:
-        """Sort key inside a group: kinds in KIND_LABELS order, then layers in layer order."""
-        if self.group == FUSION:
-            return (0 if self.variant == "early" else 1, 0, (), self.name)
-        return (0 if self.layer is None else 1, KIND_ORDER.get(self.kind, len(KIND_ORDER)),
-                layer_sort_key(self.layer), self.name)
-
-
-@cache
-def _default_kind(extractor: str) -> str:
-    """``native`` for extractors with native functionals, ``mean_std`` for the others."""
-    try:
-        from featurekit.extractors import EXTRACTORS
-
-        return default_kind(EXTRACTORS.get(extractor)).value
-    except Exception:  # an unknown extractor (or one whose module is unavailable): the spec's default
-        return TableKind.NATIVE.value
-
-
-def layer_sort_key(layer: str | None) -> tuple:
-    """Layers ``0, 1, 2, ...``, then ``-3, -2, -1`` (counted from the last), then ``mean`` and lists."""
-    if layer is None:
-        return ()
-    try:
-        n = int(layer)
-    except ValueError:
-        return (2, 0, layer)
-    return (0, n, "") if n >= 0 else (1, n, "")
-
-
-def parse_feature_set_name(name: str) -> FeatureSetInfo:
-    """Group and variant of a feature-set name (see :class:`FeatureSetInfo`).
-
-    Parameters
-    ----------
-    name
-        ``EXTRACTOR[.KIND][@LAYER]``, ``a+b`` (early fusion), ``late(a|b|...)`` (late fusion) or
-        ``stack(a:M|b:M)->META`` (stacking), read by :func:`featurekit.featureset.parse_name`; a name
-        it does not read is a group of its own.
-
-    Returns
-    -------
-    FeatureSetInfo
-    """
-    name = str(name).strip()
-    try:
-        parsed = parse_name(name)
-    except FeatureSetError:  # not a feature-set name (e.g. of another tool): a group of its own
-        return FeatureSetInfo(name, name, "")
-    if not isinstance(parsed, FeatureSet):
-        return FeatureSetInfo(name, FUSION, "late" if isinstance(parsed, LateFusion) else "stack")
-    if len(parsed.members) > 1:
-        return FeatureSetInfo(name, FUSION, "early")
-    table = parsed.members[0]
-    extractor, layer = table.extractor, None if table.layer is None else str(table.layer)
-    default = _default_kind(extractor)
-    kind = default if table.kind is None else table.kind.value
-    label = KIND_LABELS.get(kind, kind)
-    if layer:
-        variant = f"layer {layer}" if kind == default else f"{label} layer {layer}"
-    else:
-        variant = label
-    return FeatureSetInfo(name, extractor, variant, extractor, kind, layer)
-
-
-# -- loading -------------------------------------------------------------------------------------
-@dataclass
-class Experiment:
-    """Comparable results (same corpus, task and protocol), possibly from several directories.
-
-    Attributes
-    ----------
-    key
-        File-name-safe identifier (used in table and figure names).
-    title
-        Heading text, e.g. ``"emodb: classification of label (7 classes)"``.
-    task_type
-        ``classification`` or ``regression``.
-    targets
-        Target columns (``["label"]`` for classification).
-    protocol
-        The protocol label from ``results.csv`` (e.g. ``leave-one-speaker-out``).
-    speaker_independent
-        ``False`` when the protocol lets speakers occur in both training and test folds.
-    results
-        The tidy rows of ``results.csv`` (all sources), with a ``source`` column.
-    predictions
-        The rows of ``predictions.csv`` (``None`` when no source has one).
-    sources
-        The results directories.
-    specs
-        Their ``spec.json`` documents (``{}`` when absent).
-    """
-
-    key: str
-    title: str
-    task_type: str
-    targets: list[str]
-    protocol: str
-    speaker_independent: bool
-    results: pd.DataFrame
-    predictions: pd.DataFrame | None
-    sources: list[Path] = field(default_factory=list)
-    specs: list[dict] = field(default_factory=list)
-
-    @cached_property
-    def names(self) -> DisplayNames:
-        """Display names (the specs' ``[report] display_names`` over the defaults)."""
-        return DisplayNames.from_specs(self.specs)
-
-    @cached_property
-    def declared(self) -> list[tuple[str, str, str]]:
-        """Systems ``(feature_set, model, normalisation)`` the specs declared (``[report] declared``)."""
-        return declared_systems(self.specs)
-
-    @property
-    def n_systems(self) -> int:
-        """How many systems (feature set x model x normalisation) the experiment compares."""
-        return len(self.results[KEY_COLUMNS].drop_duplicates())
-
-    @cached_property
-    def significance(self) -> pd.DataFrame:
-        """The best system against every other one (see :func:`significance_frame`)."""
-        return significance_frame(self)
-
-    @property
-    def primary(self) -> tuple[str, bool]:
-        """``(metric, higher_is_better)``: UAR for classification, CCC for regression when present."""
-        have = set(self.results["metric"])
-        for metric, higher in PRIMARY[self.task_type]:
-            if metric in have:
-                return metric, higher
-        raise ReportError(f"{self.title}: results.csv holds none of the metrics "
-                          f"{[m for m, _ in PRIMARY[self.task_type]]}")
-
-    @property
-    def folds(self) -> list[str]:
-        """The fold names (without ``mean``/``std``/``pooled``)."""
-        return sorted(set(self.results["fold"].astype(str)) - set(SUMMARY_FOLDS))
-
-    @property
-    def classes(self) -> list[str]:
-        """Class labels (from the per-class metrics, else the predictions); ``[]`` for regression."""
-        if self.task_type != "classification":
-            return []
-        found = {m[len("recall["):-1] for m in self.results["metric"].astype(str)
-                 if m.startswith("recall[") and m.endswith("]")}
-        if not found and self.predictions is not None:
-            found = set(self.predictions["y_true"].astype(str))
-        return sorted(found)
-
-    @property
-    def protocol_text(self) -> str:
-        """The protocol for captions, with a SPEAKER-DEPENDENT warning where it applies."""
-        kind = "speaker-independent" if self.speaker_independent else "speaker-DEPENDENT"
-        text = f"Protocol: {self.protocol}" + ("" if kind.lower() in self.protocol.lower() else f" ({kind})")
-        if not self.speaker_independent:
-            text += f". {speaker_dependent_warning()}"
-        return text
-
-
-def speaker_dependent_warning() -> str:
-    """The sentence shown with every table of a speaker-dependent experiment."""
-    return ("WARNING: speaker-DEPENDENT protocol: the same speakers occur in training and test folds, "
-            "so these scores overestimate performance on unseen speakers")
-
-
-def _read_dir(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
-    path = Path(path)
-    if not path.is_dir():
-        raise ReportError(f"{path}: no such results directory")
-    res_path = path / "results.csv"
-    if not res_path.is_file():
-        raise ReportError(f"{res_path}: not found (is {path} a directory written by `featurekit evaluate`?)")
-    results = pd.read_csv(res_path, dtype={"fold": str, "target": str, "feature_set": str, "model": str,
-                                           "normalisation": str, "protocol": str})
-    missing = {"feature_set", "model", "normalisation", "fold", "target", "metric", "value"} - set(results)
-    if missing:
-        raise ReportError(f"{res_path}: missing column(s) {sorted(missing)}")
-    if "protocol" not in results:
-        results["protocol"] = "unknown protocol"
-    if "speaker_independent" not in results:
-        results["speaker_independent"] = True
-    results["speaker_independent"] = results["speaker_independent"].map(_as_bool)
-    pred_path = path / "predictions.csv"
-    predictions = None
-    if pred_path.is_file():
-        predictions = pd.read_csv(pred_path, dtype={"y_true": str, "y_pred": str, "fold": str, "target": str,
-                                                    "feature_set": str, "model": str, "normalisation": str})
-    spec_path = path / "spec.json"
-    spec = json.loads(spec_path.read_text()) if spec_path.is_file() else {}
-    return results, predictions, spec
-
-
-def _protocol_parts(results: pd.DataFrame, predictions: pd.DataFrame | None):
-    """``(results, predictions, part)`` per protocol of one results directory: a cross-corpus matrix
-    run holds one protocol per matrix entry (``matrix A -> B (...)``), each its own experiment (``part``
-    names it); other runs are one part (``part`` empty)."""
-    protocols = list(dict.fromkeys(results["protocol"].astype(str)))
-    if len(protocols) == 1:
-        yield results, predictions, ""
-        return
-    for proto in protocols:
-        preds = predictions
-        if predictions is not None and "protocol" in predictions:
-            preds = predictions[predictions["protocol"].astype(str) == proto].reset_index(drop=True)
-        yield results[results["protocol"].astype(str) == proto].reset_index(drop=True), preds, proto
-
-
-def _as_bool(v) -> bool:
-    """``speaker_independent`` as read from CSV (bool or text); missing counts as ``True``."""
-    if isinstance(v, str):
-        return v.strip().lower() not in ("false", "0", "no", "")
-    if isinstance(v, float) and math.isnan(v):
-        return True
-    return bool(v)
-
-
-def _task_type(results: pd.DataFrame, spec: dict) -> str:
-    t = (spec.get("resolved", {}).get("task", {}).get("type")
-         or spec.get("spec", {}).get("task", {}).get("type"))
-    if t in PRIMARY:
-        return t
-    metrics = set(results["metric"])
-    return "regression" if metrics & {"ccc", "pearson", "mae"} else "classification"
-
-
-def _identity(path: Path, results: pd.DataFrame, spec: dict, task_type: str) -> str:
-    """What makes results comparable: corpus (+ options), task and protocol."""
-    raw = spec.get("spec", {})
-    resolved = spec.get("resolved", {})
-    corpus = raw.get("corpus", {})
-    task = resolved.get("task", raw.get("task", {}))
-    ident = {"corpus": corpus.get("name") or f"dir:{path.resolve()}", "options": corpus.get("options", {}),
-             "task_type": task_type, "targets": sorted(results["target"].astype(str).unique()),
-             "mapping": task.get("mapping"), "subset": task.get("subset"),
-             "protocol": sorted(results["protocol"].astype(str).unique())}
-    return json.dumps(ident, sort_keys=True, default=str)
-
-
-def safe_name(text: str) -> str:
-    """A file-name-safe version of ``text`` (letters, digits, ``.``, ``_``, ``-``)."""
-    text = str(text).replace("+", "_plus_").replace("@", "_at_").replace("|", "_")
-    text = re.sub(r"[^A-Za-z0-9._-]+", "_", text)
-    text = re.sub(r"_+", "_", text).strip("._-")
-    return text or "unnamed"
-
-
-def load_experiments(results_dirs: list[str | Path]) -> list[Experiment]:
-    """Read results directories, concatenate them and split them into comparable experiments.
-
-    Parameters
-    ----------
-    results_dirs
-        Directories written by ``featurekit evaluate`` (``results.csv``, ``predictions.csv``,
-        ``spec.json``).
-
-    Returns
-    -------
-    list of Experiment
-        In the order in which their first directory was given. A system (feature set, model,
-        normalisation) present in two directories of one experiment is taken from the later one.
-
-    Raises
-    ------
-    ReportError
-        When a directory or its ``results.csv`` is missing or malformed.
-    """
-    if isinstance(results_dirs, (str, Path)):
-        results_dirs = [results_dirs]
-    if not results_dirs:
-        raise ReportError("no results directories given")
-    groups: dict[str, dict] = {}
-    for d in dict.fromkeys(Path(d) for d in results_dirs):
-        path = Path(d)
-        all_results, all_predictions, spec = _read_dir(path)
-        all_results.insert(0, "source", str(path))
-        task_type = _task_type(all_results, spec)
-        for results, predictions, part in _protocol_parts(all_results, all_predictions):
-            ident = _identity(path, results, spec, task_type)
-            g = groups.setdefault(ident, {"results": [], "predictions": [], "sources": [], "specs": [],
-                                          "task_type": task_type, "part": part})
-            g["results"].append(results)
-            if predictions is not None:
-                predictions.insert(0, "source", str(path))
-                g["predictions"].append(predictions)
-            g["sources"].append(path)
-            g["specs"].append(spec)
-    experiments, used_keys = [], set()
-    for g in groups.values():
-        results = pd.concat(g["results"], ignore_index=True)
-        results = results.drop_duplicates(KEY_COLUMNS + ["fold", "target", "metric"], keep="last")
-        preds = None
-        if g["predictions"]:
-            preds = pd.concat(g["predictions"], ignore_index=True)
-            preds = preds.drop_duplicates(KEY_COLUMNS + ["id", "target"], keep="last")
-        names = list(dict.fromkeys(s.get("spec", {}).get("name") or p.name
-                                   for s, p in zip(g["specs"], g["sources"])))
-        corpus = next((s.get("spec", {}).get("corpus", {}).get("name") for s in g["specs"]
-                       if s.get("spec", {}).get("corpus", {}).get("name")), None)
-        key = safe_name(names[0] if len(names) == 1 else corpus or names[0])
-        if g["part"]:
-            key = safe_name(f"{key}_{g['part']}")
-        while key in used_keys:
-            key += "_2"
-        used_keys.add(key)
-        targets = list(dict.fromkeys(results["target"].astype(str)))
-        exp = Experiment(key=key, title="", task_type=g["task_type"], targets=targets,
-                         protocol=str(results["protocol"].iloc[0]),
-                         speaker_independent=bool(results["speaker_independent"].all()), results=results,
-                         predictions=preds, sources=g["sources"], specs=g["specs"])
-        what = (f"classification of {targets[0]} ({len(exp.classes)} classes)"
-                if exp.task_type == "classification" else f"regression of {', '.join(targets)}")
-        where = f" ({corpus})" if corpus and corpus not in names else ""
-        exp.title = " + ".join(names) + where + (f", {g['part']}" if g["part"] else "") + f": {what}"
-        experiments.append(exp)
-    return experiments
 
 
 # -- tables --------------------------------------------------------------------------------------
@@ -483,30 +109,6 @@ def ci_text(value: float, low: float, high: float, digits: int = 3) -> str:
     if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
         return fmt(value, digits)
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-
-
-def summary_values(exp: Experiment) -> pd.DataFrame:
-    """One row per (feature set, model, normalisation, target) and one column per ``fold:metric``.
-
-    Columns are ``"mean:uar"``, ``"std:uar"``, ``"pooled:uar"``, ``"pooled:uar_ci95_low"``, ... (the
-    across-fold summaries and pooled values present in ``results.csv``).
-    """
-    r = exp.results[exp.results["fold"].isin(SUMMARY_FOLDS)]
-    wide = r.assign(col=r["fold"] + ":" + r["metric"]).pivot_table(
-        index=KEY_COLUMNS + ["target"], columns="col", values="value", aggfunc="last")
-    wide.columns.name = None
-    return wide.reset_index()
-
-
-def _systems_order(exp: Experiment) -> list[FeatureSetInfo]:
-    """Feature sets grouped by extractor (groups in order of first appearance, fusion last)."""
-    names = list(dict.fromkeys(exp.results["feature_set"].astype(str)))
-    infos = [parse_feature_set_name(n) for n in names]
-    groups = list(dict.fromkeys(i.group for i in infos if i.group != FUSION))
-    if any(i.group == FUSION for i in infos):
-        groups.append(FUSION)
-    rank = {g: k for k, g in enumerate(groups)}
-    return sorted(infos, key=lambda i: (rank[i.group], i.order))
 
 
 def _columns(exp: Experiment) -> tuple[list[tuple[str, str]], dict[tuple[str, str], str]]:
@@ -596,52 +198,7 @@ def _full_mask(data: pd.DataFrame, numeric_best: pd.DataFrame) -> pd.DataFrame:
     return mask
 
 
-# -- selection: the best of many, significance, declared systems ------------------------------
-def significance_frame(exp: Experiment) -> pd.DataFrame:
-    """Every system (best first) with the paired tests against the best and its marks.
-
-    Classification: the exact McNemar test on the pooled predictions (same utterances) and, with at
-    least :data:`~featurekit.report.significance.MIN_FOLDS` folds, the Wilcoxon signed-rank test of
-    the per-fold primary metric; both Holm-corrected over the compared systems. Regression: the
-    per-fold test on the primary metric averaged over targets.
-
-    Returns
-    -------
-    pandas.DataFrame
-        :func:`featurekit.report.significance.compare_to_best` columns plus ``score, score_std,
-        pooled, pooled_low, pooled_high, overall_best, declared``.
-    """
-    scores = system_scores(exp)
-    if scores.empty:
-        return scores.assign(overall_best=[], declared=[], not_worse=[], tested=[])
-    metric, higher = exp.primary
-    preds = None
-    if exp.task_type == "classification" and exp.predictions is not None:
-        preds = exp.predictions
-        if "target" in preds:
-            preds = preds[preds["target"].astype(str) == exp.targets[0]]
-    r = exp.results
-    per_fold = r[(r["metric"] == metric) & ~r["fold"].isin(SUMMARY_FOLDS)]
-    per_fold = per_fold.groupby(KEY_COLUMNS + ["fold"], sort=False, as_index=False)["value"].mean()
-    tests = compare_to_best(scores, preds, per_fold, higher=higher)
-    out = scores.merge(tests, on=KEY_COLUMNS, how="left", sort=False)
-    out["overall_best"] = out.index == 0
-    declared = set(exp.declared)
-    out["declared"] = [tuple(k) in declared for k in out[KEY_COLUMNS].itertuples(index=False)]
-    return out
-
-
-def system_marks(exp: Experiment, fs: str, model: str, norm: str) -> str:
-    """``†`` overall best, ``‡`` not significantly worse than it, ``§`` declared in the spec."""
-    sig = exp.significance
-    hit = sig[(sig["feature_set"] == fs) & (sig["model"] == model) & (sig["normalisation"] == norm)]
-    if hit.empty:
-        return DECLARED_MARK if (fs, model, norm) in exp.declared else ""
-    r = hit.iloc[0]
-    marks = BEST_MARK if r["overall_best"] else (SIMILAR_MARK if bool(r["not_worse"]) else "")
-    return marks + (DECLARED_MARK if r["declared"] else "")
-
-
+# -- selection notes and numbers -----------------------------------------------------------------
 def selection_note(exp: Experiment, *, short: bool = False) -> str:
     """How many systems were compared, that the best of them is optimistic, and the marks (``short``:
     a reminder for the tables after the first)."""
@@ -805,61 +362,6 @@ def pooled_tables(exp: Experiment) -> list[Table]:
 def pooled_table(exp: Experiment) -> Table:
     """The first pooled table (all of it when it fits a page)."""
     return pooled_tables(exp)[0]
-
-
-def system_scores(exp: Experiment) -> pd.DataFrame:
-    """Every system with its group/variant and scores, best first.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``feature_set, model, normalisation, group, variant, score, score_std, pooled,
-        pooled_low, pooled_high`` (classification: UAR; regression: the primary metric averaged
-        over targets) and, for regression, ``mean:METRIC[TARGET]`` per target.
-    """
-    metric, higher = exp.primary
-    s = summary_values(exp)
-    for col in (f"mean:{metric}", f"std:{metric}", f"pooled:{metric}", f"pooled:{metric}_ci95_low",
-                f"pooled:{metric}_ci95_high"):
-        if col not in s:
-            s[col] = np.nan
-    agg = s.groupby(KEY_COLUMNS, sort=False).agg(
-        score=(f"mean:{metric}", "mean"), score_std=(f"std:{metric}", "mean"),
-        pooled=(f"pooled:{metric}", "mean"),
-        pooled_low=(f"pooled:{metric}_ci95_low", "mean"), pooled_high=(f"pooled:{metric}_ci95_high", "mean"))
-    if exp.task_type == "classification":
-        for extra in ("accuracy", "macro_f1"):
-            if f"mean:{extra}" in s:
-                agg[extra] = s.groupby(KEY_COLUMNS, sort=False)[f"mean:{extra}"].mean()
-    else:
-        per = s.pivot_table(index=KEY_COLUMNS, columns="target", values=f"mean:{metric}", aggfunc="last")
-        for t in exp.targets:
-            if t in per:
-                agg[f"target:{t}"] = per[t]
-    agg = agg.reset_index()
-    infos = {i.name: i for i in _systems_order(exp)}
-    agg.insert(3, "group", [infos[f].group for f in agg["feature_set"]])
-    agg.insert(4, "variant", [infos[f].variant for f in agg["feature_set"]])
-    agg = agg[agg["score"].notna()]
-    return agg.sort_values("score", ascending=not higher, kind="stable").reset_index(drop=True)
-
-
-def best_systems(exp: Experiment, top: int = 3) -> pd.DataFrame:
-    """The best system of every feature group, the overall ``top`` systems and the declared ones, best first.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Rows of :func:`system_scores` (feature_set, model, normalisation, group, variant, score, ...).
-    """
-    scores = system_scores(exp)
-    if scores.empty:
-        return scores
-    declared = set(exp.declared)
-    is_declared = [tuple(k) in declared for k in scores[KEY_COLUMNS].itertuples(index=False)]
-    keep = (set(scores.index[:top]) | set(scores.groupby("group", sort=False).head(1).index)
-            | set(scores.index[is_declared]))
-    return scores.loc[sorted(keep)].reset_index(drop=True)
 
 
 def _system_label_columns(exp: Experiment, r) -> dict:
