@@ -434,6 +434,10 @@ def _check_sequence_models(models: dict[str, dict], sets: list[FeatureSet], reg:
     """A model that takes frame sequences only (lstm, gru, conv1d, the spectrogram presets) needs an
     ``.lld`` feature set among those it is given; on vectors alone it would silently never run."""
     for name, m in models.items():
+        if reg.get(m["model"]).waveforms:
+            raise SpecError(f"models.{name}: {m['model']!r} fine-tunes a speech encoder on raw audio, which "
+                            "`featurekit evaluate` and `train` do not feed (yet); fit it from Python with "
+                            "featurekit.heads.finetune (README: Fine-tuning an encoder)")
         if reg.get(m["model"]).vectors:
             continue
         given = [s for s in sets if "sets" not in m or s.name in m["sets"]]
