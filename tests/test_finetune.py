@@ -35,13 +35,13 @@ CONV = dict(conv_dim=(16, 16, 16), conv_stride=(8, 5, 4), conv_kernel=(16, 10, 4
 WHISPER_POSITIONS = 40  # a 0.8 s window
 FAST = dict(
     lr=1e-2,
-    encoder_lr=2e-3,
-    max_epochs=8,
+    encoder_lr=5e-4,
+    max_epochs=12,
     batch_size=4,
     patience=None,
     dropout=0.0,
     max_duration=0.8,
-    n_threads=2,
+    n_threads=1,
     device="cpu",
 )
 
@@ -121,8 +121,8 @@ def tones(
     return xs, np.array(labels), np.array(groups)
 
 
-TRAIN = tones([f"tr{i}" for i in range(4)], 6, seed=0)
-TEST = tones([f"te{i}" for i in range(2)], 6, seed=1)
+TRAIN = tones([f"tr{i}" for i in range(6)], 6, seed=0)
+TEST = tones([f"te{i}" for i in range(3)], 6, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_regression_head_ccc_and_attention_pooling_with_accumulation(models, tmp
     y = np.stack([(labels == "high") * 1.0, (labels == "low") * 0.5], axis=1)
     y += np.random.default_rng(0).normal(0, 0.05, y.shape)
     reg = FineTuneRegressor(
-        str(models["wav2vec2"]),
+        str(models["wavlm"]),
         loss="ccc",
         pooling="attention",
         accumulate=2,
