@@ -96,12 +96,14 @@ def gru_loso(root: Path, store: str, threads: int, devices: list[str]) -> None:
 def preset_rows(name: str, root: Path, args: argparse.Namespace, runs: list[tuple[str, bool]]) -> None:
     from featurekit.evaluation import run, validate
     from featurekit.evaluation import runner as R
+    from featurekit.executor import executor_for
     from featurekit.heads import make_head
     from featurekit.heads.presets import PRESET_PARAMS
 
     s = validate(preset_spec(name, {}))
     manifest = R.prepare_manifest(s, R.load_corpus_for(s, root))
-    data = R.FeatureData(s, manifest, R.FeatureStore(args.store), jobs=args.threads, progress=False)
+    data = R.FeatureData.load(s, manifest, R.FeatureStore(args.store),
+                              executor=executor_for(jobs=args.threads), progress=False)
     seqs = data.sequences(s.feature_sets[0])
     folds = R.make_folds(s, manifest)
     train = folds[0].train[: args.limit] if args.limit else folds[0].train

@@ -11,7 +11,10 @@
 2. The wall time of the whole ``pipelines/emodb.toml`` grid from a warm store (``--grid``).
 
     python benchmarks/evaluate.py [--root ../shared/data/emodb] [--grid | --only-grid] [--store store]
-                                  [--keep-grid results/grid]
+                                  [--keep-grid results/grid] [--no-nkululeko]
+
+``--no-nkululeko`` times featurekit's runs alone (cold, warm, warm with the search), e.g. to compare two
+featurekit versions on one machine without installing the baseline.
 """
 
 from __future__ import annotations
@@ -138,6 +141,8 @@ def main() -> None:
     ap.add_argument("--store", default="store", help="warm store for --grid")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--keep-grid", help="copy the grid's results folder here (to compare with the report)")
+    ap.add_argument("--no-nkululeko", action="store_true",
+                    help="featurekit's runs only (no baseline, no ratios): to compare featurekit versions")
     args = ap.parse_args()
     root = emodb_root(args.root)
     work = Path(tempfile.mkdtemp(prefix="fk-bench-eval-"))
@@ -158,8 +163,6 @@ def main() -> None:
         spec_search.write_text(SPEC.format(grid=SEARCH_GRID))
         ini = work / "exp.ini"
         ini.write_text(INI.format(work=work, csv=csv))
-        py = nkululeko_python(Path(args.venv))
-        nk_cmd = [str(py), "-m", "nkululeko.nkululeko", "--config", str(ini)]
         store = work / "store"
 
         def ours(tag: str, spec: Path = spec) -> float:
@@ -201,6 +204,8 @@ def main() -> None:
             return a + b
 
         def theirs(tag: str) -> float:
+            py = nkululeko_python(Path(args.venv))
+            nk_cmd = [str(py), "-m", "nkululeko.nkululeko", "--config", str(ini)]
             t, r = timed(nk_cmd, cwd=work)
             uar = [x for x in (r.stdout + r.stderr).splitlines() if "UAR" in x.upper()][-1:]
             print(
@@ -210,6 +215,13 @@ def main() -> None:
             return t
 
         print("eGeMAPS + SVM, leave-one-speaker-out on Emo-DB (whole processes):")
+        if args.no_nkululeko:
+            cold, warm, search = ours("cold"), ours("warm"), ours("warm-search", spec_search)
+            print(f"featurekit alone: cold {cold:.1f} s, warm {warm:.1f} s, warm with the default nested "
+                  f"search {search:.1f} s (no baseline: --no-nkululeko)")
+            if args.grid:
+                time_grid(args, root, work)
+            return
         ours_cold, nk_cold = ours("cold"), theirs("cold")
         ours_warm, nk_warm = ours("warm"), theirs("warm")
         print(

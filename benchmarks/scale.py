@@ -2,7 +2,7 @@
 
 Builds a synthetic corpus of ``--n`` short utterances (0.5 s; ``--distinct`` different signals, hard-linked
 under different names, so writing 20,000 files takes seconds), starts ``featurekit cluster local`` in its
-own process, and extracts ``mfcc.mean_std`` with :func:`featurekit.distributed.extract_distributed`,
+own process, and extracts ``mfcc.mean_std`` with :func:`featurekit.extraction.extract` on a ``DaskExecutor``,
 printing this process's (the client's) peak RSS once n/4, n/2 and n utterances are in the store (the
 target: flat, as results are flushed as they arrive and at most a window of tasks is in flight). Then it
 extracts the same corpus with the local joblib backend (:func:`featurekit.extraction.extract`, same number
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-local", action="store_true", help="only the distributed run")
     args = p.parse_args(argv)
 
-    from featurekit.distributed import extract_distributed
+    from featurekit.executor import DaskExecutor
 
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="featurekit-scale-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -223,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     dist_peak = local_peak = 0.0
     proc, address = start_cluster(args.workers)
     try:
-        extract_distributed(warm, requests, FeatureStore(base / "store-warm"), corpus=CORPUS, audio=audio,
-                            scheduler=address, progress=False)
+        extract(warm, requests, FeatureStore(base / "store-warm"), corpus=CORPUS, audio=audio,
+                executor=DaskExecutor(address), progress=False)
         if not args.skip_local:
             extract(warm, requests, FeatureStore(base / "store-warm-local"), corpus=CORPUS, audio=audio,
                     jobs=args.workers, progress=False)
@@ -233,8 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             with PeakRSS() as rss, CPUTime(os.getpid(), proc.pid) as cpu:
                 t0 = time.perf_counter()
                 store = MilestoneStore(base / "store-dist", milestones, rss, t0)
-                summary = extract_distributed(manifest, requests, store, corpus=CORPUS, audio=audio,
-                                              scheduler=address, progress=False)
+                with DaskExecutor(address) as executor:
+                    summary = extract(manifest, requests, store, corpus=CORPUS, audio=audio,
+                                      executor=executor, progress=False)
                 seconds = time.perf_counter() - t0
             assert summary.computed == args.n and not summary.failures, summary.lines()
             runs["distributed"].append((seconds, cpu.seconds))

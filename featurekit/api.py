@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from featurekit.evaluation.spec import Spec
+    from featurekit.executor import Executor
     from featurekit.extraction import FeatureRequest
 
 #: Corpus name under which :meth:`Features.process_files` keeps its rows in a store.
@@ -171,23 +172,21 @@ class Features(_Params):
     def tables(self) -> list[str]:
         """The tables this object returns, as ``EXTRACTOR.KIND`` (checks the parameters)."""
         from featurekit.extractors import EXTRACTORS
+        from featurekit.featureset import TableKind, TableRef, parse_tables
 
-        entries = self.features.split(",") if isinstance(self.features, str) else list(self.features)
-        out: list[str] = []
-        for entry in (e.strip() for e in entries):
-            if not entry:
-                continue
-            name, dot, kind = entry.partition(".")
-            if dot:
-                out.append(entry)
-            elif EXTRACTORS.get(name).has_native:
-                out.append(f"{name}.native")
+        tables: list[TableRef] = []
+        for t in parse_tables(self.features):
+            if t.kind is not None:
+                tables.append(t)
+            elif EXTRACTORS.get(t.extractor).has_native:
+                tables.append(TableRef(t.extractor, TableKind.NATIVE))
             else:
-                out.extend(f"{name}.{fn}" for fn in self.functionals)
-        out = list(dict.fromkeys(out))
+                tables.extend(TableRef(t.extractor, TableKind.parse(fn)) for fn in self.functionals)
+        tables = list(dict.fromkeys(tables))
+        out = [t.table for t in tables]
         if not out:
             raise ValueError("Features: no features requested")
-        if any(t.endswith(".lld") for t in out) and len(out) > 1:
+        if any(t.frame_level for t in tables) and len(out) > 1:
             raise ValueError(
                 f"Features: an lld table is frame-level and must be requested alone; got {out} "
                 "(use one Features object per table)"
@@ -319,7 +318,7 @@ class Features(_Params):
                 warnings.warn(note, UserWarning, stacklevel=4)
             ok = manifest[~manifest["id"].isin(list(summary.failures))]
             if ok.empty:  # every file failed: nothing to read
-                return _nothing(any(k == "lld" for r in requests for k in r.kinds)), summary.failures
+                return _nothing(any(k.frame_level for r in requests for k in r.kinds)), summary.failures
             tables = [load_features(fstore, ok, req, kind, corpus=corpus, audio=audio)
                       for req in requests for kind in req.kinds]
         return _join(tables, [f"{r.extractor.name}.{k}" for r in requests for k in r.kinds]), summary.failures
@@ -427,6 +426,7 @@ def evaluate(
     progress: bool = False,
     manifest: pd.DataFrame | None = None,
     roots: dict[str, str | os.PathLike] | None = None,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """Run an experiment spec, as ``featurekit evaluate`` does; return the tidy results.
 
@@ -446,7 +446,7 @@ def evaluate(
     test_root
         A ``cross_corpus`` protocol's test corpus root (default: its ``root_env`` variable).
     scheduler
-        A dask.distributed scheduler address to run the folds on.
+        A dask.distributed scheduler address to extract and run the folds on.
     progress
         Show progress bars.
     manifest
@@ -455,6 +455,9 @@ def evaluate(
     roots
         A multi-corpus spec's ``{NAME: root}`` of its ``[corpora.NAME]`` (default: each one's
         ``root_env`` variable); ``root`` is then not used.
+    executor
+        Where to extract and run the folds (:mod:`featurekit.executor`; closed at the end); default
+        :func:`~featurekit.executor.executor_for` of ``jobs`` and ``scheduler``.
 
     Returns
     -------
@@ -464,6 +467,7 @@ def evaluate(
     from featurekit.defaults import default_store
     from featurekit.evaluation import load_spec, run
     from featurekit.evaluation.spec import Spec
+    from featurekit.executor import executor_for
 
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
@@ -471,9 +475,9 @@ def evaluate(
         root = manifest.attrs.get("root", "")
     if not spec.corpora:
         root = root if manifest is not None else resolve_root(spec, root)
-    run(spec, root, out,
-        store=store if store is not None else default_store(), jobs=jobs, progress=progress,
-        manifest=manifest, scheduler=scheduler, test_root=resolve_test_root(spec, test_root), roots=roots)
+    with executor or executor_for(jobs=jobs, scheduler=scheduler) as where:
+        run(spec, root, out, store=store if store is not None else default_store(), executor=where,
+            progress=progress, manifest=manifest, test_root=resolve_test_root(spec, test_root), roots=roots)
     return load_results(out)
 
 

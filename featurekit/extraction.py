@@ -2,12 +2,14 @@
 
 One call, :func:`extract`, handles a manifest and a list of :class:`FeatureRequest`. Each
 utterance is decoded once per chunk and run through every extractor that still lacks its row.
-Work is dispatched with joblib in chunks (``pre_dispatch`` bounds how many are in flight) and
-results are flushed to the store once a table has ``flush_every`` utterances or ``FLUSH_BYTES`` of
-values buffered, or ``flush_seconds`` (default :data:`FLUSH_SECONDS`) after the last write, so memory
-stays bounded and a killed run keeps everything flushed before the kill: it loses at most the rows
-of the last ``flush_seconds`` plus the chunks in flight (parts are merged at the end). A file that
-fails is listed with its reason; it never stops the others.
+Chunks of utterances go to an executor (:mod:`featurekit.executor`: this process, local processes
+or a Dask cluster, whose workers read the audio from shared storage; a bounded window of chunks is
+in flight) and only the calling process writes the store. Results are flushed to the store once a
+table has ``flush_every`` utterances or ``FLUSH_BYTES`` of values buffered, or ``flush_seconds``
+(default :data:`FLUSH_SECONDS`) after the last write, so memory stays bounded and a killed run keeps
+everything flushed before the kill: it loses at most the rows of the last ``flush_seconds`` plus the
+chunks in flight (parts are merged at the end). A file that fails is listed with its reason; it never
+stops the others.
 
 Every value an extractor returns is checked: a file whose LLDs, native functionals or HSFs hold
 NaN or infinite values fails with the extractor, the table and the columns named (nothing of it is
@@ -18,20 +20,25 @@ eGeMAPS on unvoiced audio has 0 for its F0 functionals (``tests/test_hostile_inp
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from featurekit.audio import AudioError, AudioOptions, load_audio
+from featurekit.augmentation import AUGMENTATION_LIBRARIES, source_of
 from featurekit.corpora.base import check_unique_paths
-from featurekit.extractors.base import EXTRACTORS, Extractor, make_extractor
+from featurekit.executor import EnvironmentMismatchError, Executor, SerialExecutor, executor_for
+from featurekit.extractors.base import EXTRACTORS, Extractor, library_versions, make_extractor
 from featurekit.extractors.functionals import FUNCTIONALS, apply_functional
-from featurekit.store import LLD_KIND, NATIVE_KIND, FeatureStore, FeatureTable, align
+from featurekit.featureset import TableKind, parse_tables
+from featurekit.store import AUDIO_LIBRARIES, LLD_KIND, NATIVE_KIND, FeatureStore, FeatureTable, align
 
 DEFAULT_FUNCTIONALS = ("mean_std",)
 DEFAULT_FLUSH_EVERY = 4096
@@ -43,22 +50,28 @@ FLUSH_SECONDS = 30.0
 
 @dataclass
 class FeatureRequest:
-    """An extractor and the table kinds wanted from it (``native``, HSF names, ``lld``)."""
+    """An extractor and the table kinds wanted from it (``native``, HSF names, ``lld``; given as
+    :class:`~featurekit.featureset.TableKind` or their names, kept as ``TableKind``)."""
 
     extractor: Extractor
-    kinds: tuple[str, ...]
+    kinds: tuple[TableKind, ...]
 
     def __post_init__(self) -> None:
+        kinds = []
         for kind in self.kinds:
-            if kind == NATIVE_KIND and not self.extractor.has_native:
+            if kind not in TableKind._value2member_map_:
+                raise ValueError(f"unknown functional {kind!r}; known: {FUNCTIONALS.names()}, native, lld")
+            kind = TableKind(kind)
+            if kind is NATIVE_KIND and not self.extractor.has_native:
                 raise ValueError(
                     f"extractor {self.extractor.name!r} has no native functionals; "
                     f"use one of {FUNCTIONALS.names()} or lld"
                 )
-            if kind != NATIVE_KIND and not self.extractor.has_lld:
-                raise ValueError(f"extractor {self.extractor.name!r} has no frame-level output for {kind!r}")
-            if kind not in (NATIVE_KIND, LLD_KIND) and kind not in FUNCTIONALS:
-                raise ValueError(f"unknown functional {kind!r}; known: {FUNCTIONALS.names()}, native, lld")
+            if kind.needs_lld and not self.extractor.has_lld:
+                raise ValueError(f"extractor {self.extractor.name!r} has no frame-level output for "
+                                 f"{kind.value!r}")
+            kinds.append(kind)
+        self.kinds = tuple(kinds)
 
 
 def parse_features(
@@ -70,22 +83,23 @@ def parse_features(
 ) -> list[FeatureRequest]:
     """Turn ``"egemaps,mfcc.stats"`` style lists into requests.
 
-    An entry ``NAME.KIND`` asks for exactly that table. A bare ``NAME`` asks for the extractor's
-    native functionals (if it has them) plus every name in ``functionals`` (and ``lld`` when
-    ``lld`` is true). ``params`` maps extractor names to keyword parameters.
+    An entry ``NAME.KIND`` asks for exactly that table (:func:`featurekit.featureset.parse_tables`).
+    A bare ``NAME`` asks for the extractor's native functionals (if it has them) plus every name in
+    ``functionals`` (and ``lld`` when ``lld`` is true). ``params`` maps extractor names to keyword
+    parameters.
     """
-    names = [f.strip() for f in (features.split(",") if isinstance(features, str) else features) if f.strip()]
-    if not names:
+    tables = parse_tables(features)
+    if not tables:
         raise ValueError("no features requested")
     for fn in functionals:
         if fn not in FUNCTIONALS and fn != NATIVE_KIND:
             raise ValueError(f"unknown functional {fn!r}; known: {FUNCTIONALS.names()}")
     wanted: dict[str, list[str]] = {}
-    for entry in names:
-        name, _, kind = entry.partition(".")
+    for table in tables:
+        name, kind = table.extractor, table.kind
         cls = EXTRACTORS.get(name)
         kinds = wanted.setdefault(name, [])
-        if kind:
+        if kind is not None:
             kinds.append(kind)
         else:
             if cls.has_native:
@@ -176,11 +190,14 @@ def check_finite(values: np.ndarray, names: list[str], path: str, table: str) ->
                            f"{width} columns: {listed}); nothing stored for it")
 
 
-def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: AudioOptions) -> dict:
+def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: AudioOptions,
+                   augmentation=None) -> dict:
     """Worker: compute the needed tables for a few utterances. Never raises for a bad file.
 
     Signals are decoded once; each extractor then sees all signals of the chunk that need it
-    (so batching extractors can batch).
+    (so batching extractors can batch). With ``augmentation`` (a
+    :class:`~featurekit.augmentation.WaveformAugmentation`) the items are copies (ids ``ID#augK``)
+    and each decoded signal is replaced by its augmented copy before any extractor sees it.
     """
     sr = audio.sample_rate
     failures: dict[str, str] = {}
@@ -190,8 +207,14 @@ def _process_chunk(items: list[tuple], requests: list[FeatureRequest], audio: Au
         ctx, caught = _catching()
         try:
             signals[uid] = load_audio(path, options=audio, start=start, end=end)
+            if augmentation is not None:
+                source, k = source_of(uid)
+                signals[uid] = augmentation.apply(signals[uid], options=audio, utterance=source, copy=k,
+                                                  where=str(path))
         except AudioError as err:
             failures[uid] = str(err)
+        except Exception as err:  # a transform failing on one file must not stop the batch
+            failures[uid] = f"{path}: augmentation: {type(err).__name__}: {err}"
         finally:
             ctx.__exit__(None, None, None)
         notes.extend(_quiet_warnings(caught, str(path)))
@@ -311,12 +334,14 @@ def extract(
     *,
     corpus: str,
     audio: AudioOptions | None = None,
+    executor: Executor | None = None,
     jobs: int | None = None,
     chunk_size: int | None = None,
     flush_every: int = DEFAULT_FLUSH_EVERY,
     flush_seconds: float = FLUSH_SECONDS,
     progress: bool = True,
     compact: bool = True,
+    augmentation=None,
 ) -> ExtractionSummary:
     """Compute every requested table for every utterance of ``manifest`` that the store lacks.
 
@@ -332,39 +357,64 @@ def extract(
         Corpus name (a store key component).
     audio
         Decoding options (default 16 kHz, natural length).
+    executor
+        Where chunks are computed (:func:`featurekit.executor.executor_for`); on a cluster, the
+        manifest's paths must be readable by the workers. Only this process writes ``store``.
     jobs
-        Worker processes (default: all cores; 1 runs in this process).
+        Without ``executor``: local worker processes (default: all cores; 1 runs in this process).
     chunk_size
-        Utterances per task (default: adaptive, at most 16).
+        Utterances per task (default: about four tasks per worker, at most 8).
     flush_every
         Buffered utterances per table before a part is written (a part is also written once a table
         buffers :data:`FLUSH_BYTES` of values).
     flush_seconds
         Whatever is buffered is written once this many seconds have passed since the last write.
+    augmentation
+        A :class:`~featurekit.augmentation.WaveformAugmentation`: compute its copies of the manifest's
+        utterances instead (ids ``ID#augK``, in the augmented tables of the store), with the same
+        extractors and table kinds and the same decoding and conditioning.
 
     Raises
     ------
     ValueError
         The manifest lists one audio file (or segment) under two ids (nothing is computed).
+    EnvironmentMismatchError
+        A worker has other extractor or library versions than this process (the store's table keys
+        are this process'): the run stops rather than store rows under the wrong key.
+    SchedulerError
+        The executor's cluster cannot be reached or was lost (rows received until then are stored).
+
+    Notes
+    -----
+    A chunk whose worker keeps dying (a remote executor's lost worker) is split and its utterances
+    retried one by one, so only a file that crashes workers by itself is reported as failed.
     """
     t0 = time.perf_counter()
     audio = audio or AudioOptions()
-    jobs = jobs or os.cpu_count() or 1
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, not {chunk_size}")
     summary = ExtractionSummary()
-    plan = _plan(manifest, requests, store, corpus=corpus, audio=audio, summary=summary)
+    plan = _plan(manifest, requests, store, corpus=corpus, audio=audio, summary=summary,
+                 augmentation=augmentation)
     if plan.todo:
-        _run(
-            plan.todo,
-            requests,
-            audio,
-            plan.tables,
-            summary,
-            jobs=jobs,
-            chunk_size=chunk_size,
-            flush_every=flush_every,
-            flush_seconds=flush_seconds,
-            progress=progress,
-        )
+        owned = None if executor is not None else executor_for(jobs=jobs)  # closed below: no idle pool left
+        try:
+            _run(
+                plan.todo,
+                requests,
+                audio,
+                plan.tables,
+                summary,
+                executor=executor or owned,
+                chunk_size=chunk_size,
+                flush_every=flush_every,
+                flush_seconds=flush_seconds,
+                progress=progress,
+                augmentation=augmentation,
+            )
+        finally:
+            if owned is not None:
+                owned.close()
     _finish(plan, requests, summary, compact=compact)
     summary.seconds = time.perf_counter() - t0
     return summary
@@ -392,12 +442,17 @@ def _plan(
     corpus: str,
     audio: AudioOptions,
     summary: ExtractionSummary,
+    augmentation=None,
 ) -> _Plan:
     """Fingerprint the files and list the (utterance, table) pairs the store lacks.
 
     Unreadable files go to ``summary.failures``; pairs already stored count as ``summary.cache_hits``.
+    With ``augmentation``: the copies of the manifest's utterances, in the augmented tables.
     """
     check_unique_paths(manifest, source=f"manifest of {corpus}")
+    aug_key = None
+    if augmentation is not None:
+        manifest, aug_key = augmentation.copies_manifest(manifest), augmentation.key()
     ids = manifest["id"].astype(str).tolist()
     paths = manifest["path"].astype(str).tolist()
     starts = manifest["start"].tolist() if "start" in manifest else [None] * len(ids)
@@ -411,7 +466,7 @@ def _plan(
     present: dict[tuple[int, str], set] = {}
     for ri, req in enumerate(requests):
         for kind in req.kinds:
-            t = store.table(corpus, req.extractor, kind, audio)
+            t = store.table(corpus, req.extractor, kind, audio, augmentation=aug_key)
             t.remove_orphans()  # left by a writer killed earlier
             tables[(ri, kind)] = t
             present[(ri, kind)] = set(zip(*[t.keys()[c] for c in ("id", "fingerprint")]))
@@ -474,24 +529,64 @@ def _longest_first(todo: list) -> list:
     return sorted(todo, key=size, reverse=True)
 
 
-def _run(todo, requests, audio, tables, summary, *, jobs, chunk_size, flush_every, flush_seconds,
-         progress) -> None:
-    if len(todo) <= IN_PROCESS_MAX:
-        jobs = 1
+def _run(todo, requests, audio, tables, summary, *, executor: Executor, chunk_size, flush_every,
+         flush_seconds, progress, augmentation=None) -> None:
+    if executor.local and len(todo) <= IN_PROCESS_MAX:
+        executor = SerialExecutor()
     if chunk_size is None:
-        chunk_size = _default_chunk_size(len(todo), jobs)
+        chunk_size = _default_chunk_size(len(todo), executor.workers)
     todo = _longest_first(todo)
-    chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
-    if jobs == 1:
-        outputs = (_process_chunk(c, requests, audio) for c in chunks)
-    else:
-        from joblib import Parallel, delayed
+    expected = environment(requests, augmentation)
 
-        outputs = Parallel(n_jobs=jobs, return_as="generator_unordered", pre_dispatch="2*n_jobs")(
-            delayed(_process_chunk)(c, requests, audio) for c in chunks
-        )
+    def task(items: list[tuple], given_up: str | None = None) -> tuple[Hashable, dict]:
+        return items[0][0], {"items": items, "requests": requests, "audio": audio, "expected": expected,
+                             "given_up": given_up, "augmentation": augmentation}
+
+    def on_lost(_uid, kwargs: dict, err: BaseException) -> list:
+        items = kwargs["items"]
+        if len(items) > 1:  # find the culprit: retry the utterances one by one
+            return [task([item]) for item in items]
+        return [task(items, given_up=f"{items[0][1]}: the worker processing it died repeatedly ({err})")]
+
+    tasks = (task(todo[i : i + chunk_size]) for i in range(0, len(todo), chunk_size))
+    outputs = (out for _uid, out in executor.map(checked_chunk, tasks, on_lost=on_lost))
     _consume(outputs, tables, summary, total=len(todo), flush_every=flush_every, flush_seconds=flush_seconds,
              progress=progress)
+
+
+def environment(requests: list[FeatureRequest], augmentation=None) -> tuple[tuple[str, str], ...]:
+    """What must match between this process and the workers: extractor code and library versions
+    (and the augmentation libraries' when the work is augmented copies)."""
+    libraries = sorted({*AUDIO_LIBRARIES, *(lib for r in requests for lib in r.extractor.libraries),
+                        *(AUGMENTATION_LIBRARIES if augmentation is not None else ())})
+    out = {f"{r.extractor.name} (extractor version)": str(r.extractor.version) for r in requests}
+    out.update(_library_versions(tuple(libraries)))
+    return tuple(sorted(out.items()))
+
+
+@functools.lru_cache(maxsize=32)
+def _library_versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(library_versions(names).items())
+
+
+def checked_chunk(items: list[tuple], requests: list[FeatureRequest], audio: AudioOptions,
+                  expected: tuple[tuple[str, str], ...], given_up: str | None = None,
+                  augmentation=None) -> dict:
+    """Worker: the rows of a chunk, once this worker's versions are known to equal the caller's
+    ``expected`` (:func:`environment`). ``given_up``: the reason to report the chunk's one utterance
+    as failed instead (its worker kept dying)."""
+    if given_up is not None:
+        return {"results": {}, "failures": {items[0][0]: given_up}, "notes": [], "n": len(items)}
+    here = dict(environment(requests, augmentation))
+    differ = {k: (v, here.get(k, "missing")) for k, v in expected if here.get(k, "missing") != v}
+    if differ:
+        import socket
+
+        lines = ", ".join(f"{k}: client {a}, worker {b}" for k, (a, b) in differ.items())
+        raise EnvironmentMismatchError(f"worker on {socket.gethostname()} has other versions than the client "
+                                       f"({lines}); install the same environment on the workers and the "
+                                       f"client, or features would be stored under the wrong key")
+    return _process_chunk(items, requests, audio, augmentation)
 
 
 def _consume(

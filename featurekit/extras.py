@@ -3,11 +3,13 @@
 The core install (``pip install featurekit``) is the classical path: openSMILE and librosa features,
 the scikit-learn models, evaluation, reports and deployment. The rest are extras (``pyproject.toml``)::
 
-    deep   torch: the torch heads (torch_mlp, lstm, gru, conv1d)
+    deep   torch: the torch heads (torch_mlp, lstm, gru, conv1d); captum: their saliency /
+           integrated-gradients attribution (``[attribution]``, checked at spec load)
     xgb    xgboost: the xgb classifier and regressor
     paa    pyAudioAnalysis (and what it imports without declaring it): the paa and paa_d extractors
     ssl    torch, transformers, ctranslate2: the hf_encoder and whisper_ct2 extractors
     dask   dask.distributed: extraction and evaluation on a cluster
+    augment  audiomentations: waveform augmentation of training folds (``[augmentation.waveform]``)
     all    all of the above; dev = all + test tools
 
 Registries list every extractor and model whether or not its extra is installed; using one whose
@@ -29,6 +31,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "paa": ("pyAudioAnalysis", "eyed3", "pydub", "plotly", "hmmlearn", "imblearn"),
     "ssl": ("torch", "transformers", "ctranslate2"),
     "dask": ("dask", "distributed"),
+    "augment": ("audiomentations",),
 }
 
 

@@ -6,6 +6,7 @@ Layout::
     STORE/<corpus>/<extractor>/<kind>-<hash>/part-*.parquet  rows, appended in chunks
     STORE/<corpus>/<extractor>/<kind>-<hash>/_part-*.parquet.keys.json  each part's (id, fingerprint)
                                                             pairs and width, so a warm run needs no parquet
+    STORE/<corpus>/<extractor>/<kind>-aug-<hash>/...         augmented copies (see below)
     STORE/<corpus>/_fingerprints.json                       path -> (stat, content hash) memo
 
 Every file beside the parts starts with ``_`` or ``.``, names that pyarrow's dataset discovery skips,
@@ -14,8 +15,9 @@ de-duplication, see :meth:`FeatureTable.read`). Stores of older versions kept ``
 ``part-*.parquet.keys.json`` there; a table renames them when opened (:meth:`FeatureTable.migrate`)
 and reads both layouts (a store it may not write stays in the old one).
 
-``kind`` is ``native`` (the toolkit's own functionals), an HSF functional name (``mean_std``,
-``mean_std_silence``, ``stats``) or ``lld`` (frame level). ``hash`` covers the extractor's name,
+``kind`` is a :class:`~featurekit.featureset.TableKind`'s store name: ``native`` (the extractor's own
+functionals), an HSF functional name (``mean_std``, ``mean_std_silence``, ``stats``) or ``lld`` (frame
+level). ``hash`` covers the extractor's name,
 version, parameters and library versions, the audio options and the decoder/resampler versions.
 
 Rows carry the utterance ``id`` and the ``fingerprint`` (content hash: BLAKE2b-128 of the file's
@@ -25,6 +27,12 @@ its ``(size, mtime_ns, ctime_ns, inode, device)`` all equal those recorded when 
 status-change time ``ctime`` is set by the kernel on every write, rename or ``utime`` and cannot be
 set back by a user, so content changed in place, even with the size kept and the modification time
 restored, is hashed again; so is a file replaced by another (inode) or a path pointing elsewhere.
+
+Augmented copies (:mod:`featurekit.augmentation`) live in tables of their own, whose key adds
+``augmentation`` (the transform chain with every parameter, the seed and the augmentation libraries'
+versions); a row is copy ``K`` of utterance ``ID`` under the id ``ID#augK`` and the *source* file's
+fingerprint, so a copy is keyed by (source content, chain, seed, copy index). Keys of tables without
+augmentation are exactly as before (the field is left out of their key when None).
 
 Writers only ever add whole part files, written to a temporary name and renamed into place (atomic
 on POSIX), so a reader never sees a half-written table. Each writing process holds an exclusive
@@ -58,11 +66,12 @@ import pandas as pd
 
 from featurekit.audio import AudioOptions, file_fingerprint
 from featurekit.extractors.base import Extractor, library_versions
+from featurekit.featureset import TableKind
 
 AUDIO_LIBRARIES = ("soundfile", "soxr", "librosa")
 KEY_COLUMNS = ("id", "fingerprint")
-LLD_KIND = "lld"
-NATIVE_KIND = "native"
+LLD_KIND = TableKind.LLD
+NATIVE_KIND = TableKind.NATIVE
 COMPACT_AFTER_PARTS = 8
 #: Age after which a temporary file or keys index of an older store version (no writer token) is orphaned.
 LEGACY_ORPHAN_AGE_S = 3600
@@ -138,9 +147,13 @@ class TableKey:
     extractor: dict[str, Any]
     kind: str
     audio: dict[str, Any] = field(default_factory=dict)
+    augmentation: dict[str, Any] | None = None  # augmented copies (see the module docstring)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"corpus": self.corpus, "extractor": self.extractor, "kind": self.kind, "audio": self.audio}
+        out = {"corpus": self.corpus, "extractor": self.extractor, "kind": self.kind, "audio": self.audio}
+        if self.augmentation is not None:  # absent otherwise: the keys of other tables are unchanged
+            out["augmentation"] = self.augmentation
+        return out
 
     def digest(self) -> str:
         blob = json.dumps(self.as_dict(), sort_keys=True, default=str).encode()
@@ -443,11 +456,17 @@ class FeatureStore:
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
 
-    def table(self, corpus: str, extractor: Extractor, kind: str, audio: AudioOptions) -> FeatureTable:
-        """The table for ``corpus`` x ``extractor`` x ``kind`` under the given audio options."""
+    def table(self, corpus: str, extractor: Extractor, kind: TableKind | str, audio: AudioOptions,
+              augmentation: dict[str, Any] | None = None) -> FeatureTable:
+        """The table for ``corpus`` x ``extractor`` x ``kind`` under the given audio options; with
+        ``augmentation`` (:meth:`featurekit.augmentation.WaveformAugmentation.key`), the table of
+        augmented copies (``<kind>-aug-<hash>``)."""
+        name = TableKind.parse(kind).store_name
         audio_key = {**audio.as_dict(), "libraries": library_versions(AUDIO_LIBRARIES)}
-        key = TableKey(corpus=corpus, extractor=extractor.key(), kind=kind, audio=audio_key)
-        table = FeatureTable(self.root / corpus / extractor.name / f"{kind}-{key.digest()}", key)
+        key = TableKey(corpus=corpus, extractor=extractor.key(), kind=name, audio=audio_key,
+                       augmentation=augmentation)
+        folder = f"{name}-{key.digest()}" if augmentation is None else f"{name}-aug-{key.digest()}"
+        table = FeatureTable(self.root / corpus / extractor.name / folder, key)
         table.migrate()
         return table
 

@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from featurekit.featureset import TableKind
 from featurekit.store import (
     AUDIO_LIBRARIES,
     KEY_FILE,
     LEGACY_KEY_FILE,
-    LLD_KIND,
-    NATIVE_KIND,
     FeatureStore,
     FeatureTable,
     TableKey,
@@ -79,7 +78,7 @@ def unusable_reason(key: TableKey) -> tuple[str | None, str | None]:
     """``(unusable, unavailable)``: why no current extractor version can ask for ``key`` (None when
     one can), and why its extractor cannot run here (then ``unusable`` is None: it is not judged)."""
     from featurekit.audio import AudioOptions
-    from featurekit.extractors import EXTRACTORS, FUNCTIONALS
+    from featurekit.extractors import EXTRACTORS
     from featurekit.extractors.base import library_versions
 
     ex = key.extractor if isinstance(key.extractor, dict) else {}
@@ -97,8 +96,8 @@ def unusable_reason(key: TableKey) -> tuple[str | None, str | None]:
         return f"library versions changed: {_diff(ex.get('libraries') or {}, libraries)}", None
     if set(ex.get("params") or {}) != set(cls.key_param_names()):
         return f"parameters of another version: {sorted(ex.get('params') or {})}", None
-    kinds = {*FUNCTIONALS.names(), *([LLD_KIND] if cls.has_lld else []),
-             *([NATIVE_KIND] if cls.has_native else [])}
+    kinds = {k.store_name for k in TableKind
+             if k.functional or (cls.has_lld if k is TableKind.LLD else cls.has_native)}
     if key.kind not in kinds:
         return f"kind {key.kind!r} no longer exists for {name}", None
     audio = dict(key.audio)

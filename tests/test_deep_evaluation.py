@@ -70,7 +70,7 @@ def test_published_extractor_parameters_and_presets_validate():
      r"augmentation\.spec_augment.*unknown key 'time_mask'.*time_masks"),
     ({"augmentation": {"spec_augment": {"time_masks": -1}}}, r"augmentation\.spec_augment\.time_masks"),
     ({"augmentation": {"spec_augment": {"time_masks": 2.0}}}, r"augmentation\.spec_augment\.time_masks"),
-    ({"augmentation": {"waveform": {"noise": 1}}}, r"unknown key 'waveform'"),
+    ({"augmentation": {"waveform": {"noise": 1}}}, r"augmentation.waveform.noise: unknown key 'noise'"),
     ({"augmentation": {"spec_augment": {"time_masks": 1, "time_mask_width": 4}, "models": ["cnnn"]}},
      r"augmentation\.models\[0\]: unknown model entry 'cnnn'"),
     ({"features": {"sets": ["egemaps", "logmel.lld"]},
@@ -123,7 +123,7 @@ def test_no_test_fold_utterance_is_augmented_or_reaches_a_fit(corpus, store, tmp
     root, manifest = corpus
     spec = validate(doc(augmentation={"spec_augment": {"time_masks": 2, "time_mask_width": 5, "freq_masks": 1,
                                                        "freq_mask_width": 4}}))
-    data = R.FeatureData(spec, R.prepare_manifest(spec, manifest), R.FeatureStore(store), jobs=1,
+    data = R.FeatureData.load(spec, R.prepare_manifest(spec, manifest), R.FeatureStore(store),
                          progress=False)
     seqs = data.sequences(spec.feature_sets[0])
     speaker_of = {seq.tobytes(): spk for seq, spk in zip(seqs, data.manifest["speaker"])}

@@ -1,4 +1,5 @@
-"""featurekit.distributed on a real dask.distributed LocalCluster (loopback, 2 worker processes).
+"""The Dask executor (featurekit.executor.DaskExecutor) on a real dask.distributed LocalCluster
+(loopback, 2 worker processes).
 
 Distributed extraction and evaluation must equal the local backends; a worker killed mid-run must
 leave a complete store without duplicate rows; errors must say what to do.
@@ -22,6 +23,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from featurekit.corpora.synthetic import make_synthetic_corpus  # noqa: E402
+from featurekit.executor import DaskExecutor  # noqa: E402
 from featurekit.extraction import extract, parse_features  # noqa: E402
 from featurekit.store import FeatureStore  # noqa: E402
 
@@ -86,13 +88,11 @@ def assert_same_store(store: FeatureStore, reference: FeatureStore) -> None:
 
 # -- extraction ------------------------------------------------------------------------------------
 def test_extract_distributed_equals_local(corpus, local_store, cluster, client, tmp_path, monkeypatch):
-    from featurekit.distributed import extract_distributed
-
     root, manifest = corpus
     store = FeatureStore(tmp_path / "store")
-    summary = extract_distributed(manifest, parse_features(FEATURES), store, corpus=CORPUS,
-                                  scheduler=cluster.scheduler_address, chunk_size=3, max_in_flight=3,
-                                  flush_every=5, progress=False)
+    with DaskExecutor(cluster.scheduler_address, max_in_flight=3) as executor:
+        summary = extract(manifest, parse_features(FEATURES), store, corpus=CORPUS, executor=executor,
+                          chunk_size=3, flush_every=5, progress=False)
     assert summary.computed == 3 * len(manifest) and summary.cache_hits == 0 and not summary.failures
     assert summary.tables == {"mfcc.mean_std": (24, 80), "egemaps.native": (24, 88),
                               "egemaps.mean_std": (24, 50)}
@@ -100,7 +100,9 @@ def test_extract_distributed_equals_local(corpus, local_store, cluster, client, 
 
     # a rerun finds everything stored; the scheduler comes from FEATUREKIT_SCHEDULER
     monkeypatch.setenv("FEATUREKIT_SCHEDULER", cluster.scheduler_address)
-    again = extract_distributed(manifest, parse_features(FEATURES), store, corpus=CORPUS, progress=False)
+    with DaskExecutor() as executor:
+        again = extract(manifest, parse_features(FEATURES), store, corpus=CORPUS, executor=executor,
+                        progress=False)
     assert again.computed == 0 and again.cache_hits == 3 * len(manifest)
 
 
@@ -125,7 +127,7 @@ def _wait_until(condition, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-# -- map_distributed / the sliding window ----------------------------------------------------------
+# -- DaskExecutor.map / the sliding window ---------------------------------------------------------
 def _affine(x: np.ndarray, a: float, i: int) -> tuple[int, float]:
     return i, float(a * x.sum())
 
@@ -136,22 +138,34 @@ def _fail(i: int) -> int:
     return i
 
 
-def test_map_distributed_shares_large_arguments(cluster, client):
-    from featurekit.distributed import map_distributed
-
+def test_dask_map_shares_large_arguments(cluster, client):
     big = np.arange(300_000, dtype=np.float64)  # 2.4 MB, shared by every call: sent once
-    kwargs = [{"x": big, "a": float(a), "i": a} for a in range(10)]
-    out = dict(map_distributed(_affine, kwargs, scheduler=client, max_in_flight=3, share_min_bytes=1 << 20))
-    assert out == {a: a * float(big.sum()) for a in range(10)}
+    tasks = [(a, {"x": big, "a": float(a), "i": a}) for a in range(10)]
+    submitted = []
+    real_submit = client.submit
+
+    def spy(fn, *args, **kw):
+        submitted.append(fn)
+        return real_submit(fn, *args, **kw)
+
+    client.submit = spy
+    try:
+        executor = DaskExecutor(client, max_in_flight=3, share_min_bytes=1 << 20)
+        out = dict(executor.map(_affine, tasks))
+    finally:
+        del client.submit
+    assert out == {a: (a, a * float(big.sum())) for a in range(10)}
+    assert len(submitted) == 10 + 1  # the ten calls and the array, once
     _wait_until(lambda: not client.futures)  # shared data and results are released
 
-    with pytest.raises(ValueError, match="fold 3 is broken"):
-        list(map_distributed(_fail, [{"i": i} for i in range(6)], scheduler=cluster.scheduler_address,
-                             retries=0))
+    with DaskExecutor(cluster.scheduler_address, retries=0) as executor, \
+            pytest.raises(ValueError, match="fold 3 is broken") as info:
+        list(executor.map(_fail, [(f"fold-{i}", {"i": i}) for i in range(6)]))
+    assert "in task 'fold-3' of '_fail'" in info.value.__notes__
 
 
 def test_sliding_window_is_bounded(client):
-    from featurekit.distributed._dask import sliding_window
+    from featurekit.executor.window import sliding_window
 
     outstanding, peak = [0], [0]
 
@@ -197,38 +211,41 @@ def test_evaluation_distributed_equals_local(corpus, local_store, cluster, tmp_p
 
 # -- errors and the CLI ----------------------------------------------------------------------------
 def test_unreachable_scheduler_and_missing_address(corpus, tmp_path, monkeypatch):
-    from featurekit.distributed import SchedulerError, extract_distributed, map_distributed
+    from featurekit.executor import SchedulerError
 
     _, manifest = corpus
     t0 = time.perf_counter()
     with pytest.raises(SchedulerError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
-        extract_distributed(manifest, parse_features("mfcc"), FeatureStore(tmp_path / "s"), corpus=CORPUS,
-                            scheduler="tcp://127.0.0.1:9", connect_timeout=1, progress=False)
+        extract(manifest, parse_features("mfcc"), FeatureStore(tmp_path / "s"), corpus=CORPUS,
+                executor=DaskExecutor("tcp://127.0.0.1:9", connect_timeout=1), progress=False)
     assert time.perf_counter() - t0 < 20
     with pytest.raises(SchedulerError, match="cannot reach"):
-        map_distributed(_fail, [{"i": 0}], scheduler="tcp://127.0.0.1:9", connect_timeout=1)
+        DaskExecutor("tcp://127.0.0.1:9", connect_timeout=1).map(_fail, [(0, {"i": 0})])
     monkeypatch.delenv("FEATUREKIT_SCHEDULER", raising=False)
     with pytest.raises(SchedulerError, match="FEATUREKIT_SCHEDULER"):
-        map_distributed(_fail, [{"i": 0}])
+        DaskExecutor().map(_fail, [(0, {"i": 0})])
 
 
 def test_workers_with_other_versions_are_refused(corpus, cluster, tmp_path, monkeypatch):
-    from featurekit.distributed import EnvironmentMismatchError
-    from featurekit.distributed import extract as dx
+    from featurekit import extraction
+    from featurekit.executor import EnvironmentMismatchError
 
     # the client believes in other library versions than the workers have
-    monkeypatch.setattr(dx, "_library_versions", lambda names: tuple((n, "0.0-test") for n in names))
-    with pytest.raises(EnvironmentMismatchError, match="client 0.0-test"):
-        dx.extract_distributed(corpus[1], parse_features("mfcc"), FeatureStore(tmp_path / "s"), corpus=CORPUS,
-                               scheduler=cluster.scheduler_address, retries=0, progress=False)
+    monkeypatch.setattr(extraction, "_library_versions", lambda names: tuple((n, "0.0-test") for n in names))
+    with DaskExecutor(cluster.scheduler_address, retries=0) as executor, \
+            pytest.raises(EnvironmentMismatchError, match="client 0.0-test"):
+        extract(corpus[1], parse_features("mfcc"), FeatureStore(tmp_path / "s"), corpus=CORPUS,
+                executor=executor, progress=False)
 
 
 def test_missing_dask_names_the_extra(monkeypatch):
-    from featurekit.distributed import DaskNotInstalledError, map_distributed
+    from featurekit.executor import DaskNotInstalledError, executor_for
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now raises ImportError
     with pytest.raises(DaskNotInstalledError, match=r"pip install featurekit\[dask\]"):
-        map_distributed(_fail, [{"i": 0}], scheduler="tcp://127.0.0.1:8786")
+        executor_for(scheduler="tcp://127.0.0.1:8786")
+    with pytest.raises(DaskNotInstalledError, match=r"pip install featurekit\[dask\]"):
+        DaskExecutor("tcp://127.0.0.1:8786").map(_fail, [(0, {"i": 0})])
 
 
 def test_cli_import_is_cheap():
@@ -282,17 +299,15 @@ def _kill_a_busy_worker(client: distributed.Client, store_root: Path, record: di
 
 
 def _extract_while_killing(cluster, corpus, store: FeatureStore, *, chunk_size: int):
-    from featurekit.distributed import extract_distributed
-
     record: dict = {}
     with distributed.Client(cluster, set_as_default=False) as watcher:
         watcher.wait_for_workers(2)
         store.root.mkdir(parents=True, exist_ok=True)
         killer = threading.Thread(target=_kill_a_busy_worker, args=(watcher, store.root, record), daemon=True)
         killer.start()
-        summary = extract_distributed(corpus[1], parse_features(FEATURES), store, corpus=CORPUS,
-                                      scheduler=cluster.scheduler_address, chunk_size=chunk_size,
-                                      max_in_flight=2, flush_every=1, compact=False, progress=False)
+        with DaskExecutor(cluster.scheduler_address, max_in_flight=2) as executor:
+            summary = extract(corpus[1], parse_features(FEATURES), store, corpus=CORPUS, executor=executor,
+                              chunk_size=chunk_size, flush_every=1, compact=False, progress=False)
         killer.join(timeout=5)
         watcher.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
     assert "killed" in record, "no worker was killed during the run"
@@ -312,17 +327,17 @@ def test_worker_killed_during_extraction(corpus, local_store, cluster, tmp_path)
 def test_killed_worker_without_dask_retries(corpus, local_store, cluster, tmp_path, monkeypatch):
     """With allowed-failures=0 the killed task errs at once (KilledWorker): the client retries its chunk one
     utterance at a time, still giving a complete store without duplicates."""
-    from featurekit.distributed import extract as dx
+    from featurekit.executor import cluster as dask_backend
 
     retried = []
 
-    class SpyQueue(dx.TaskQueue):
+    class SpyQueue(dask_backend.TaskQueue):
         def __next__(self):
             if self.retries:
-                retried.append(self.retries[0][0][0])
+                retried.append(self.retries[0][0])  # the task id: its chunk's first utterance
             return super().__next__()
 
-    monkeypatch.setattr(dx, "TaskQueue", SpyQueue)
+    monkeypatch.setattr(dask_backend, "TaskQueue", SpyQueue)
     # distributed.scheduler.allowed-failures, changed on the running (in-process) scheduler
     monkeypatch.setattr(cluster.scheduler, "allowed_failures", 0)
     store = FeatureStore(tmp_path / "store")

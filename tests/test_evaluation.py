@@ -110,8 +110,8 @@ def test_early_and_late_fusion_and_undersampling(corpus, store, tmp_path):
         "egemaps+mfcc.mean_std",
         "late(egemaps|mfcc.mean_std)",
     }
-    data = R.FeatureData(
-        s, R.prepare_manifest(s, R.load_corpus_for(s, root)), R.FeatureStore(store), jobs=1, progress=False
+    data = R.FeatureData.load(
+        s, R.prepare_manifest(s, R.load_corpus_for(s, root)), R.FeatureStore(store), progress=False
     )
     fused, names = data.matrix(s.feature_sets[2])
     assert fused.shape[1] == 88 + 80 and names[0].startswith("egemaps_") and names[-1].startswith("mfcc_")
@@ -296,7 +296,7 @@ def test_nearest_frames_aligns_frame_grids():
 def test_lld_sets_concatenate_frame_by_frame(corpus, store, tmp_path):
     root, m = corpus
     s = spec(features={"sets": ["egemaps.lld", "mfcc.lld", "egemaps.lld+mfcc.lld"]})
-    data = R.FeatureData(s, R.prepare_manifest(s, m), R.FeatureStore(store), jobs=1, progress=False)
+    data = R.FeatureData.load(s, R.prepare_manifest(s, m), R.FeatureStore(store), progress=False)
     by = {f.name: f for f in s.feature_sets}
     eg, mf = data.sequences(by["egemaps.lld"]), data.sequences(by["mfcc.lld"])
     both = data.sequences(by["egemaps.lld+mfcc.lld"])
@@ -438,3 +438,24 @@ def test_cross_corpus_train_on_a_test_on_b(corpus, store, tmp_path):
         run(s, root=root, out=tmp_path / "r3", store=store, jobs=1, progress=False)
     with pytest.raises(SpecError, match="protocol.test_corpus: missing"):
         spec(protocol={"name": "cross_corpus"})
+
+
+def test_folds_fit_with_one_blas_thread_whatever_the_jobs(corpus, store, tmp_path, monkeypatch):
+    """Numbers must not depend on --jobs or the machine's cores: every fold's fits see one BLAS thread
+    (iterative optimisers follow the summation order), and spec.json records it."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from featurekit.evaluation import folds as F
+
+    seen = []
+    real = F.fit_predict
+
+    def spy(*args, **kwargs):
+        seen.append({p["internal_api"]: p["num_threads"] for p in threadpool_info()})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(F, "fit_predict", spy)
+    with threadpool_limits(limits=2):  # the caller's setting does not leak into the folds
+        run(spec(), corpus[0], tmp_path / "o", store=store, jobs=1, progress=False)
+    assert len(seen) == 4 and all(set(s.values()) == {1} for s in seen), seen
+    assert json.loads((tmp_path / "o" / "spec.json").read_text())["fold_threads"] == 1

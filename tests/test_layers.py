@@ -17,9 +17,10 @@ import featurekit
 #: Layers, bottom first: (name, top-level modules/packages of ``featurekit``).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("_version", "registry", "parameters", "defaults", "extras")),
+    ("executor", ("executor",)),  # where tasks run (serial, joblib, Dask): imports no other layer
     ("audio", ("audio", "corpora")),
-    ("extractors", ("extractors",)),
-    ("store", ("store", "store_maintenance", "extraction", "distributed")),
+    ("extractors", ("extractors", "featureset", "augmentation")),
+    ("store", ("store", "store_maintenance", "extraction")),
     ("evaluation", ("evaluation", "audit", "heads")),
     ("report/deploy", ("report", "deploy", "api", "demo", "")),  # "": the package's lazy facade
     ("cli", ("cli", "commands", "__main__")),

@@ -102,8 +102,9 @@ def audit_spec(
 ) -> AuditReport:
     """The audit ``featurekit evaluate`` runs first, on its own (``featurekit audit``): nothing is
     extracted or fit. ``store``: a feature store whose fingerprint memo to use (else files are hashed)."""
+    from featurekit.evaluation.cells import plan_cells
+    from featurekit.evaluation.manifests import experiment_manifest, make_folds
     from featurekit.evaluation.protocols import PROTOCOLS
-    from featurekit.evaluation.runner import experiment_manifest, make_folds, plan_cells
     from featurekit.store import FeatureStore
 
     manifest = experiment_manifest(

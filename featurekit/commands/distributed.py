@@ -1,4 +1,5 @@
-"""CLI subcommands of :mod:`featurekit.distributed` (registered on import; dask loaded when one runs).
+"""CLI subcommands of the Dask executor (:mod:`featurekit.executor`), registered on import; dask is
+loaded when one runs.
 
 ``featurekit cluster local --workers N [--threads-per-worker 1] [--port 8786]`` starts a Dask
 ``LocalCluster`` on this machine, prints its scheduler and dashboard addresses and blocks until
@@ -55,7 +56,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 @command("cluster", "start a Dask cluster for --scheduler: `cluster local --workers N`")
 @_args(_cluster_args)
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from featurekit.distributed._dask import INSTALL_HINT, SCHEDULER_ENV, require_distributed
+    from featurekit.executor.scheduler import INSTALL_HINT, SCHEDULER_ENV, require_distributed
 
     try:
         distributed = require_distributed()

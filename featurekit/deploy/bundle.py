@@ -353,6 +353,7 @@ def load_model(directory: str | os.PathLike) -> SavedModel:
     d = Path(directory)
     meta = read_meta(d)
     _check_extractors(meta, d)
+    _check_feature_set(meta, d)
     _warn_library_versions(meta, d)
     read = _reader(d, meta)
     model = SavedModel(directory=d, meta=meta)
@@ -396,6 +397,31 @@ def _check_extractors(meta: dict[str, Any], d: Path) -> None:
             raise ModelLoadError(f"{d / META_NAME}: the model was trained on {m['extractor']} features of "
                                  f"extractor version {m['version']}, but this featurekit computes version "
                                  f"{here}; its features would differ: retrain the model")
+
+
+def _check_feature_set(meta: dict[str, Any], d: Path) -> None:
+    """``feature_set``: its name read by the feature-set parser (as a spec's are), its members exactly the
+    tables the name means (so the features computed are those the model was trained on)."""
+    from featurekit.featureset import (
+        FeatureSetError,
+        TableKind,
+        TableRef,
+        parse_feature_set,
+        parse_layer_selection,
+        resolve_feature_set,
+    )
+
+    where, fs = d / META_NAME, meta["feature_set"]
+    try:
+        expected = list(resolve_feature_set(parse_feature_set(fs["name"])).members)
+        listed = [TableRef(str(m["extractor"]), TableKind.parse(str(m["kind"])),
+                           None if m.get("layer") is None else parse_layer_selection(str(m["layer"])))
+                  for m in fs["members"]]
+    except FeatureSetError as err:
+        raise ModelLoadError(f"{where}: feature_set: {err}") from None
+    if listed != expected:
+        raise ModelLoadError(f"{where}: feature_set members [{', '.join(map(str, listed))}] do not match its "
+                             f"name {fs['name']!r} ([{', '.join(map(str, expected))}])")
 
 
 def _warn_library_versions(meta: dict[str, Any], d: Path) -> None:

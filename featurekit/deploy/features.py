@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from featurekit.audio import AudioError, AudioOptions, condition
+from featurekit.featureset import TableKind
 
 
 @dataclass
@@ -106,7 +107,7 @@ class FeatureComputer:
             for m in self.members:
                 ext = m.extractor_instance()
                 try:
-                    if m.kind == "native":
+                    if m.kind == TableKind.NATIVE:
                         v = ext.native(signal, sr)
                         blocks.append(m.pick(v.names, v.values, where))
                         continue
@@ -116,7 +117,7 @@ class FeatureComputer:
                     frames = llds[key]
                     if len(frames.values) == 0:
                         raise AudioError(where, f"{m.extractor} produced no frames")
-                    if m.kind == "lld":
+                    if TableKind(m.kind).frame_level:
                         blocks.append(m.pick(frames.names, frames.values, where))
                     else:
                         v = apply_functional(m.kind, frames, signal, sr, ext.name)

@@ -15,6 +15,7 @@ from featurekit.audio import AudioError, AudioOptions
 from featurekit.deploy.bundle import SavedModel, load_model
 from featurekit.deploy.features import FeatureComputer
 from featurekit.deploy.windows import DEFAULT_MAX_WINDOWS, check_window, iter_windows
+from featurekit.executor import Executor, executor_for
 
 #: Without a window a file is one analysis unit and is decoded whole; longer files get a warning.
 LONG_FILE_S = 120.0
@@ -188,7 +189,7 @@ def predict(model: str | os.PathLike | SavedModel,
             audio_paths: str | os.PathLike | Iterable[str | os.PathLike], *, window: float | None = None,
             hop: float | None = None, jobs: int = 1, max_windows: int = DEFAULT_MAX_WINDOWS,
             speaker_reference: Iterable[str | os.PathLike] | None = None,
-            speakers: Iterable[str] | None = None) -> pd.DataFrame:
+            speakers: Iterable[str] | None = None, executor: Executor | None = None) -> pd.DataFrame:
     """Label recordings with a saved model.
 
     Without ``window`` every file is one unit (decoded whole, conditioned like the training data) and
@@ -229,7 +230,9 @@ def predict(model: str | os.PathLike | SavedModel,
         Window length and hop in seconds (``hop <= window``, ``window >= 0.25``, ``hop >= 0.01``);
         None: whole files (decoded whole, within the model's ``AudioOptions.max_samples``).
     jobs
-        Worker processes across files.
+        Worker processes across files (without ``executor``: :func:`~featurekit.executor.executor_for`).
+    executor
+        Where the files are decoded and featurised (:mod:`featurekit.executor`); not closed here.
     max_windows
         A file that would yield more windows is refused before decoding (its row carries the error).
     speaker_reference
@@ -255,10 +258,14 @@ def predict(model: str | os.PathLike | SavedModel,
     paths = [str(p) for p in audio_paths]
     if not paths:
         raise ValueError("predict: no audio files given")
+    if executor is None:
+        with executor_for(jobs=jobs if len(paths) > 1 else 1) as owned:
+            return predict(model, paths, window=window, hop=hop, max_windows=max_windows,
+                           speaker_reference=speaker_reference, speakers=speakers, executor=owned)
     computer = FeatureComputer(model.meta["feature_set"], AudioOptions(**model.meta["audio"]))
-    references, how = _references(model, computer, paths, speaker_reference, speakers, jobs)
+    references, how = _references(model, computer, paths, speaker_reference, speakers, executor)
     rows: list[dict[str, Any]] = []
-    for item in _inputs(computer, paths, window, hop, max_windows, jobs):
+    for item in _inputs(computer, paths, window, hop, max_windows, executor):
         for category, text in item["warnings"]:
             warnings.warn(text, category, stacklevel=2)
         rows.extend(_predict_file(model, item, window is not None, references.get(item["file"]), how))
@@ -270,18 +277,21 @@ def predict(model: str | os.PathLike | SavedModel,
     return df
 
 
-def _inputs(computer: FeatureComputer, paths: list[str], window, hop, max_windows: int, jobs: int):
-    """:func:`_file_inputs` of every path (in order; in parallel with ``jobs > 1``)."""
-    if jobs == 1 or len(paths) == 1:
-        return (_file_inputs(p, computer, window, hop, max_windows) for p in paths)
-    from joblib import Parallel, delayed
-
-    return Parallel(n_jobs=jobs, return_as="generator")(
-        delayed(_file_inputs)(p, computer, window, hop, max_windows) for p in paths)
+def _inputs(computer: FeatureComputer, paths: list[str], window, hop, max_windows: int, executor: Executor):
+    """:func:`_file_inputs` of every path, in the order of ``paths`` (computed on ``executor``)."""
+    tasks = ((i, {"path": p, "computer": computer, "window": window, "hop": hop, "max_windows": max_windows})
+             for i, p in enumerate(paths))
+    done: dict[int, dict[str, Any]] = {}
+    following = 0
+    for i, item in executor.map(_file_inputs, tasks):
+        done[i] = item
+        while following in done:  # in order, as soon as the next one is there
+            yield done.pop(following)
+            following += 1
 
 
 def _references(model: SavedModel, computer: FeatureComputer, paths: list[str], speaker_reference,
-                speakers, jobs: int) -> tuple[dict[str, Any], str]:
+                speakers, executor: Executor) -> tuple[dict[str, Any], str]:
     """Enrolment features per input path (``{path: features}``) and the ``normalisation`` label."""
     from featurekit.evaluation.normalisation import PopulationStatisticsWarning
 
@@ -322,7 +332,7 @@ def _references(model: SavedModel, computer: FeatureComputer, paths: list[str], 
     features: dict[str, Any] = {}
     for group, files in groups.items():
         good = []
-        for item in _inputs(computer, list(dict.fromkeys(files)), None, None, DEFAULT_MAX_WINDOWS, jobs):
+        for item in _inputs(computer, list(dict.fromkeys(files)), None, None, DEFAULT_MAX_WINDOWS, executor):
             if item["error"]:
                 warnings.warn(f"speaker enrolment: {item['error']} (left out)", UserWarning, stacklevel=3)
             else:

@@ -33,6 +33,7 @@ def resolve_system(spec, system: str | None):
     ``system`` may be omitted when the spec has exactly one feature set and one model.
     """
     from featurekit.evaluation.spec import SpecError
+    from featurekit.featureset import FeatureSetError, format_feature_set, parse_system
 
     names = [fs.name for fs in spec.feature_sets]
     if system is None:
@@ -40,14 +41,14 @@ def resolve_system(spec, system: str | None):
             return spec.feature_sets[0], next(iter(spec.models))
         raise SpecError(f"{spec.path or spec.name}: choose a system FEATURESET:MODEL; feature sets: {names}; "
                         f"models: {list(spec.models)}")
-    fs_name, sep, model = system.rpartition(":")
-    if not sep or not fs_name or not model:
-        raise SpecError(f"system {system!r}: expected FEATURESET:MODEL, e.g. "
-                        f"{names[0]}:{next(iter(spec.models))}")
-    fs = next((f for f in spec.feature_sets if f.name == fs_name.strip()), None)
+    try:
+        parsed, model = parse_system(system.strip(), example=f"{names[0]}:{next(iter(spec.models))}")
+    except FeatureSetError as err:
+        raise SpecError(f"system {system!r}: {err}") from None
+    fs_name = format_feature_set(parsed)
+    fs = next((f for f in spec.feature_sets if f.name == fs_name), None)
     if fs is None:
         raise SpecError(f"system {system!r}: feature set {fs_name!r} is not in the spec; it has {names}")
-    model = model.strip()
     if model not in spec.models:
         raise SpecError(f"system {system!r}: model {model!r} is not in the spec; it has {list(spec.models)}")
     return fs, model
@@ -120,9 +121,11 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
         The model directory.
     """
     from featurekit.audio import AudioOptions
+    from featurekit.evaluation.manifests import prepare_manifest
     from featurekit.evaluation.normalisation import NORMALISATIONS, SpeakerNormaliser
-    from featurekit.evaluation.runner import FeatureData, prepare_manifest
+    from featurekit.evaluation.runner import FeatureData
     from featurekit.evaluation.spec import FeatureSet, Spec, SpecError, load_spec
+    from featurekit.executor import executor_for
     from featurekit.extractors import EXTRACTORS, make_extractor
     from featurekit.extractors.base import library_versions
     from featurekit.store import FeatureStore, feature_columns
@@ -144,6 +147,10 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
         raise SpecError(f"{fs.name!r} is LLD sequences, but model {model_name!r} takes vectors")
     if not fs.sequences and not ms.vectors:
         raise SpecError(f"model {model_name!r} takes sequences, but {fs.name!r} is vectors")
+    if "waveform_augmentation" in spec.models[model_name]:
+        raise SpecError(f"model {model_name!r} has [augmentation.waveform], which applies to evaluation's "
+                        "training folds; training a deployable model with it is not supported yet (drop the "
+                        "model from augmentation.models to train without augmentation)")
     jobs = jobs or os.cpu_count() or 1
     if manifest is None:
         if root is None:
@@ -159,7 +166,8 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
     log.info(f"{fs.name}:{model_name} on {len(manifest)} utterances of {manifest['speaker'].nunique()} "
              f"speakers: reading features from {store} (computing those it lacks)")
     sub = dataclasses.replace(spec, feature_sets=[fs])
-    data = FeatureData(sub, manifest, FeatureStore(store), jobs=jobs, progress=progress)
+    with executor_for(jobs=jobs) as executor:
+        data = FeatureData.load(sub, manifest, FeatureStore(store), executor=executor, progress=progress)
     speakers = manifest["speaker"].astype(str).to_numpy()
     groups = manifest[spec.protocol.get("group", "speaker")].astype(str).to_numpy()
 

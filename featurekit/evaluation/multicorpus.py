@@ -59,7 +59,7 @@ def load_corpora(spec: Spec, roots: dict[str, str | os.PathLike] | None = None) 
 def map_labels(spec: Spec, name: str, manifest: pd.DataFrame) -> pd.DataFrame:
     """Corpus ``name``'s rows with labels mapped onto the common label set (``task.subset``); dropped
     labels' rows removed. A label neither common, mapped nor dropped is an error."""
-    from featurekit.evaluation.runner import DataError
+    from featurekit.evaluation.errors import DataError
 
     entry = spec.corpora[name]
     col = spec.targets[0]
@@ -98,7 +98,8 @@ def multi_corpus_manifest(
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """The combined manifest (ids, speakers prefixed; ``corpus`` column) and the per-corpus manifests
     (own ids), both after label mapping, ``task.subset`` and the task's checks."""
-    from featurekit.evaluation.runner import DataError, prepare_manifest
+    from featurekit.evaluation.errors import DataError
+    from featurekit.evaluation.manifests import prepare_manifest
 
     missing = [n for n in spec.corpora if n not in manifests]
     if missing:

@@ -104,14 +104,16 @@ def fit_searched(
     sequences: bool,
     jobs: int = 1,
     pre: tuple[tuple[str, Any], ...] = (),
+    scored: np.ndarray | None = None,
 ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """Fit a pipeline on all of ``x`` with the hyperparameter search of the evaluation.
 
     Balancing (undersampling or class weights), the pipeline (:func:`build_pipeline`), and, when the
     grid has more than one candidate, a search scored by UAR (CCC for regression) over
     speaker-grouped inner folds (:func:`inner_cv`) of ``groups``; the best candidate is refit on all
-    of ``x``. Used for every training fold by :func:`fit_predict` and for final models by
-    :mod:`featurekit.deploy`.
+    of ``x``. ``scored`` (a boolean mask, default all rows): the rows inner validation folds score
+    (augmented copies are fit on, never scored; :mod:`featurekit.evaluation.augmentation`). Used for
+    every training fold by :func:`fit_predict` and for final models by :mod:`featurekit.deploy`.
 
     Returns
     -------
@@ -121,6 +123,7 @@ def fit_searched(
     if balancing == "undersample" and task == "classification":
         keep = undersample(y, seed)
         x, y, groups = x[keep], y[keep], groups[keep]
+        scored = None if scored is None else scored[keep]
     class_weight = "balanced" if balancing == "class_weight" and task == "classification" else None
     fit_params: dict[str, Any] = {}
     if class_weight and ms.sample_weight:
@@ -146,6 +149,8 @@ def fit_searched(
             from sklearn.model_selection import GridSearchCV
 
             cv = inner_cv(groups, inner_folds)
+            if scored is not None:
+                cv = [(tr, va[scored[va]]) for tr, va in cv]
             search = GridSearchCV(
                 pipe,
                 {f"model__{k}": v for k, v in grid.items()},
@@ -199,10 +204,13 @@ def fit_predict(
     sequences: bool,
     proba: bool,
     pre: tuple[tuple[str, Any], ...] = (),
+    keep_model: bool = False,
+    scored: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Fit on one training fold (with nested search) and predict the test fold.
 
-    Returns ``pred``, ``proba`` (classification, when available, else None) and ``best_params``.
+    Returns ``pred``, ``proba`` (classification, when available, else None) and ``best_params``;
+    with ``keep_model`` also ``model``, the fitted pipeline (for attribution on the test fold).
     """
     model, best, _ = fit_searched(
         spec,
@@ -218,8 +226,11 @@ def fit_predict(
         seed=seed,
         sequences=sequences,
         pre=pre,
+        scored=scored,
     )
     out: dict[str, Any] = {"pred": model.predict(x_test), "proba": None, "best_params": best}
+    if keep_model:
+        out["model"] = model
     if task == "classification" and proba:
         if hasattr(model, "predict_proba") and _has_proba(model):
             out["proba"] = model.predict_proba(x_test)

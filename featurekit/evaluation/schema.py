@@ -248,12 +248,51 @@ class SpecAugmentSection(Section):
     freq_mask_width: Annotated[int, Ge(0)] = 0
 
 
+class WaveformSection(Section):
+    """``[augmentation.waveform]``: ``copies`` augmented copies of every training utterance, each made
+    by the chain ``[[augmentation.waveform.transforms]]`` (a ``name`` of
+    :data:`featurekit.augmentation.WAVEFORM_TRANSFORMS` and its parameters, checked against their
+    declarations by :func:`featurekit.evaluation.spec.check_document`), seeded by ``seed``
+    (default: the spec's ``seed``) with the utterance and the copy index."""
+
+    transforms: Annotated[list[dict[str, Any]], Len(1)]
+    copies: Annotated[int, Ge(1)] = 1
+    seed: Annotated[int, Ge(0)] | None = None
+
+
 class AugmentationSection(Section):
     """``[augmentation]``: training-only augmentation, and the ``[models.NAME]`` entries it applies to
     (default: every torch head that takes frame sequences only)."""
 
     spec_augment: SpecAugmentSection | None = None
+    waveform: WaveformSection | None = None
     models: NonEmptyNames | None = None
+
+
+class AttributionSection(Section):
+    """``[attribution]``: attribution methods computed in every fold on its test utterances
+    (:mod:`featurekit.evaluation.attribution`), their options, and the ``[models.NAME]`` entries they
+    apply to (default: every entry a method applies to)."""
+
+    methods: Annotated[list[Name], Len(1)]
+    models: NonEmptyNames | None = None
+    time_bins: Annotated[int, Ge(1)] = 32
+    ig_steps: Annotated[int, Ge(2)] = 32
+    n_repeats: Annotated[int, Ge(1)] = 5
+    top_k: Annotated[int, Ge(1)] = 10
+
+    @model_validator(mode="after")
+    def _known_methods(self) -> AttributionSection:
+        from featurekit.evaluation.attribution import METHOD_NAMES
+
+        for i, name in enumerate(self.methods):
+            if name not in METHOD_NAMES:
+                raise PydanticCustomError(
+                    "key_error", f"methods[{i}]: unknown attribution method {name!r}"
+                    f"{closest(name, METHOD_NAMES)} (known: {', '.join(METHOD_NAMES)})", {"key": "methods"})
+        _no_repeats("methods", self.methods)
+        _no_repeats("models", self.models)
+        return self
 
 
 class AuditSection(Section):
@@ -293,6 +332,7 @@ class SpecDocument(Section):
     evaluation: EvaluationSection = EvaluationSection()
     models: Annotated[dict[str, ModelSection], Len(1)]
     augmentation: AugmentationSection | None = None
+    attribution: AttributionSection | None = None
     audit: AuditSection = AuditSection()
     report: ReportSection = ReportSection()
 

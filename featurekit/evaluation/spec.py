@@ -19,18 +19,21 @@ optionally ``sets`` and
 ``normalisation`` restricting the model to some feature sets / normalisations; by default a model runs
 on every feature set it can take: vector models on vectors, sequence models on ``lld`` sets);
 ``[audit]`` (``acknowledge``: design-audit checks whose errors the run accepts; ``featurekit.audit``).
+``[augmentation]`` (``models``; ``spec_augment`` masks; ``waveform``: ``copies``, ``seed`` and
+``[[augmentation.waveform.transforms]]``, see :mod:`featurekit.evaluation.augmentation`).
 NAME is a registered model, or any label with ``model = "REGISTERED"`` naming the model it configures, so one
 model can appear twice with different settings (e.g. ``[models.svm_rbf]`` with ``model = "svm"``).
 A model's own ``inner_folds`` overrides ``evaluation.inner_folds`` for its search (a number at least
 the count of training speakers means leave-one-speaker-out inside the training fold).
 
-Feature-set syntax: ``EXTRACTOR[.KIND][@LAYER]`` joined by ``+`` for early fusion (column
-concatenation). ``KIND`` defaults to ``native`` for extractors that have native functionals and
-``mean_std`` otherwise; ``lld`` means frame-level sequences (for sequence models; ``a.lld+b.lld``
-concatenates frame by frame on ``a``'s frames, taking ``b``'s frame nearest in time). ``@LAYER``
-picks encoder layers (an index, ``mean``, or indices joined by ``,``; ``wsum`` / ``wsum(I,J,...)``: a
-learned weighted sum of the layers, see :mod:`featurekit.evaluation.layerfusion`). ``late_fusion`` lists
-groups of feature sets whose per-set models' class probabilities are averaged.
+Feature-set syntax (parsed and written back by :mod:`featurekit.featureset`, which states the grammar):
+``EXTRACTOR[.KIND][@LAYER]`` joined by ``+`` for early fusion (column concatenation). ``KIND`` defaults
+to ``native`` for extractors that have native functionals and ``mean_std`` otherwise; ``lld`` means
+frame-level sequences (for sequence models; ``a.lld+b.lld`` concatenates frame by frame on ``a``'s
+frames, taking ``b``'s frame nearest in time). ``@LAYER`` picks encoder layers (an index, ``mean``, or
+indices joined by ``,``; ``wsum`` / ``wsum(I,J,...)``: a learned weighted sum of the layers, see
+:mod:`featurekit.evaluation.layerfusion`). ``late_fusion`` lists groups of feature sets whose per-set
+models' class probabilities are averaged.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from featurekit.evaluation.schema import (
     PROTOCOL_SCHEMAS,
     SpecDocument,
 )
+from featurekit.featureset import TableKind
 from featurekit.parameters import (
     ParameterError,
     Problem,
@@ -93,6 +97,10 @@ class Member:
     def table(self) -> str:
         return f"{self.extractor}.{self.kind}"
 
+    @property
+    def table_kind(self) -> TableKind:
+        return TableKind(self.kind)
+
 
 @dataclass(frozen=True)
 class FeatureSet:
@@ -107,7 +115,7 @@ class FeatureSet:
 
     @property
     def sequences(self) -> bool:
-        return any(m.kind == "lld" for m in self.members)
+        return any(m.table_kind.frame_level for m in self.members)
 
 
 @dataclass
@@ -161,57 +169,47 @@ class Spec:
 def split_weighted_layers(layer: str) -> tuple[bool, str | None]:
     """``@LAYER`` -> (learned weighted sum?, layer selection): ``"wsum"`` -> (True, None: every layer),
     ``"wsum(2,3,4)"`` -> (True, "2,3,4"), ``"3,4"`` -> (False, "3,4") (concatenation)."""
-    if not layer.startswith("wsum"):
-        return False, layer
-    if layer == "wsum":
-        return True, None
-    inner = layer[4:]
-    if not (inner.startswith("(") and inner.endswith(")") and "," in inner):
-        raise SpecError(f"layer {layer!r}: a learned weighted sum of layers is 'wsum' (every layer) or "
-                        f"'wsum(I,J,...)' (two or more layers)")
-    return True, inner[1:-1]
+    from featurekit.featureset import FeatureSetError, LayerSelection, parse_layer_selection
+
+    try:
+        sel = parse_layer_selection(layer)
+    except FeatureSetError as err:
+        raise SpecError(str(err)) from None
+    if not sel.weighted:
+        return False, str(sel)
+    return True, None if sel.layers is None else str(LayerSelection(sel.layers))
 
 
 def parse_feature_set(text: str, *, where: str) -> FeatureSet:
-    from featurekit.evaluation.runner import parse_layer  # lazy: the runner imports this module
-    from featurekit.extractors import EXTRACTORS, FUNCTIONALS
-    from featurekit.extractors.ssl.common import EncoderExtractor
+    """A spec's feature set (``features.sets``, a late-fusion group, a stacking member), parsed by
+    :func:`featurekit.featureset.parse_feature_set` and resolved against the extractor registry."""
+    from featurekit.featureset import FeatureSetError
+    from featurekit.featureset import parse_feature_set as parse
 
-    members = []
-    for part in text.split("+"):
-        part = part.strip()
-        body, at, layer = part.partition("@")
-        name, _, kind = body.partition(".")
-        if name not in EXTRACTORS:
-            context = f"in feature set {text!r}" if text.strip() != name else ""
-            raise SpecError(": ".join(unknown(where, name, EXTRACTORS.names(), "extractor", context)))
-        cls = EXTRACTORS.get(name)
-        missing = cls.missing_extra()
+    try:
+        parsed = parse(text)
+    except FeatureSetError as err:
+        raise SpecError(f"{where}: {err}") from None
+    return _resolved(parsed, where)
+
+
+def _resolved(parsed: Any, where: str) -> FeatureSet:
+    """The evaluation's :class:`FeatureSet` of a parsed name: default kinds made explicit, checked
+    against the extractor registry (and its optional dependencies)."""
+    from featurekit.extractors import EXTRACTORS
+    from featurekit.featureset import FeatureSetError, resolve_feature_set
+
+    text = str(parsed)
+    try:
+        resolved = resolve_feature_set(parsed)
+    except FeatureSetError as err:
+        raise SpecError(f"{where}: {err}") from None
+    for m in resolved.members:
+        missing = EXTRACTORS.get(m.extractor).missing_extra()
         if missing:
             raise SpecError(f"{where}: {text!r}: {missing}")
-        kind = kind or ("native" if cls.has_native else "mean_std")
-        if kind not in ("native", "lld") and kind not in FUNCTIONALS:
-            kinds = ["native", "lld", *FUNCTIONALS.names()]
-            raise SpecError(": ".join(unknown(where, kind, kinds, "kind", f"in {text!r}")))
-        if kind == "native" and not cls.has_native:
-            raise SpecError(f"{where}: extractor {name!r} has no native functionals ({text!r})")
-        if at:
-            if not issubclass(cls, EncoderExtractor):
-                raise SpecError(f"{where}: {part!r}: only encoder extractors have layers to pick with @")
-            try:
-                weighted, selection = split_weighted_layers(layer)
-                if selection is not None:
-                    parse_layer(selection)
-            except SpecError as err:
-                raise SpecError(f"{where}: {err}") from None
-        members.append(Member(name, kind, layer or None))
-    lld = [m.kind == "lld" for m in members]
-    if len(members) > 1 and any(lld) and not all(lld):
-        raise SpecError(
-            f"{where}: {text!r}: LLD sequences can only be concatenated with LLD sequences "
-            f"(frame by frame, e.g. egemaps.lld+mfcc.lld), not with vectors"
-        )
-    return FeatureSet(text.strip(), tuple(members))
+    return FeatureSet(text, tuple(Member(m.extractor, m.kind.value, None if m.layer is None else str(m.layer))
+                                  for m in resolved.members))
 
 
 def _corpus_options(name: str, options: dict, where: str) -> list[Problem]:
@@ -356,33 +354,62 @@ def check_document(raw: dict[str, Any]) -> SpecDocument:
             problems.append((f"models.{name}", missing))
             continue
         problems += check_model_params(ms, entry.params, entry.grid, where=f"models.{name}")
+    _check_waveform(raw, doc, pname, problems)
     if problems:
         raise SpecError(format_problems(problems), problems)
     return doc.model_copy(update={"protocol": protocol})
 
 
+def _check_waveform(raw: dict[str, Any], doc: SpecDocument, protocol: str | None, problems: list) -> None:
+    """``[augmentation.waveform]``: every transform and parameter against its declaration
+    (:mod:`featurekit.augmentation`), and the protocols it supports."""
+    if doc.augmentation is None or doc.augmentation.waveform is None:
+        return
+    from featurekit.augmentation import WaveformAugmentation
+    from featurekit.extras import MissingExtraError
+    from featurekit.parameters import ParameterError
+
+    try:
+        WaveformAugmentation.from_config(raw["augmentation"]["waveform"])
+    except ParameterError as err:
+        problems += err.problems
+    except MissingExtraError as err:
+        problems.append(("augmentation.waveform", str(err)))
+    if doc.corpora is not None or protocol == "cross_corpus":
+        problems.append(("augmentation.waveform", "waveform augmentation takes one corpus ([corpus]) and "
+                                                  "a protocol within it (loso, kfold, split); not yet "
+                                                  "several corpora or cross_corpus"))
+
+
 def _stacked_sets(entries: list[dict], models: dict) -> list[FeatureSet]:
     """``[[features.stacking]]`` entries as feature sets (``stack(FS:MODEL|...)->META``)."""
+    from featurekit.featureset import FeatureSet as ParsedFeatureSet
+    from featurekit.featureset import FeatureSetError, Stacking, format_feature_set, parse_system
+
     out = []
     for i, entry in enumerate(entries):
         where = f"features.stacking[{i}]"
-        members = []
+        members, names = [], []
         for j, text in enumerate(entry["members"]):
-            fs_text, colon, model = text.rpartition(":")
-            if not colon or not fs_text or not model:
-                raise SpecError(f"{where}.members[{j}]: {text!r}: expected FEATURE_SET:MODEL, "
-                                f"e.g. egemaps:svm")
+            try:
+                parsed, model = parse_system(text)
+            except FeatureSetError as err:
+                raise SpecError(f"{where}.members[{j}]: {err}") from None
+            if not isinstance(parsed, ParsedFeatureSet):
+                raise SpecError(f"{where}.members[{j}]: {text!r}: stacking members are feature sets, not "
+                                f"late-fusion or stacked systems")
             if model not in models:
                 raise SpecError(": ".join(unknown(f"{where}.members[{j}]", model, list(models),
                                                   "[models.NAME] entry")))
-            fs = parse_feature_set(fs_text, where=f"{where}.members[{j}]")
+            fs = _resolved(parsed, f"{where}.members[{j}]")
             if fs.sequences:
                 raise SpecError(f"{where}.members[{j}]: {text!r}: stacking takes vector feature sets")
             members.append((fs, model))
+            names.append((parsed, model))
         if entry["meta"] not in models:
             raise SpecError(": ".join(unknown(f"{where}.meta", entry["meta"], list(models),
                                               "[models.NAME] entry")))
-        name = "stack(" + "|".join(f"{fs.name}:{m}" for fs, m in members) + ")->" + entry["meta"]
+        name = format_feature_set(Stacking(tuple(names), entry["meta"]))
         out.append(FeatureSet(name, tuple(x for fs, _ in members for x in fs.members),
                               stack=tuple(members), meta=entry["meta"]))
     return out
@@ -455,19 +482,27 @@ def _check_sequence_models(models: dict[str, dict], sets: list[FeatureSet], reg:
 SPEC_AUGMENT_PARAMS = ("time_masks", "time_mask_width", "freq_masks", "freq_mask_width")
 
 
+def _augmented_models(section: dict, models: dict[str, dict], reg: Any) -> list[str]:
+    """``augmentation.models`` (each a ``[models.NAME]`` entry), by default every torch head that runs
+    on frame sequences only."""
+    names = section.get("models")
+    if names is None:
+        names = [n for n, m in models.items()
+                 if reg.get(m["model"]).groups and not reg.get(m["model"]).vectors]
+    for i, name in enumerate(names):
+        if name not in models:
+            raise SpecError(": ".join(unknown(f"augmentation.models[{i}]", name, models, "model entry")))
+    return list(names)
+
+
 def _apply_augmentation(section: dict | None, models: dict[str, dict], sets: list[FeatureSet], reg: Any
                         ) -> None:
     """Resolve ``[augmentation]`` into the params of the models it applies to (in place), so it enters
     their cell digests; a spec without the section resolves exactly as before."""
     if not section or not section.get("spec_augment"):
         return
-    names = section.get("models")
-    if names is None:  # default: every torch head that runs on frame sequences only
-        names = [n for n, m in models.items()
-                 if reg.get(m["model"]).groups and not reg.get(m["model"]).vectors]
+    names = _augmented_models(section, models, reg)
     for i, name in enumerate(names):
-        if name not in models:
-            raise SpecError(": ".join(unknown(f"augmentation.models[{i}]", name, models, "model entry")))
         ms = reg.get(models[name]["model"])
         if not (ms.sequences and ms.groups):
             raise SpecError(f"augmentation.models[{i}]: {name!r} is not a torch head on frame sequences; "
@@ -483,6 +518,70 @@ def _apply_augmentation(section: dict | None, models: dict[str, dict], sets: lis
                             "give them in one place")
         models[name]["params"] = {**models[name]["params"],
                                   **{k: int(section["spec_augment"].get(k, 0)) for k in SPEC_AUGMENT_PARAMS}}
+
+
+def _check_attribution(section: dict | None, task_type: str, models: dict[str, dict], sets: list[FeatureSet],
+                       reg: Any) -> None:
+    """``[attribution]``: a classification task, known model entries, and every method applicable to at
+    least one cell (gradient methods: a torch head; permutation: a model on vector features)."""
+    if not section:
+        return
+    from featurekit.evaluation.attribution import AttributionOptions, applicable_methods
+
+    if task_type != "classification":
+        raise SpecError(f"attribution: per-class attribution needs a classification task, got {task_type!r}")
+    for i, name in enumerate(section.get("models") or []):
+        if name not in models:
+            raise SpecError(": ".join(unknown(f"attribution.models[{i}]", name, models, "model entry")))
+    options = AttributionOptions.from_section(section)
+    gradients = [m.value for m in options.methods if m.value != "permutation"]
+    if gradients:
+        from featurekit.extras import missing_message, missing_modules
+
+        missing = missing_modules("deep", ("captum",))
+        if missing:
+            raise SpecError(f"attribution.methods: {missing_message('deep', ' / '.join(gradients), missing)}")
+    used = set()
+    for name, m in models.items():
+        for fs in sets:
+            if "sets" in m and fs.name not in m["sets"]:
+                continue
+            used |= set(applicable_methods(options, model=name, model_spec=reg.get(m["model"]),
+                                           sequences=fs.sequences, fused=bool(fs.late or fs.stack)))
+    for i, method in enumerate(options.methods):
+        if method not in used:
+            need = ("a model on vector features (not late-fused or stacked)" if method.value == "permutation"
+                    else "a torch head (e.g. cnn_spec, lstm, torch_mlp) on a plain feature set")
+            raise SpecError(f"attribution.methods[{i}]: {method.value!r} applies to no cell of this spec: it "
+                            f"needs {need}" + (" among attribution.models" if section.get("models") else ""))
+
+
+def _apply_waveform_augmentation(raw: dict[str, Any], models: dict[str, dict], sets: list[FeatureSet],
+                                 reg: Any) -> None:
+    """Resolve ``[augmentation.waveform]`` into ``models[NAME]["waveform_augmentation"]`` (the chain
+    with every parameter, copies, seed) of the models it applies to, so it enters their cell digests
+    (:func:`featurekit.evaluation.runner._model_config`); other models and specs without it resolve
+    exactly as before. Any model may take copies, vector models (their HSF vectors of the copies) as
+    well as sequence models; stacked systems may not (their out-of-fold scores would mix copies)."""
+    section = raw.get("augmentation") or {}
+    if not section.get("waveform"):
+        return
+    from featurekit.augmentation import WaveformAugmentation
+
+    names = _augmented_models(section, models, reg)
+    if not names:
+        raise SpecError("augmentation.models: no model takes the waveform augmentation (by default the "
+                        "torch heads on frame sequences); list the [models.NAME] entries it applies to")
+    stacked = {m for s in sets for m in ([s.meta] if s.stack else []) + [m for _, m in s.stack]}
+    for i, name in enumerate(names):
+        if name in stacked:
+            raise SpecError(f"augmentation.models[{i}]: {name!r} takes part in a stacked system "
+                            "([[features.stacking]]), which waveform augmentation does not support")
+    config = dict(section["waveform"])
+    config.setdefault("seed", int(raw.get("seed", 0)))
+    resolved = WaveformAugmentation.from_config(config).config()
+    for name in names:
+        models[name]["waveform_augmentation"] = resolved
 
 
 def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
@@ -532,13 +631,16 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
         m.setdefault("grid", reg.get(m["model"]).grid)
         m.setdefault("params", {})
         models[name] = m
+    from featurekit.featureset import LateFusion, format_feature_set
+    from featurekit.featureset import parse_feature_set as parse
+
     feats = raw["features"]
     sets = [parse_feature_set(s, where=f"features.sets[{i}]") for i, s in enumerate(feats["sets"])]
     for i, group in enumerate(feats.get("late_fusion", [])):
         members = tuple(parse_feature_set(s, where=f"features.late_fusion[{i}]") for s in group)
         sets.append(
             FeatureSet(
-                "late(" + "|".join(m.name for m in members) + ")",
+                format_feature_set(LateFusion(tuple(parse(m.name) for m in members))),
                 tuple(x for m in members for x in m.members),
                 late=True,
                 late_groups=members,
@@ -558,6 +660,8 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
     _check_report(doc, sets)
     _check_sequence_models(models, sets, reg)
     _apply_augmentation(raw.get("augmentation"), models, sets, reg)
+    _check_attribution(raw.get("attribution"), task["type"], models, sets, reg)
+    _apply_waveform_augmentation(raw, models, sets, reg)
     extractors = {
         name: {k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in params.items()}
         for name, params in raw.get("extractors", {}).items()

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from featurekit.extractors.base import Frames, Vector
+from featurekit.featureset import TableKind
 from featurekit.registry import Registry
 
 SILENCE_RATIO = 0.3
@@ -44,7 +45,7 @@ def _named(stats: dict[str, np.ndarray], names: list[str]) -> Vector:
     return Vector(values=values.astype(np.float32), names=order)
 
 
-@FUNCTIONALS.register("mean_std")
+@FUNCTIONALS.register(TableKind.MEAN_STD.value)
 def mean_std(frames: Frames, signal: np.ndarray, sr: int, prefix: str) -> Vector:
     """HSF1: per-LLD mean and standard deviation over frames."""
     x = frames.values.astype(np.float64)
@@ -82,14 +83,14 @@ def silence_features(signal: np.ndarray, sr: int, prefix: str) -> Vector:
     return Vector(values=values, names=names)
 
 
-@FUNCTIONALS.register("mean_std_silence")
+@FUNCTIONALS.register(TableKind.MEAN_STD_SILENCE.value)
 def mean_std_silence(frames: Frames, signal: np.ndarray, sr: int, prefix: str) -> Vector:
     """HSF2: HSF1 plus the pause/silence features of :func:`silence_features`."""
     a, b = mean_std(frames, signal, sr, prefix), silence_features(signal, sr, prefix)
     return Vector(values=np.concatenate([a.values, b.values]), names=a.names + b.names)
 
 
-@FUNCTIONALS.register("stats")
+@FUNCTIONALS.register(TableKind.STATS.value)
 def stats(frames: Frames, signal: np.ndarray, sr: int, prefix: str) -> Vector:
     """Rich statistics: extremes, moments, percentiles, IQR, linear slope/intercept over time."""
     x = frames.values.astype(np.float64)

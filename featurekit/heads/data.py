@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["SequenceSet", "is_sequence_input", "pad_sequences", "validate_sequences"]
+__all__ = ["SequenceSet", "is_sequence_input", "length_chunks", "pad_sequences", "validate_sequences"]
 
 
 def _is_matrix_like(obj: Any) -> bool:
@@ -112,6 +112,33 @@ def pad_sequences(seqs: Sequence[np.ndarray], max_len: int | None = None) -> tup
     for i, (seq, n) in enumerate(zip(seqs, lengths)):
         padded[i, :n] = seq[:n]
     return padded, lengths
+
+
+def length_chunks(lengths: np.ndarray, max_frames: int) -> list[np.ndarray]:
+    """Indices grouped into batches of similar length (shortest first), each holding at most
+    ``max_frames`` padded frames (at least one item), so that batches pad little.
+
+    Parameters
+    ----------
+    lengths
+        Frames per item.
+    max_frames
+        Budget of a batch: its size times its longest item.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Index arrays that together hold every item once.
+    """
+    order = np.argsort(lengths, kind="stable")
+    chunks, start, n = [], 0, len(order)
+    while start < n:
+        stop = start + 1
+        while stop < n and (stop - start + 1) * lengths[order[stop]] <= max_frames:
+            stop += 1
+        chunks.append(order[start:stop])
+        start = stop
+    return chunks
 
 
 class SequenceSet:

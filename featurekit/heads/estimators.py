@@ -23,7 +23,7 @@ from sklearn.utils import Tags, check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from featurekit.heads.data import SequenceSet, is_sequence_input, validate_sequences
+from featurekit.heads.data import SequenceSet, is_sequence_input, length_chunks, validate_sequences
 from featurekit.heads.layers import LayerSpec, build_network, format_specs, parse_layers
 from featurekit.heads.losses import concordance_cc, mse_per_target, weighted_task_loss
 from featurekit.heads.modules import HeadNetwork, MemberAverage, SpecAugment
@@ -129,14 +129,7 @@ def _forward_all(net: HeadNetwork, data: SequenceSet, device: torch.device,
     if data.vectors is not None:
         chunks = [np.arange(i, min(i + _PREDICT_CHUNK, n)) for i in range(0, n, _PREDICT_CHUNK)]
     else:  # group similar lengths to pad little; padding does not change the outputs
-        order = np.argsort(data.lengths, kind="stable")
-        chunks, start = [], 0
-        while start < n:
-            stop = start + 1
-            while stop < n and (stop - start + 1) * data.lengths[order[stop]] <= _PREDICT_FRAMES:
-                stop += 1
-            chunks.append(order[start:stop])
-            start = stop
+        chunks = length_chunks(data.lengths, _PREDICT_FRAMES)
     outputs: list[torch.Tensor] = []
     with torch.inference_mode():
         for idx in chunks:

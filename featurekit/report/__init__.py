@@ -12,6 +12,9 @@ task and protocol) and writes, into the report directory::
     figures/results_*.png  every system's pooled primary metric with its 95 % interval
     figures/cm_*.png       confusion matrices of the best system per feature group, the top 3, declared
     figures/layers_*.png   the primary metric per encoder layer (feature sets with ``@LAYER``)
+    figures/attribution_*.png, importance_*.png   saliency / integrated-gradients maps of the best torch
+                           system and permutation importance of the best classical one (runs with
+                           ``[attribution]``; :mod:`featurekit.report.attribution`)
     figures/*.pdf          every figure again as PDF (vector, for a paper)
 
 Each results directory's design audit (``audit.json``, see :mod:`featurekit.audit`), when it has one,
@@ -38,6 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from featurekit.report.attribution import attribution_figures, attribution_tables
 from featurekit.report.audit import load_audits
 from featurekit.report.figures import Figure, make_figures, matrix_figures
 from featurekit.report.formats import FORMATS, Report, Section, writer
@@ -89,7 +93,9 @@ def build_report(results_dirs: Sequence[str | Path], out_dir: str | Path, *, top
     out_dir.mkdir(parents=True, exist_ok=True)
     experiments = load_experiments(list(results_dirs))
     used: set[str] = set()
-    sections = [Section(exp, build_tables(exp), make_figures(exp, out_dir, used=used, top=top))
+    sections = [Section(exp, build_tables(exp) + attribution_tables(exp),
+                        make_figures(exp, out_dir, used=used, top=top)
+                        + attribution_figures(exp, out_dir, used=used))
                 for exp in experiments]
     heatmaps = matrix_figures(experiments, out_dir, used=used)  # cross-corpus matrices: first section
     if heatmaps and sections:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from featurekit.evaluation.metrics import confusion
+from featurekit.featureset import TableKind, TableRef, format_feature_set
 from featurekit.report.tables import (
     BEST_MARK,
     DECLARED_MARK,
@@ -236,8 +237,8 @@ def layer_figures(exp: Experiment, out_dir: Path, *, used: set[str] | None = Non
         ax.set_xticks(range(len(layers)), labels=[str(v) for v in layers])
         ax.set_xlabel("encoder layer (negative: counted from the last)")
         ax.set_ylabel(f"{label} (mean {PM} std)")
-        what = exp.names.feature_set(extractor if kind == parse_feature_set_name(extractor).kind
-                                     else f"{extractor}.{kind}")
+        what = exp.names.feature_set(format_feature_set(TableRef(
+            extractor, None if kind == parse_feature_set_name(extractor).kind else TableKind(kind))))
         ax.set_title(f"{what}: {label} per layer", fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from featurekit.registry import Registry
+from featurekit.report.attribution import ATTRIBUTION_KINDS
 from featurekit.report.audit import SourceAudit, audit_html, audit_latex, audit_markdown
 from featurekit.report.figures import Figure
 from featurekit.report.tables import BEST_MARK, DASH, DECLARED_MARK, PM, SIMILAR_MARK, Experiment, Table
@@ -130,6 +131,14 @@ def _descriptions(exp: Experiment) -> list[str]:
     return texts
 
 
+def _figure_groups(sec: Section) -> list[tuple[str, list[Figure]]]:
+    """The section's figures under their headings: "Figures", then "Attribution" (saliency maps and
+    importance of :mod:`featurekit.report.attribution`); a heading without figures is left out."""
+    plain = [f for f in sec.figures if f.kind not in ATTRIBUTION_KINDS]
+    attribution = [f for f in sec.figures if f.kind in ATTRIBUTION_KINDS]
+    return [(h, fs) for h, fs in (("Figures", plain), ("Attribution", attribution)) if fs]
+
+
 # -- markdown ------------------------------------------------------------------------------------
 def md_escape(text: str) -> str:
     """Escape the characters that break a GitHub-flavoured markdown table cell or add emphasis."""
@@ -170,9 +179,9 @@ def write_markdown(report: Report, out_dir: Path) -> list[Path]:
             lines += ["", f"### {md_escape(t.title)}", "", f"*{md_escape(t.caption)}*", "", markdown_table(t)]
             if t.notes:
                 lines += ["", *(md_escape(n) for n in t.notes)]
-        if sec.figures:
-            lines += ["", "### Figures"]
-            for f in sec.figures:
+        for heading, figures in _figure_groups(sec):
+            lines += ["", f"### {heading}"]
+            for f in figures:
                 lines += ["", f"![{md_escape(f.caption)}]({f.path})", "", f"*{md_escape(f.caption)}*"]
         lines += ["", "Sources: " + " | ".join(md_escape(x) for x in _provenance(exp))]
     path = out_dir / "report.md"
@@ -360,7 +369,7 @@ def write_html(report: Report, out_dir: Path) -> list[Path]:
     for sec in report.sections:
         k = sec.experiment.key
         items = "".join(f'<li><a href="#{e(t.key)}">{e(t.title)}</a></li>' for t in sec.tables)
-        fig = f'<li><a href="#{e(k)}_figures">Figures</a></li>' if sec.figures else ""
+        fig = "".join(f'<li><a href="#{e(k)}_{h.lower()}">{h}</a></li>' for h, _ in _figure_groups(sec))
         toc.append(f'<li><a href="#{e(k)}">{e(sec.experiment.title)}</a><ul>{items}{fig}</ul></li>')
     parts.append(audit_html(report.audits))
     parts.append(f"<nav><ul>{''.join(toc)}</ul></nav>")
@@ -372,9 +381,9 @@ def write_html(report: Report, out_dir: Path) -> list[Path]:
         parts.append(f'<p class="{cls}">{e(exp.protocol_text)}.</p>')
         for t in sec.tables:
             parts.append(f"<h3>{e(t.title)}</h3>{html_table(t)}")
-        if sec.figures:
-            parts.append(f'<h3 id="{e(exp.key)}_figures">Figures</h3><div class="figures">')
-            for f in sec.figures:
+        for heading, figures in _figure_groups(sec):
+            parts.append(f'<h3 id="{e(exp.key)}_{heading.lower()}">{heading}</h3><div class="figures">')
+            for f in figures:
                 vector = (f' <a href="{e(f.vector)}">{e(Path(f.vector).suffix[1:].upper())}</a>'
                           if f.vector else "")
                 parts.append(f'<figure><img src="{embedded_image(out_dir / f.path)}" alt="{e(f.caption)}">'

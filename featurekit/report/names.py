@@ -57,28 +57,37 @@ class DisplayNames:
         return cls(overrides, labels)
 
     def feature_set(self, name: str) -> str:
-        """``eGeMAPS (88)``, ``MFCC HSF1``, ``Whisper tiny.en L4``, fusion as ``A + B`` / ``late(A | B)``."""
-        if name in self.overrides:
-            return self.overrides[name]
-        if name.startswith("late(") and name.endswith(")"):
-            return "late(" + " | ".join(self.feature_set(p) for p in name[5:-1].split("|")) + ")"
-        if "+" in name:
-            return " + ".join(self.feature_set(p) for p in name.split("+"))
+        """``eGeMAPS (88)``, ``MFCC HSF1``, ``Whisper tiny.en L4``, fusion as ``A + B`` / ``late(A | B)`` /
+        ``stack(A:SVM | B:LogReg)->META`` (names read by :func:`featurekit.featureset.parse_name`)."""
+        from featurekit.featureset import FeatureSetError, LateFusion, Stacking, TableKind, parse_name
         from featurekit.report.tables import KIND_LABELS, _default_kind
 
-        body, _, layer = name.partition("@")
-        extractor, _, kind = body.partition(".")
+        if name in self.overrides:
+            return self.overrides[name]
+        try:
+            parsed = parse_name(name)
+        except FeatureSetError:  # not a feature-set name: shown as it is
+            return name
+        if isinstance(parsed, LateFusion):
+            return "late(" + " | ".join(self.feature_set(str(g)) for g in parsed.groups) + ")"
+        if isinstance(parsed, Stacking):
+            members = " | ".join(f"{self.feature_set(str(fs))}:{self.model(m)}" for fs, m in parsed.members)
+            return f"stack({members})->{self.model(parsed.meta)}"
+        if len(parsed.members) > 1:
+            return " + ".join(self.feature_set(str(m)) for m in parsed.members)
+        table = parsed.members[0]
+        extractor, layer = table.extractor, table.layer
         default = _default_kind(extractor)
-        kind = kind or default
+        kind = default if table.kind is None else table.kind.value
         words = [EXTRACTOR_NAMES.get(extractor, extractor)]
         if extractor in self.extractor_labels:
             words.append(self.extractor_labels[extractor])
-        if kind != "native":
+        if kind != TableKind.NATIVE:
             words.append(KIND_LABELS.get(kind, kind))
-        if layer:
+        if layer is not None:
             words.append(f"L{layer}")
         text = " ".join(words)
-        if kind == "native" and not layer and extractor in NATIVE_DIMS:
+        if kind == TableKind.NATIVE and layer is None and extractor in NATIVE_DIMS:
             text += f" ({NATIVE_DIMS[extractor]})"
         return text
 

@@ -8,9 +8,10 @@ whatever directory they came from; different corpora or tasks (say ``emodb`` and
 ``emodb_listening``) become separate experiments, each with its own tables.
 
 Feature-set names (``EXTRACTOR[.KIND][@LAYER]``, early fusion ``a+b``, late fusion
-``late(a|b)``) are parsed by :func:`parse_feature_set_name` into a *group* (the extractor, or
-``fusion``) and a *variant* (``native``, ``HSF1`` = ``mean_std``, ``HSF2`` =
-``mean_std_silence``, ``stats``, ``LLD`` = frame sequences, ``layer N``), so that the
+``late(a|b)``, stacking ``stack(a:M|b:M)->META``; :mod:`featurekit.featureset`) are parsed by
+:func:`parse_feature_set_name` into a *group* (the extractor, or ``fusion``) and a *variant*
+(``native``, ``HSF1`` = ``mean_std``, ``HSF2`` = ``mean_std_silence``, ``stats``, ``LLD`` = frame
+sequences, ``layer N``), so that the
 functionals of the same low-level descriptors sit next to each other in every table.
 
 Tables are :class:`Table` objects: display strings plus a mask of the cells to emphasise (the
@@ -29,12 +30,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from featurekit.featureset import FeatureSet, FeatureSetError, LateFusion, TableKind, default_kind, parse_name
 from featurekit.report.names import EXTRACTOR_NAMES, DisplayNames, declared_systems
 from featurekit.report.significance import ALPHA, MIN_FOLDS, compare_to_best
 
 SUMMARY_FOLDS = ("mean", "std", "pooled")
-KIND_LABELS = {"native": "native", "mean_std": "HSF1", "mean_std_silence": "HSF2", "stats": "stats",
-               "lld": "LLD"}
+KIND_LABELS = {TableKind.NATIVE: "native", TableKind.MEAN_STD: "HSF1", TableKind.MEAN_STD_SILENCE: "HSF2",
+               TableKind.STATS: "stats", TableKind.LLD: "LLD"}
 KIND_ORDER = {k: i for i, k in enumerate(KIND_LABELS)}
 VARIANT_LEGEND = ("native = the extractor's own functionals; HSF1 = mean_std (mean and std of each LLD); "
                   "HSF2 = mean_std_silence (HSF1 plus pause/silence features); stats = extended "
@@ -69,10 +71,12 @@ class FeatureSetInfo:
     name
         The feature-set name as in ``results.csv``.
     group
-        The extractor (``mfcc``, ``egemaps``, ...) or ``"fusion"`` for early and late fusion.
+        The extractor (``mfcc``, ``egemaps``, ...) or ``"fusion"`` for early and late fusion and stacking
+        (a name that is no feature-set name: the name itself).
     variant
         ``native``, ``HSF1``, ``HSF2``, ``stats``, ``LLD``, ``layer N`` (with the kind's label in
-        front when it is not the extractor's default, e.g. ``LLD layer 3``), ``early`` or ``late``.
+        front when it is not the extractor's default, e.g. ``LLD layer 3``), ``early``, ``late`` or
+        ``stack`` (``""`` for a name that is no feature-set name).
     extractor
         The extractor name (``""`` for fusion).
     kind
@@ -103,9 +107,9 @@ def _default_kind(extractor: str) -> str:
     try:
         from featurekit.extractors import EXTRACTORS
 
-        return "native" if EXTRACTORS.get(extractor).has_native else "mean_std"
+        return default_kind(EXTRACTORS.get(extractor)).value
     except Exception:  # an unknown extractor (or one whose module is unavailable): the spec's default
-        return "native"
+        return TableKind.NATIVE.value
 
 
 def layer_sort_key(layer: str | None) -> tuple:
@@ -125,27 +129,33 @@ def parse_feature_set_name(name: str) -> FeatureSetInfo:
     Parameters
     ----------
     name
-        ``EXTRACTOR[.KIND][@LAYER]``, ``a+b`` (early fusion) or ``late(a|b|...)`` (late fusion).
+        ``EXTRACTOR[.KIND][@LAYER]``, ``a+b`` (early fusion), ``late(a|b|...)`` (late fusion) or
+        ``stack(a:M|b:M)->META`` (stacking), read by :func:`featurekit.featureset.parse_name`; a name
+        it does not read is a group of its own.
 
     Returns
     -------
     FeatureSetInfo
     """
     name = str(name).strip()
-    if name.startswith("late(") and name.endswith(")"):
-        return FeatureSetInfo(name, FUSION, "late")
-    if "+" in name:
+    try:
+        parsed = parse_name(name)
+    except FeatureSetError:  # not a feature-set name (e.g. of another tool): a group of its own
+        return FeatureSetInfo(name, name, "")
+    if not isinstance(parsed, FeatureSet):
+        return FeatureSetInfo(name, FUSION, "late" if isinstance(parsed, LateFusion) else "stack")
+    if len(parsed.members) > 1:
         return FeatureSetInfo(name, FUSION, "early")
-    body, _, layer = name.partition("@")
-    extractor, _, kind = body.partition(".")
+    table = parsed.members[0]
+    extractor, layer = table.extractor, None if table.layer is None else str(table.layer)
     default = _default_kind(extractor)
-    kind = kind or default
+    kind = default if table.kind is None else table.kind.value
     label = KIND_LABELS.get(kind, kind)
     if layer:
         variant = f"layer {layer}" if kind == default else f"{label} layer {layer}"
     else:
         variant = label
-    return FeatureSetInfo(name, extractor, variant, extractor, kind, layer or None)
+    return FeatureSetInfo(name, extractor, variant, extractor, kind, layer)
 
 
 # -- loading -------------------------------------------------------------------------------------

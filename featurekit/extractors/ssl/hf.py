@@ -7,8 +7,10 @@ unit variance per utterance) and ``return_attention_mask`` (padded batches with 
 trained without masks, such as wav2vec2-base, and data2vec-audio, whose stacked positional
 convolutions see through masks, only ever see unpadded input: a batch holds chunks of identical
 length). An utterance's features therefore do not depend on what else is in its batch (up to
-float rounding). Whisper inputs are zero-padded to the model's 30 s window as in training; only
-the frames covering the audio are kept.
+float rounding). Whisper inputs are zero-padded to the model's 30 s window as in training, or, with
+``pad_to`` (as in ``whisper_ct2``: ``"none"`` or a bucket length in seconds), to a shorter length
+whose encoder sees only the first positional embeddings, which is much faster; only the frames
+covering the audio are kept.
 
 Outputs, for hidden-state layers ``0`` (embeddings/feature projection) to ``N`` (last layer):
 ``native`` = per layer mean and standard deviation over frames, columns
@@ -84,6 +86,38 @@ def resolve_torch_device(device: str) -> str:
     raise RuntimeError(f"device={device!r} but torch sees no CUDA device (torch {torch.__version__})")
 
 
+def whisper_hidden_states(encoder, mel) -> list:
+    """Hidden states ``0..N`` of a transformers ``WhisperEncoder`` for log-mel input shorter than its window.
+
+    ``WhisperEncoder.forward`` accepts only its full window (3000 frames); this runs the same
+    modules in the same order on a shorter input, adding the first ``T`` positional embeddings to
+    its ``T`` frames (as CTranslate2 and OpenAI's code do for short inputs). State ``0`` is the
+    convolutional front end plus positions, state ``N`` the last layer after the final layer norm,
+    as in ``forward(output_hidden_states=True)`` (``tests/test_ct2_convert.py`` checks both paths
+    agree on a full window).
+    """
+    import inspect
+
+    import torch.nn.functional as F
+
+    x = F.gelu(encoder.conv1(mel))
+    x = F.gelu(encoder.conv2(x)).permute(0, 2, 1)
+    positions = encoder.embed_positions.weight
+    if x.shape[1] > positions.shape[0]:
+        raise ValueError(f"{x.shape[1]} encoder frames exceed the model's {positions.shape[0]} positions")
+    x = x + positions[:x.shape[1]]
+    states = [x]
+    for layer in encoder.layers:
+        # transformers 4.x layers take a positional layer_head_mask and return a tuple
+        takes_head_mask = "layer_head_mask" in inspect.signature(layer.forward).parameters
+        extra = {"layer_head_mask": None} if takes_head_mask else {}
+        out = layer(x, None, **extra)
+        x = out[0] if isinstance(out, tuple) else out
+        states.append(x)
+    states[-1] = encoder.layer_norm(x)
+    return states
+
+
 @register_extractor
 class HFEncoder(EncoderExtractor):
     """transformers speech encoder (wav2vec2/HuBERT/WavLM/data2vec-audio/Whisper) from a local directory.
@@ -106,6 +140,9 @@ class HFEncoder(EncoderExtractor):
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     fp16
         Half precision on CUDA (ignored on CPU).
+    pad_to
+        Whisper only: ``"30s"`` (the model's window, as in training), ``"none"`` or a bucket length
+        in seconds; see :func:`featurekit.extractors.ssl.whisper_frontend.padded_samples`.
     """
 
     name = "hf_encoder"
@@ -116,11 +153,12 @@ class HFEncoder(EncoderExtractor):
     description = ("transformers speech encoder (wav2vec2, HuBERT, WavLM, data2vec-audio, Whisper): "
                    "per-layer states")
 
-    param_checks = {"device": check_torch_device}
+    param_checks = {"device": check_torch_device, "pad_to": wf.parse_pad_to}
 
     def __init__(self, *, model: str | None = None, tag: str | None = None, lld_layer: int = -1,
                  chunk_s: Annotated[float, Gt(0)] | None = None, overlap_s: Annotated[float, Ge(0)] = 1.0,
-                 batch_size: Annotated[int, Ge(1)] = 8, device: str = "auto", fp16: bool = True) -> None:
+                 batch_size: Annotated[int, Ge(1)] = 8, device: str = "auto", fp16: bool = True,
+                 pad_to: str | float = "30s") -> None:
         self.model = model
         self.tag = tag
         self.lld_layer = lld_layer
@@ -129,6 +167,7 @@ class HFEncoder(EncoderExtractor):
         self.batch_size = batch_size
         self.device = device
         self.fp16 = fp16
+        self.pad_to = pad_to
 
     # -- model facts (files only, no torch) ------------------------------------------------------
     def _info(self) -> dict[str, Any]:
@@ -149,6 +188,9 @@ class HFEncoder(EncoderExtractor):
         files = weight_files(path)
         if not files:
             raise ModelError(f"{self.name}: {path} has a config but no weight files (*.safetensors, *.bin)")
+        if family != "whisper" and wf.parse_pad_to(self.pad_to) != "30s":
+            raise ModelError(f"{self.name}: pad_to={self.pad_to!r} applies to Whisper models only; {path} "
+                             f"holds a {family} model (leave pad_to at '30s')")
         sr = int(pre.get("sampling_rate", 16000))
         if sr != self.sample_rate:
             raise ModelError(f"{self.name}: {path} expects {sr} Hz audio; featurekit's encoders run at "
@@ -191,7 +233,8 @@ class HFEncoder(EncoderExtractor):
 
     def _runtime_key(self) -> dict[str, Any]:
         device, dtype = self._device()
-        return {"device": "cuda" if device.startswith("cuda") else device, "dtype": dtype}
+        return {"device": "cuda" if device.startswith("cuda") else device, "dtype": dtype,
+                "pad_to": wf.parse_pad_to(self.pad_to)}
 
     # -- model -----------------------------------------------------------------------------------
     def _load(self):
@@ -203,15 +246,31 @@ class HFEncoder(EncoderExtractor):
         device, dtype = self._device()
         bars = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
+        # an encoder-only Whisper folder (featurekit.extractors.ssl.ct2_convert writes one) loads as
+        # WhisperEncoder; AutoModel would build a whole WhisperModel around it
+        encoder_only = (info["family"] == "whisper"
+                        and info["config"]["config"].get("architectures") == ["WhisperEncoder"])
         try:
-            model = AutoModel.from_pretrained(str(info["path"]))
+            if encoder_only:
+                from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+                model, loading = WhisperEncoder.from_pretrained(str(info["path"]), output_loading_info=True)
+            else:
+                model, loading = AutoModel.from_pretrained(str(info["path"]), output_loading_info=True)
         except Exception as err:
             raise ModelError(f"{self.name}: cannot load {info['path']}: {type(err).__name__}: {err}") from err
         finally:
             if bars:
                 hf_logging.enable_progress_bar()
-        if info["family"] == "whisper":
+        if info["family"] == "whisper" and not encoder_only:
             model = model.encoder if hasattr(model, "encoder") else model.get_encoder()
+            prefix = "encoder."
+        else:
+            prefix = ""
+        missing = [k for k in loading.get("missing_keys", ()) if k.startswith(prefix)]
+        if missing:  # transformers would fill them with random values: a fake embedding
+            raise ModelError(f"{self.name}: {info['path']}: the weight files lack {len(missing)} of the "
+                             f"model's weights (e.g. {', '.join(sorted(missing)[:3])})")
         return model.eval().to(device=device, dtype=getattr(torch, dtype))
 
     def _model(self):
@@ -239,17 +298,24 @@ class HFEncoder(EncoderExtractor):
         tdtype = getattr(torch, dtype)
         whisper = info["family"] == "whisper"
         lengths = [len(c) for c in chunks]
-        exact = not whisper and (not info["mask"] or info["family"] in PAD_UNSAFE)
-        groups = group_by_length(lengths, max(1, int(self.batch_size)), exact=exact)
+        if whisper:  # batches hold inputs of one padded length
+            sizes = [wf.padded_samples(n, pad_to=self.pad_to, window=info["max_chunk"]) for n in lengths]
+            groups = group_by_length(sizes, max(1, int(self.batch_size)), exact=True)
+        else:
+            exact = not info["mask"] or info["family"] in PAD_UNSAFE
+            groups = group_by_length(lengths, max(1, int(self.batch_size)), exact=exact)
         out: list[np.ndarray] = [np.empty(0)] * len(chunks)
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*key_padding_mask.*")  # torch, from WavLM
             for group in groups:
                 if whisper:
-                    mel = wf.log_mel_batch([chunks[i] for i in group], n_mels=info["n_mels"],
-                                           n_samples=info["max_chunk"])
+                    size = sizes[group[0]]
+                    mel = wf.log_mel_batch([chunks[i] for i in group], n_mels=info["n_mels"], n_samples=size)
                     inputs = torch.from_numpy(mel).to(device=device, dtype=tdtype)
-                    result = model(inputs, output_hidden_states=True)
+                    if size == info["max_chunk"]:
+                        hidden = model(inputs, output_hidden_states=True).hidden_states
+                    else:
+                        hidden = whisper_hidden_states(model, inputs)
                 else:
                     longest = max(lengths[i] for i in group)
                     x = np.zeros((len(group), longest), dtype=np.float32)
@@ -259,12 +325,11 @@ class HFEncoder(EncoderExtractor):
                         mask[row, :lengths[i]] = 1
                     kwargs = {"attention_mask": torch.from_numpy(mask).to(device)} if info["mask"] else {}
                     inputs = torch.from_numpy(x).to(device=device, dtype=tdtype)
-                    result = model(inputs, output_hidden_states=True, **kwargs)
-                hidden = result.hidden_states
+                    hidden = model(inputs, output_hidden_states=True, **kwargs).hidden_states
                 states = torch.stack([hidden[layer] for layer in layers]).float().cpu().numpy()
                 for row, i in enumerate(group):
                     out[i] = np.ascontiguousarray(states[:, row, :self._frames(lengths[i])])
         return out
 
 
-__all__ = ["FAMILIES", "HFEncoder", "conv_frames", "receptive_field"]
+__all__ = ["FAMILIES", "HFEncoder", "conv_frames", "receptive_field", "whisper_hidden_states"]

@@ -29,7 +29,6 @@ model is used.
 from __future__ import annotations
 
 import re
-import struct
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -46,6 +45,8 @@ from featurekit.extractors.ssl.common import (
     read_json,
     resolve_model_dir,
 )
+from featurekit.extractors.ssl.ct2_format import read_ct2_model
+from featurekit.extractors.ssl.whisper_frontend import parse_pad_to
 
 #: CTranslate2 compute types (``ctranslate2.get_supported_compute_types`` lists a device's).
 ComputeType = Literal["default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
@@ -60,56 +61,12 @@ def import_ctranslate2():
 
 
 def read_ct2_header(path: Path) -> dict[str, Any]:
-    """Spec name and variable shapes of a CTranslate2 ``model.bin``, without reading the weights."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    with open(path, "rb") as f:
-        def u(fmt: str) -> tuple:
-            size = struct.calcsize(fmt)
-            data = f.read(size)
-            if len(data) != size:
-                raise ModelError(f"{path}: truncated CTranslate2 model file")
-            return struct.unpack(fmt, data)
-
-        def string() -> str:
-            (n,) = u("<H")
-            return f.read(n)[:-1].decode("utf-8", errors="replace")
-
-        (version,) = u("<I")
-        if not 5 <= version <= 6:
-            raise ModelError(f"{path}: unsupported CTranslate2 model.bin binary version {version}")
-        spec = string()
-        (revision,) = u("<I")
-        (n_vars,) = u("<I")
-        for _ in range(n_vars):
-            name = string()
-            (rank,) = u("<B")
-            dims = u(f"<{rank}I") if rank else ()
-            u("<B")  # dtype id
-            (n_bytes,) = u("<I")
-            f.seek(n_bytes, 1)
-            shapes[name] = tuple(int(d) for d in dims)
-    return {"spec": spec, "revision": revision, "binary_version": version, "shapes": shapes}
-
-
-def parse_pad_to(pad_to: str | float | int | None) -> str | float:
-    """``"30s"`` | ``"none"`` | seconds (float in (0, 30]); a clear error otherwise."""
-    if pad_to is None:
-        return "none"
-    if isinstance(pad_to, str):
-        text = pad_to.strip().lower()
-        if text in ("none", "no", "off", "false"):
-            return "none"
-        if text in ("30s", "30"):
-            return "30s"
-        m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*s?", text)
-        if not m:
-            raise ValueError(f"pad_to must be '30s', 'none' or a number of seconds, got {pad_to!r}")
-        pad_to = float(m.group(1))
-    if isinstance(pad_to, bool) or not isinstance(pad_to, (int, float)):
-        raise ValueError(f"pad_to must be '30s', 'none' or a number of seconds, got {pad_to!r}")
-    if not 0 < float(pad_to) <= 30:
-        raise ValueError(f"pad_to={pad_to!r}: a bucket length must lie in (0, 30] seconds")
-    return "30s" if float(pad_to) == 30 else float(pad_to)
+    """Spec name and variable shapes (aliases included) of a CTranslate2 ``model.bin``, without reading
+    the weights; the file is checked by :func:`featurekit.extractors.ssl.ct2_format.read_ct2_model`."""
+    model = read_ct2_model(path)
+    shapes = {name: model.shape(name) for name in [*model.variables, *model.aliases]}
+    return {"spec": model.spec, "revision": model.revision, "binary_version": model.binary_version,
+            "shapes": shapes}
 
 
 @register_extractor
@@ -220,14 +177,7 @@ class WhisperCT2(EncoderExtractor):
 
     def input_samples(self, n: int) -> int:
         """Samples a chunk of ``n`` samples is padded to before the front end (see ``pad_to``)."""
-        window = self.info()["max_chunk"]
-        mode = parse_pad_to(self.pad_to)
-        if mode == "30s":
-            return window
-        unit = wf.ENCODER_HOP
-        if mode != "none":
-            unit = max(unit, int(round(float(mode) * self.sample_rate / wf.ENCODER_HOP)) * wf.ENCODER_HOP)
-        return min(window, -(-max(n, 1) // unit) * unit)
+        return wf.padded_samples(n, pad_to=self.pad_to, window=self.info()["max_chunk"])
 
     def _encode(self, chunks: list[np.ndarray], layers: list[int]) -> list[np.ndarray]:
         ct2 = import_ctranslate2()

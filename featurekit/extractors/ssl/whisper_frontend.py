@@ -11,6 +11,7 @@ before the spectrogram, so the padded frames are what Whisper saw in training).
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -96,3 +97,40 @@ def log_mel(signal: np.ndarray, *, n_mels: int = 80, n_samples: int | None = Non
 def log_mel_batch(signals: list[np.ndarray], *, n_mels: int = 80, n_samples: int) -> np.ndarray:
     """:func:`log_mel` of several signals padded to the same ``n_samples``: ``(batch, n_mels, frames)``."""
     return np.stack([log_mel(s, n_mels=n_mels, n_samples=n_samples) for s in signals])
+
+
+def parse_pad_to(pad_to: str | float | int | None) -> str | float:
+    """``"30s"`` | ``"none"`` | seconds (float in (0, 30]); a clear error otherwise."""
+    if pad_to is None:
+        return "none"
+    if isinstance(pad_to, str):
+        text = pad_to.strip().lower()
+        if text in ("none", "no", "off", "false"):
+            return "none"
+        if text in ("30s", "30"):
+            return "30s"
+        m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*s?", text)
+        if not m:
+            raise ValueError(f"pad_to must be '30s', 'none' or a number of seconds, got {pad_to!r}")
+        pad_to = float(m.group(1))
+    if isinstance(pad_to, bool) or not isinstance(pad_to, (int, float)):
+        raise ValueError(f"pad_to must be '30s', 'none' or a number of seconds, got {pad_to!r}")
+    if not 0 < float(pad_to) <= 30:
+        raise ValueError(f"pad_to={pad_to!r}: a bucket length must lie in (0, 30] seconds")
+    return "30s" if float(pad_to) == 30 else float(pad_to)
+
+
+def padded_samples(n: int, *, pad_to: str | float | int | None, window: int) -> int:
+    """Samples an input of ``n`` samples is zero-padded to before the front end.
+
+    ``pad_to`` (see :func:`parse_pad_to`): ``"30s"`` pads to the model's whole ``window`` (480000
+    samples for 30 s), ``"none"`` to a whole number of 20 ms encoder frames, a number of seconds
+    ``b`` to the next multiple of ``b`` seconds; never beyond ``window``.
+    """
+    mode = parse_pad_to(pad_to)
+    if mode == "30s":
+        return window
+    unit = ENCODER_HOP
+    if mode != "none":
+        unit = max(unit, int(round(float(mode) * SAMPLE_RATE / ENCODER_HOP)) * ENCODER_HOP)
+    return min(window, -(-max(n, 1) // unit) * unit)
