@@ -23,9 +23,8 @@ from featurekit.heads.finetune import (  # noqa: E402
     FineTuneClassifier,
     FineTuneRegressor,
     inspect_encoder,
-    load_finetuned,
-    save_finetuned,
 )
+from featurekit.heads.finetune_io import load_finetuned, save_finetuned  # noqa: E402
 
 SR = 16000
 FAMILIES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "whisper")
@@ -228,6 +227,35 @@ def test_freezing_and_two_learning_rates(models):
     assert any(not torch.equal(before[k], after[k]) for k in second)
 
 
+def test_a_model_without_attention_masks_never_sees_padding(models, monkeypatch):
+    """Base-style wav2vec2 (group norm over time in its first convolution, no attention mask): every
+    batch that enters it, in training and in prediction, holds inputs of one length (training crops a
+    batch to its shortest item; prediction groups equal lengths), so batched predictions equal
+    one-by-one predictions. A model with masks (HuBERT here) gets padded batches with their mask."""
+    import featurekit.heads.finetune as ft
+
+    lengths: list[list[int]] = []
+    forward = ft._FineTune._forward
+
+    def spy(self, net, pieces, device, dtype):
+        lengths.append([len(p) for p in pieces])
+        return forward(self, net, pieces, device, dtype)
+
+    monkeypatch.setattr(ft._FineTune, "_forward", spy)
+    kw = dict(FAST, max_epochs=1, validation_fraction=None, random_state=0, max_duration=None)
+    assert len({len(x) for x in TRAIN[0][:8]}) == 8
+    clf = FineTuneClassifier(str(models["wav2vec2"]), **kw).fit(TRAIN[0][:8], TRAIN[1][:8])
+    assert len(lengths) == 2 and all(len(set(b)) == 1 for b in lengths)
+    lengths.clear()
+    batched = clf.predict_proba(TEST[0])
+    assert lengths and all(len(set(b)) == 1 for b in lengths)
+    one_by_one = np.vstack([clf.predict_proba([x]) for x in TEST[0]])
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, atol=1e-6)
+    lengths.clear()
+    FineTuneClassifier(str(models["hubert"]), **kw).fit(TRAIN[0][:8], TRAIN[1][:8])
+    assert any(len(set(b)) > 1 for b in lengths)
+
+
 def test_paths_go_through_the_extraction_audio_path_and_long_inputs_are_chunked(fitted, tmp_path):
     import soundfile as sf
 
@@ -259,7 +287,7 @@ def _no_training(monkeypatch):
     def fail(*a, **k):
         raise AssertionError("training started")
 
-    monkeypatch.setattr(ft, "_build_encoder", fail)
+    monkeypatch.setattr(ft, "build_encoder", fail)
     monkeypatch.setattr(ft, "load_audio", fail)
 
 
@@ -330,23 +358,112 @@ def test_bad_parameters_are_refused_before_training(models, monkeypatch):
         )
 
 
-# -- the registry: a spec can name it; its params are checked at spec load -------------------------------
-def _spec(params: dict) -> dict:
-    return {"name": "ft", "seed": 0, "corpus": {"name": "synthetic"},
-            "task": {"type": "classification", "target": "label"},
-            "protocol": {"name": "loso", "group": "speaker"}, "features": {"sets": ["egemaps"]},
+# -- the registry and the evaluation runner: the conditioned audio as the feature set "waveform" ----------
+def _spec(params: dict, **changes) -> dict:
+    spec = {"name": "ft", "seed": 0, "corpus": {"name": "synthetic"},
+            "task": {"type": "classification", "target": "label", "subset": ["sad", "angry"]},
+            "protocol": {"name": "loso", "group": "speaker"}, "features": {"sets": ["waveform"]},
             "evaluation": {"normalisation": ["none"], "bootstrap": 0},
             "models": {"ft": {"model": "finetune", "params": params}}}
+    spec.update(changes)
+    return spec
 
 
-def test_spec_params_are_checked_and_the_runner_refuses_raw_audio_before_anything_runs(models):
+def test_spec_params_and_waveform_sets_are_checked_at_spec_load(models):
     from featurekit.evaluation.models import CLASSIFIERS, REGRESSORS
     from featurekit.evaluation.spec import SpecError, validate
 
     assert CLASSIFIERS.get("finetune").waveforms and REGRESSORS.get("finetune").waveforms
     clf = CLASSIFIERS.get("finetune").build(7, "balanced", model="m", lr=0.01)
     assert isinstance(clf, FineTuneClassifier) and clf.class_weight == "balanced" and clf.random_state == 7
+    enc = {"model": str(models["wavlm"])}
+    spec = validate(_spec(enc))
+    assert [fs.name for fs in spec.feature_sets] == ["waveform"] and spec.feature_sets[0].waveforms
     with pytest.raises(SpecError, match="pooling must be one of"):
-        validate(_spec({"model": str(models["wavlm"]), "pooling": "max"}))
-    with pytest.raises(SpecError, match="models.ft: 'finetune' fine-tunes a speech encoder on raw audio"):
-        validate(_spec({"model": str(models["wavlm"]), "max_duration": 2.0}))
+        validate(_spec({**enc, "pooling": "max"}))
+    svm = {"svm": {"sets": ["waveform"]}}
+    for doc, message in [
+        (_spec(enc, models={"ft": {"model": "finetune", "params": enc}, **svm}),
+         "models.svm.sets: 'waveform' is the raw audio, which 'svm' does not take"),
+        (_spec(enc, models={"svm": {}}), "'waveform' .* needs a model that takes raw audio"),
+        (_spec(enc, features={"sets": ["egemaps"]}),
+         "models.ft: 'finetune' takes the conditioned audio: add"),
+        (_spec(enc, features={"sets": ["waveform", "egemaps"]},
+               models={"ft": {"model": "finetune", "params": enc, "sets": ["waveform", "egemaps"]}}),
+         r"models.ft.sets: \['egemaps'\] are features"),
+        (_spec(enc, evaluation={"normalisation": ["none", "speaker"], "bootstrap": 0}),
+         r"models.ft: normalisation \['speaker'\] is not defined for raw audio"),
+        (_spec(enc, evaluation={"bootstrap": 0}), r"normalisation \['global'\] is not defined for raw"),
+        (_spec({**enc, "audio": {"trim_db": 30}}), "models.ft.params.audio: the evaluation conditions"),
+        (_spec(enc, audio={"sample_rate": 8000}), "audio.sample_rate = 8000: 'finetune' takes 16 kHz"),
+        (_spec(enc, features={"sets": ["waveform"], "late_fusion": [["waveform", "egemaps"]]}),
+         "takes part in no late fusion"),
+        (_spec(enc, features={"sets": ["waveform+egemaps"]}), "stands alone"),
+    ]:
+        with pytest.raises(SpecError, match=message):
+            validate(doc)
+
+
+def test_loso_run_fine_tunes_on_conditioned_audio_and_no_test_utterance_reaches_a_fit(
+    models, tmp_path, monkeypatch
+):
+    """featurekit.evaluation.runner.run on a synthetic corpus with the feature set "waveform": every
+    fit (with its inner early-stopping split) sees its fold's training speakers' audio only, exactly
+    as load_audio conditions it with the spec's [audio]; the prediction sees the test speaker's."""
+    import hashlib
+
+    import pandas as pd
+
+    from featurekit.audio import AudioOptions, load_audio
+    from featurekit.corpora.synthetic import make_synthetic_corpus
+    from featurekit.evaluation import runner as R
+    from featurekit.evaluation.spec import validate
+
+    root = tmp_path / "corpus"
+    make_synthetic_corpus(root, n_speakers=3, n_per_class=2, duration=0.5, seed=1)
+    params = {"model": str(models["wav2vec2"]), **{**FAST, "max_epochs": 2}, "validation_fraction": 0.5}
+    spec = validate(_spec(params, audio={"trim_db": 40.0}))
+    manifest = R.experiment_manifest(spec, root)
+    audio = AudioOptions(trim_db=40.0)
+
+    def key(x) -> str:
+        return hashlib.sha1(np.ascontiguousarray(x, dtype=np.float32).tobytes()).hexdigest()
+
+    speaker_of = {key(load_audio(p, options=audio)): spk
+                  for p, spk in zip(manifest["path"], manifest["speaker"])}
+    assert len(speaker_of) == len(manifest) == 12
+    seen: list[tuple[str, list[str], np.ndarray | None]] = []
+    fit, outputs = FineTuneClassifier.fit, FineTuneClassifier._outputs
+
+    def spy_fit(self, X, y, groups=None):
+        seen.append(("fit", [speaker_of[key(x)] for x in X], None if groups is None else np.asarray(groups)))
+        return fit(self, X, y, groups=groups)
+
+    def spy_outputs(self, X):
+        seen.append(("predict", [speaker_of[key(x)] for x in X], None))
+        return outputs(self, X)
+
+    monkeypatch.setattr(FineTuneClassifier, "fit", spy_fit)
+    monkeypatch.setattr(FineTuneClassifier, "_outputs", spy_outputs)
+    results = R.run(spec, root, tmp_path / "out", store=tmp_path / "store", jobs=1, progress=False)
+
+    blocks: list[list] = []  # one per outer fold: its fit, then the predictions made with it
+    for kind, who, groups in seen:
+        if kind == "fit":
+            blocks.append([who, groups, []])
+        else:
+            blocks[-1][2].append(who)
+    assert len(blocks) == 3
+    for who, groups, predictions in blocks:
+        assert predictions and all(len(set(p)) == 1 and len(p) == 4 for p in predictions)
+        test_speaker = predictions[0][0]
+        assert all(p[0] == test_speaker for p in predictions)
+        assert test_speaker not in who and len(who) == 8  # the other two speakers, every utterance
+        assert list(groups) == who  # the speakers reach the inner early-stopping split as groups
+    assert sorted(p[0][0] for _, _, p in blocks) == sorted(set(manifest["speaker"]))
+    assert not (tmp_path / "store").exists() or not any(
+        "waveform" in str(p) for p in (tmp_path / "store").rglob("*"))
+    uar = results[(results.metric == "uar") & (results.fold == "pooled")]["value"]
+    assert len(uar) == 1 and 0.0 <= float(uar.iloc[0]) <= 1.0
+    assert (tmp_path / "out" / "predictions.csv").exists()
+    assert set(pd.read_csv(tmp_path / "out" / "predictions.csv")["feature_set"]) == {"waveform"}

@@ -143,6 +143,9 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
     if norm not in NORMALISATIONS:
         raise SpecError(f"normalisation {norm!r}: use one of {NORMALISATIONS}")
     ms = spec.model_spec(model_name)
+    if fs.waveforms or ms.waveforms:
+        raise SpecError(f"{fs.name}:{model_name}: a fine-tuned encoder cannot be trained for deployment "
+                        "(yet); fit it from Python and save it with featurekit.heads.finetune.save_finetuned")
     if fs.sequences and not ms.sequences:
         raise SpecError(f"{fs.name!r} is LLD sequences, but model {model_name!r} takes vectors")
     if not fs.sequences and not ms.vectors:

@@ -25,20 +25,22 @@ prediction, with ``long_inputs="chunks"``, cuts a longer input into consecutive 
 by their frames before the output layer (for mean pooling: the mean over all frames), or, with
 ``"center"``, keeps the central ``max_duration``. Whisper's fixed window bounds ``max_duration``.
 
-A fitted estimator is saved with :func:`save_finetuned` as ``network.safetensors`` (the whole
-network's state dict) plus ``finetune.json`` (parameters, fitted attributes and the encoder's
-config), and rebuilt by :func:`load_finetuned` from those two files alone.
+A fitted estimator is saved with :func:`featurekit.heads.finetune_io.save_finetuned` as
+``network.safetensors`` (the whole network's state dict) plus ``finetune.json`` (parameters, fitted
+attributes and the encoder's config), and rebuilt by :func:`~featurekit.heads.finetune_io.load_finetuned`
+from those two files alone. The encoder folder checks, the families and the network are in
+:mod:`featurekit.heads.finetune_network`.
+
+In an evaluation spec the model takes the feature set ``waveform``: the audio as the spec's
+``[audio]`` conditions it for every extractor, as 1-D signals (:mod:`featurekit.evaluation.runner`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -47,14 +49,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from featurekit.audio import AudioOptions, load_audio
-from featurekit.extractors.ssl import whisper_frontend as wf
-from featurekit.extractors.ssl.common import (
-    ModelError,
-    check_folder_confined,
-    check_safetensors_only,
-    group_by_length,
-)
-from featurekit.extractors.ssl.hf import FAMILIES, PAD_UNSAFE, HFEncoder, conv_frames
+from featurekit.extractors.ssl.common import group_by_length
+from featurekit.extractors.ssl.hf import PAD_UNSAFE, conv_frames
 from featurekit.heads.estimators import (
     TorchClassifier,
     TorchRegressor,
@@ -65,213 +61,18 @@ from featurekit.heads.estimators import (
     _seeded,
     _torch_threads,
 )
+from featurekit.heads.finetune_network import (
+    FAMILY_ADAPTERS,
+    FineTuneNetwork,
+    build_encoder,
+    inspect_encoder,
+)
 
-__all__ = [
-    "FineTuneClassifier",
-    "FineTuneRegressor",
-    "inspect_encoder",
-    "load_finetuned",
-    "read_finetuned",
-    "save_finetuned",
-]
+__all__ = ["FineTuneClassifier", "FineTuneRegressor", "inspect_encoder"]
 
 SAMPLE_RATE = 16000
-FORMAT_VERSION = 1
-WEIGHTS_NAME = "network.safetensors"
-META_NAME = "finetune.json"
 POOLINGS = ("mean", "attention")
 LONG_INPUTS = ("chunks", "center")
-_WHO = "finetune"
-
-
-# --------------------------------------------------------------------------------------------- encoder folder
-
-
-def inspect_encoder(model: str | os.PathLike | None) -> dict[str, Any]:
-    """Check an encoder folder before anything is loaded or trained; return its facts.
-
-    Refused, each with a :class:`~featurekit.extractors.ssl.ModelError` naming the folder and the
-    problem: no folder given, a path that is not a local directory (hub ids are not fetched), a
-    symbolic link out of the folder, a Python file, pickle-format weights, no safetensors weights,
-    a missing or malformed ``config.json``, a ``model_type`` outside :data:`FAMILIES`, a missing
-    ``preprocessor_config.json``, a sampling rate other than 16 kHz.
-
-    Returns
-    -------
-    dict
-        :meth:`HFEncoder.info` facts (``path``, ``family``, ``config``, ``weights``, ``normalize``,
-        ``mask``, ``kernels``/``strides`` or ``n_mels``/``max_chunk``).
-    """
-    if model is None or str(model).strip() == "":
-        raise ModelError(
-            f"{_WHO}: no encoder folder given; pass model=DIR (a local folder written by "
-            f"save_pretrained, with config.json, preprocessor_config.json and *.safetensors)"
-        )
-    path = Path(model).expanduser()
-    if not path.is_dir():
-        raise ModelError(
-            f"{_WHO}: encoder folder {path} {'is not a directory' if path.exists() else 'does not exist'}"
-        )
-    check_folder_confined(path, who=_WHO)
-    check_safetensors_only(path, who=_WHO)
-    try:
-        info = HFEncoder(model=str(path)).info()
-    except ModelError as err:
-        raise ModelError(f"{_WHO}: {str(err).removeprefix('hf_encoder: ')}") from None
-    return info
-
-
-def _encoder_config(family: str, config: dict[str, Any]):
-    """A transformers config object from a ``config.json`` dict (SpecAugment inside the encoder off:
-    it draws from numpy's global RNG, which would make training depend on outside state)."""
-    from transformers import AutoConfig
-
-    if family not in FAMILIES:
-        raise ModelError(f"{_WHO}: unsupported encoder family {family!r}; supported: {', '.join(FAMILIES)}")
-    body = {k: v for k, v in config.items() if k not in ("model_type", "auto_map", "transformers_version")}
-    cfg = AutoConfig.for_model(family, **body)
-    cfg.apply_spec_augment = False
-    return cfg
-
-
-def _build_encoder(family: str, config: dict[str, Any], path: Path | None) -> torch.nn.Module:
-    """The encoder module: loaded from ``path`` (its safetensors weights) or, without a path, built
-    from ``config`` with random weights (to receive a saved state dict)."""
-    from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
-
-    cfg = _encoder_config(family, config)
-    if path is None:
-        if family == "whisper":
-            from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
-            return WhisperEncoder(cfg)
-        return AutoModel.from_config(cfg, trust_remote_code=False)
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        model = AutoModel.from_pretrained(
-            str(path), config=cfg, local_files_only=True, trust_remote_code=False, use_safetensors=True
-        )
-    except Exception as err:
-        raise ModelError(f"{_WHO}: cannot load the encoder in {path}: {type(err).__name__}: {err}") from err
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-    return model.get_encoder() if family == "whisper" else model
-
-
-# --------------------------------------------------------------------------------------------- families
-
-
-@dataclass(frozen=True)
-class Family:
-    """How one encoder family takes audio: input tensors, frame counts and its parts.
-
-    Attributes
-    ----------
-    frames
-        ``frames(info, n_samples) -> encoder frames covering the audio``.
-    inputs
-        ``inputs(info, signals) -> (encoder positional input, keyword arguments)`` as numpy arrays.
-    freeze_conv
-        ``freeze_conv(encoder)``: fix the convolutional front end (``freeze_feature_encoder``).
-    layers
-        ``layers(encoder) -> the transformer layers, first to last``.
-    window
-        ``window(info) -> longest input in samples`` (None: unbounded).
-    """
-
-    frames: Callable[[dict, int], int]
-    inputs: Callable[[dict, list[np.ndarray]], tuple[np.ndarray, dict[str, np.ndarray]]]
-    freeze_conv: Callable[[torch.nn.Module], None]
-    layers: Callable[[torch.nn.Module], torch.nn.ModuleList]
-    window: Callable[[dict], int | None]
-
-
-def _raw_inputs(info: dict, signals: list[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    longest = max(len(s) for s in signals)
-    x = np.zeros((len(signals), longest), dtype=np.float32)
-    mask = np.zeros((len(signals), longest), dtype=np.int64)
-    for row, s in enumerate(signals):
-        x[row, : len(s)] = s
-        mask[row, : len(s)] = 1
-    return x, ({"attention_mask": mask} if info["mask"] else {})
-
-
-def _whisper_inputs(info: dict, signals: list[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    return wf.log_mel_batch(signals, n_mels=info["n_mels"], n_samples=info["max_chunk"]), {}
-
-
-_RAW = Family(
-    frames=lambda info, n: conv_frames(n, info["kernels"], info["strides"]),
-    inputs=_raw_inputs,
-    # transformers' own switch: it also stops the front end asking for input gradients
-    freeze_conv=lambda enc: enc.feature_extractor._freeze_parameters(),
-    layers=lambda enc: enc.encoder.layers,
-    window=lambda info: None,
-)
-FAMILY_ADAPTERS: dict[str, Family] = {
-    **{name: _RAW for name in FAMILIES if name != "whisper"},
-    "whisper": Family(
-        frames=lambda info, n: min(wf.encoder_frames_for(n), info["max_frames"]),
-        inputs=_whisper_inputs,
-        freeze_conv=lambda enc: [
-            p.requires_grad_(False) for m in (enc.conv1, enc.conv2) for p in m.parameters()
-        ],
-        layers=lambda enc: enc.layers,
-        window=lambda info: int(info["max_chunk"]),
-    ),
-}
-
-
-# --------------------------------------------------------------------------------------------- network
-
-
-class AttentivePooling(torch.nn.Module):
-    """Softmax-weighted mean over the valid frames; the weights are a learned linear score per frame."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.score = torch.nn.Linear(dim, 1)
-
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        scores = self.score(h).squeeze(-1).float().masked_fill(~mask, float("-inf"))
-        w = torch.softmax(scores, dim=1).to(h.dtype)
-        return (w.unsqueeze(-1) * h).sum(dim=1)
-
-
-def _mean_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.to(h.dtype).unsqueeze(-1)
-    return (h * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
-
-
-class FineTuneNetwork(torch.nn.Module):
-    """Encoder -> masked pooling of its last hidden states -> dropout -> linear outputs."""
-
-    def __init__(
-        self, encoder: torch.nn.Module, dim: int, n_outputs: int, *, pooling: str, dropout: float
-    ) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.pool = AttentivePooling(dim) if pooling == "attention" else None
-        self.dropout = torch.nn.Dropout(dropout)
-        self.out = torch.nn.Linear(dim, n_outputs)
-
-    def head_parameters(self) -> list[torch.nn.Parameter]:
-        """Parameters trained at the head's learning rate (pooling and output layer)."""
-        return [p for name, p in self.named_parameters() if not name.startswith("encoder.")]
-
-    def pooled(
-        self, inputs: torch.Tensor, kwargs: dict[str, torch.Tensor], frames: torch.Tensor
-    ) -> torch.Tensor:
-        """Pooled last hidden states ``(B, D)``; ``frames`` = frames covering each item's audio."""
-        h = self.encoder(inputs, **kwargs).last_hidden_state
-        mask = torch.arange(h.shape[1], device=h.device).unsqueeze(0) < frames.to(h.device).unsqueeze(1)
-        return self.pool(h, mask) if self.pool is not None else _mean_pool(h, mask)
-
-    def head(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.out(self.dropout(pooled))
 
 
 # --------------------------------------------------------------------------------------------- estimators
@@ -476,7 +277,7 @@ class _FineTune:
         train_idx, val_idx = self._split(len(signals), strat, groups, seed)
         self.train_index_, self.validation_index_ = train_idx, val_idx
         with _torch_threads(self.n_threads), _seeded(seed, device, self.random_state is not None):
-            encoder = _build_encoder(info["family"], info["config"]["config"], info["path"])
+            encoder = build_encoder(info["family"], info["config"]["config"], info["path"])
             net = FineTuneNetwork(
                 encoder, int(info["dim"]), n_outputs, pooling=self.pooling, dropout=float(self.dropout)
             ).to(device)
@@ -791,164 +592,3 @@ class FineTuneRegressor(_FineTune, TorchRegressor):
         _FineTune._check_params(self)
         if self.loss not in ("ccc", "mse"):
             raise ValueError(f"loss must be 'ccc' or 'mse', got {self.loss!r}")
-
-
-# --------------------------------------------------------------------------------------------- save / load
-
-_CLASSES: dict[str, type] = {"FineTuneClassifier": FineTuneClassifier, "FineTuneRegressor": FineTuneRegressor}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def finetuned_files(est: FineTuneClassifier | FineTuneRegressor) -> dict[str, bytes]:
-    """``{file name: bytes}`` of a fitted estimator: ``finetune.json`` and ``network.safetensors``."""
-    from safetensors.torch import save
-
-    if type(est).__name__ not in _CLASSES:
-        raise TypeError(f"expected a FineTuneClassifier or FineTuneRegressor, got {type(est).__name__}")
-    check_is_fitted(est)
-    params = est.get_params(deep=False)
-    if isinstance(params.get("class_weight"), dict):
-        params["class_weight"] = {
-            "pairs": [[_jsonable(k), _jsonable(v)] for k, v in params["class_weight"].items()]
-        }
-    info = est.encoder_info_
-    fitted: dict[str, Any] = {
-        "history_": est.history_,
-        "n_epochs_": est.n_epochs_,
-        "best_epoch_": est.best_epoch_,
-        "validation_size_": est.validation_size_,
-        "n_trainable_": est.n_trainable_,
-        "window_": est.window_,
-    }
-    if isinstance(est, FineTuneClassifier):
-        fitted.update(
-            classes_=est.classes_.tolist(),
-            classes_dtype=est.classes_.dtype.str if est.classes_.dtype != object else "object",
-            class_weight_=None if est.class_weight_ is None else est.class_weight_.tolist(),
-        )
-        n_outputs = len(est.classes_)
-    else:
-        fitted.update(
-            y_mean_=est.y_mean_.tolist(),
-            y_scale_=est.y_scale_.tolist(),
-            y_ndim_=est.y_ndim_,
-            n_outputs_=est.n_outputs_,
-        )
-        n_outputs = est.n_outputs_
-    encoder = {k: v for k, v in info.items() if k not in ("path", "weights", "config")}
-    encoder.update(
-        config=info["config"]["config"],
-        preprocessor=info["config"]["preprocessor"],
-        source=str(info["path"]),
-        source_weights=info["weights"],
-    )
-    meta = {
-        "format": "featurekit-finetune",
-        "format_version": FORMAT_VERSION,
-        "estimator": type(est).__name__,
-        "params": _jsonable(params),
-        "fitted": _jsonable(fitted),
-        "n_outputs": n_outputs,
-        "encoder": _jsonable(encoder),
-        "torch_version": torch.__version__,
-    }
-    state = {k: v.detach().cpu().contiguous() for k, v in est.model_.state_dict().items()}
-    return {META_NAME: json.dumps(meta, indent=2).encode(), WEIGHTS_NAME: save(state)}
-
-
-def save_finetuned(est: FineTuneClassifier | FineTuneRegressor, directory: str | os.PathLike) -> Path:
-    """Save a fitted estimator to ``directory``: ``finetune.json`` and ``network.safetensors``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, blob in finetuned_files(est).items():
-        (directory / name).write_bytes(blob)
-    return directory
-
-
-def load_finetuned(directory: str | os.PathLike) -> FineTuneClassifier | FineTuneRegressor:
-    """Load an estimator saved by :func:`save_finetuned` (on the CPU; the encoder folder is not needed)."""
-    directory = Path(directory)
-    check_folder_confined(directory, who=_WHO)
-    return read_finetuned(lambda name: (directory / name).read_bytes(), where=str(directory))
-
-
-def read_finetuned(read: Callable[[str], bytes], *, where: str) -> FineTuneClassifier | FineTuneRegressor:
-    """Rebuild a fine-tuned estimator from its files' bytes (``read(name) -> bytes``).
-
-    The network is built from the saved encoder config (random weights, no code from anywhere) and
-    receives the safetensors state dict, which must match it key for key.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    try:
-        meta = json.loads(read(META_NAME))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{where}/{META_NAME}: not valid JSON ({err})") from None
-    if meta.get("format") != "featurekit-finetune" or meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{where}/{META_NAME}: not a fine-tuned encoder of format {FORMAT_VERSION}")
-    cls = _CLASSES.get(meta.get("estimator"))
-    if cls is None:
-        raise ValueError(f"{where}: unknown estimator {meta.get('estimator')!r}")
-    params = dict(meta["params"])
-    if isinstance(params.get("class_weight"), dict):
-        params["class_weight"] = {k: v for k, v in params["class_weight"]["pairs"]}
-    if isinstance(params.get("task_weights"), list):
-        params["task_weights"] = tuple(params["task_weights"])
-    est = cls(**params)
-    est._check_params()
-    fitted = dict(meta["fitted"])
-    for key in ("history_", "n_epochs_", "best_epoch_", "validation_size_", "n_trainable_", "window_"):
-        setattr(est, key, fitted[key])
-    if cls is FineTuneClassifier:
-        dtype = object if fitted["classes_dtype"] == "object" else np.dtype(fitted["classes_dtype"])
-        est.classes_ = np.asarray(fitted["classes_"], dtype=dtype)
-        est.class_weight_ = None if fitted["class_weight_"] is None else np.asarray(fitted["class_weight_"])
-    else:
-        est.y_mean_ = np.asarray(fitted["y_mean_"], dtype=np.float64)
-        est.y_scale_ = np.asarray(fitted["y_scale_"], dtype=np.float64)
-        est.y_ndim_ = fitted["y_ndim_"]
-        est.n_outputs_ = fitted["n_outputs_"]
-    enc = dict(meta["encoder"])
-    family = enc.get("family")
-    if family not in FAMILY_ADAPTERS:
-        raise ValueError(f"{where}/{META_NAME}: unsupported encoder family {family!r}")
-    info = {k: v for k, v in enc.items() if k not in ("config", "preprocessor", "source", "source_weights")}
-    info.update(
-        path=enc["source"],
-        weights=enc["source_weights"],
-        config={"config": enc["config"], "preprocessor": enc["preprocessor"]},
-    )
-    est.encoder_info_ = info
-    net = FineTuneNetwork(
-        _build_encoder(family, enc["config"], None),
-        int(info["dim"]),
-        int(meta["n_outputs"]),
-        pooling=est.pooling,
-        dropout=float(est.dropout),
-    )
-    try:
-        state = load(read(WEIGHTS_NAME))
-    except SafetensorError as err:
-        raise ValueError(f"{where}/{WEIGHTS_NAME}: not a safetensors file ({err})") from None
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{where}/{WEIGHTS_NAME}: does not match the saved network ({err})") from None
-    est.model_ = net.eval()
-    est.device_ = "cpu"
-    est.input_kind_ = "waveforms"
-    return est
