@@ -130,11 +130,24 @@ def models(tmp_path_factory) -> dict[str, Path]:
     return {family: build_model(root, family) for family in FAMILIES}
 
 
+# The base-style wav2vec2 (group norm, no masks) is fine-tuned with its convolutional front end trainable.
+# Its first convolution is followed by a group norm with one group per channel, over time: every channel
+# is scaled to unit variance over the utterance, which removes the channel gains that tell a stationary
+# tone's frequency. A pretrained front end learnt its filters with that normalisation; a *random* frozen
+# one keeps the task's information or not by the luck of the draw (measured with FAST on this task:
+# held-out accuracy 0.67 / 1.0 / 0.94 / 0.78 for model seeds 0-3 frozen; a linear probe of the pooled
+# front-end output of seed 0 reaches 0.78 training accuracy, 1.0 with layer norm). Trainable, the same
+# seed-0 model learns it (0.94 / 0.94 / 0.89 for training seeds 0-2), through the same code path: no
+# padding ever reaches it (test_a_model_without_attention_masks_never_sees_padding).
+TRAINABLE_FRONT_END = {"wav2vec2"}
+
+
 @pytest.fixture(scope="module")
 def fitted(models) -> dict[str, FineTuneClassifier]:
     out = {}
     for family, path in models.items():
-        clf = FineTuneClassifier(str(path), validation_fraction=0.25, random_state=0, **FAST)
+        clf = FineTuneClassifier(str(path), validation_fraction=0.25, random_state=0,
+                                 **{**FAST, "freeze_feature_encoder": family not in TRAINABLE_FRONT_END})
         out[family] = clf.fit(TRAIN[0], TRAIN[1], groups=TRAIN[2])
     return out
 
@@ -262,15 +275,19 @@ def test_paths_go_through_the_extraction_audio_path_and_long_inputs_are_chunked(
     from featurekit.audio import AudioOptions, load_audio
 
     clf = fitted["data2vec-audio"]
-    x = np.concatenate([TEST[0][1]] * 4)  # 1.6-2.8 s, longer than max_duration=0.8
-    path = tmp_path / "long.wav"
-    sf.write(path, x, SR, subtype="FLOAT")
-    assert np.array_equal(clf.predict([str(path)]), clf.predict([load_audio(path, options=AudioOptions())]))
-    assert clf.predict([str(path)])[0] == TEST[1][1]
-    center = FineTuneClassifier(**{**clf.get_params(), "long_inputs": "center"})
-    for k in ("model_", "encoder_info_", "window_", "classes_", "class_weight_"):
-        setattr(center, k, getattr(clf, k))
-    assert center.predict([str(path)])[0] == TEST[1][1]
+    # an utterance of each class that the model gets right, repeated: chunks and centre crop agree with it
+    for label in ("low", "high"):
+        i = next(i for i, x in enumerate(TEST[0]) if TEST[1][i] == label and clf.predict([x])[0] == label)
+        x = np.concatenate([TEST[0][i]] * 4)  # 1.6-2.8 s, longer than max_duration=0.8
+        path = tmp_path / f"long-{label}.wav"
+        sf.write(path, x, SR, subtype="FLOAT")
+        read = load_audio(path, options=AudioOptions())
+        assert np.array_equal(clf.predict([str(path)]), clf.predict([read]))
+        assert clf.predict([str(path)])[0] == label
+        center = FineTuneClassifier(**{**clf.get_params(), "long_inputs": "center"})
+        for k in ("model_", "encoder_info_", "window_", "classes_", "class_weight_"):
+            setattr(center, k, getattr(clf, k))
+        assert center.predict([str(path)])[0] == label
 
 
 # -- bad encoder folders: a clear error naming the folder and the problem, before any training ----------

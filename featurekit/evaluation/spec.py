@@ -33,7 +33,9 @@ frame-level sequences (for sequence models; ``a.lld+b.lld`` concatenates frame b
 frames, taking ``b``'s frame nearest in time). ``@LAYER`` picks encoder layers (an index, ``mean``, or
 indices joined by ``,``; ``wsum`` / ``wsum(I,J,...)``: a learned weighted sum of the layers, see
 :mod:`featurekit.evaluation.layerfusion`). ``late_fusion`` lists groups of feature sets whose per-set
-models' class probabilities are averaged.
+models' class probabilities are averaged. ``waveform`` is the audio itself as ``[audio]`` conditions it
+(never stored), for models that take raw audio only (``finetune``), alone and with normalisation
+``none``.
 """
 
 from __future__ import annotations
