@@ -484,3 +484,21 @@ def test_loso_run_fine_tunes_on_conditioned_audio_and_no_test_utterance_reaches_
     assert len(uar) == 1 and 0.0 <= float(uar.iloc[0]) <= 1.0
     assert (tmp_path / "out" / "predictions.csv").exists()
     assert set(pd.read_csv(tmp_path / "out" / "predictions.csv")["feature_set"]) == {"waveform"}
+
+
+def test_unreadable_audio_is_named_before_any_fit(models, tmp_path, monkeypatch):
+    from featurekit.corpora.synthetic import make_synthetic_corpus
+    from featurekit.evaluation import runner as R
+    from featurekit.evaluation.spec import validate
+
+    root = tmp_path / "corpus"
+    make_synthetic_corpus(root, n_speakers=2, n_per_class=1, duration=0.3)
+    spec = validate(_spec({"model": str(models["hubert"])}))
+    manifest = R.experiment_manifest(spec, root)
+    bad = Path(manifest["path"].iloc[1])
+    bad.write_bytes(b"RIFF not really a wav file")
+    _no_training(monkeypatch)
+    with pytest.raises(R.DataError, match=rf"(?s)reading the audio failed for 1 file\(s\):.*{bad.name}: cannot decode"):
+        R.run(spec, root, tmp_path / "out", store=tmp_path / "store", jobs=1, progress=False)
+    assert not (tmp_path / "out" / "cells").exists() or not any((tmp_path / "out" / "cells").iterdir())
+

@@ -208,7 +208,6 @@ class FeatureData:
             )
         return out
 
-
     def waveforms(self) -> np.ndarray:
         """The manifest's utterances as the spec's ``[audio]`` conditions them for every extractor
         (:func:`featurekit.audio.load_audio`, segments included): an object array of 1-D float32
