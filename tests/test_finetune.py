@@ -504,3 +504,41 @@ def test_unreadable_audio_is_named_before_any_fit(models, tmp_path, monkeypatch)
         R.run(spec, root, tmp_path / "out", store=tmp_path / "store", jobs=1, progress=False)
     assert not (tmp_path / "out" / "cells").exists() or not any((tmp_path / "out" / "cells").iterdir())
 
+
+
+def test_train_and_predict_a_fine_tuned_encoder_without_pickle(models, tmp_path):
+    """featurekit train on the set "waveform" saves the network as a state dict + json (hashed in
+    model.json, no pickle anywhere); predict reads it verified and conditions the audio as training did."""
+    from featurekit.audio import AudioOptions, load_audio
+    from featurekit.corpora.synthetic import make_synthetic_corpus
+    from featurekit.deploy import predict, train
+    from featurekit.deploy.bundle import load_model
+    from featurekit.deploy.trust import ModelLoadError
+    from featurekit.evaluation.spec import validate
+
+    root = tmp_path / "corpus"
+    manifest = make_synthetic_corpus(root, n_speakers=2, n_per_class=2, duration=0.4, seed=2)
+    params = {"model": str(models["hubert"]), **{**FAST, "max_epochs": 2}, "validation_fraction": None}
+    spec = validate(_spec(params, audio={"trim_db": 40.0}))
+    out = train(spec, root=root, out_dir=tmp_path / "model", store=tmp_path / "store", jobs=1)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == ["head-label/finetune.json", "head-label/network.safetensors", "model.json",
+                     "pipeline-label.skops"]
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["feature_set"]["waveform"] and meta["normalisation"]["name"] == "none"
+    assert set(meta["files"]) == set(files) - {"model.json"}
+    loaded = load_model(out)
+    network = loaded.pipelines["label"].steps[-1][1]
+    assert isinstance(network, FineTuneClassifier)
+    paths = [str(p) for p in manifest["path"].iloc[:4]]
+    got = predict(out, paths)
+    signals = [load_audio(p, options=AudioOptions(trim_db=40.0)) for p in paths]
+    x = np.empty(len(signals), dtype=object)
+    for i, signal in enumerate(signals):
+        x[i] = signal
+    expected = [loaded.classes[i] for i in network.predict(x)]
+    assert got[got.level == "file"]["label"].tolist() == expected
+    weights = out / "head-label" / "network.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    with pytest.raises(ModelLoadError, match="network.safetensors"):
+        load_model(out)

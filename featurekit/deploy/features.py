@@ -70,6 +70,8 @@ class FeatureComputer:
     def __init__(self, feature_set: dict[str, Any], audio: AudioOptions) -> None:
         self.audio = audio
         self.sequences = bool(feature_set["sequences"])
+        #: the model takes the conditioned signal itself (a fine-tuned encoder on the set ``waveform``)
+        self.waveform = bool(feature_set.get("waveform", False))
         self.members = [MemberSpec(m["extractor"], m["kind"], m.get("layer"), dict(m.get("params") or {}),
                                    list(m["columns"])) for m in feature_set["members"]]
 
@@ -98,6 +100,8 @@ class FeatureComputer:
         """
         from featurekit.extractors.functionals import apply_functional
 
+        if self.waveform:
+            return np.ascontiguousarray(signal, dtype=np.float32)
         sr = self.audio.sample_rate
         blocks = []
         llds: dict[tuple[str, str], Any] = {}
