@@ -14,13 +14,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
 from featurekit.extractors.ssl.common import check_folder_confined
 from featurekit.heads.finetune import FineTuneClassifier, FineTuneRegressor
 from featurekit.heads.finetune_network import FAMILY_ADAPTERS, FineTuneNetwork, build_encoder
+from featurekit.heads.persistence import (
+    jsonable,
+    params_from_json,
+    params_to_json,
+    set_target_attributes,
+    target_attributes,
+)
 
 __all__ = ["META_NAME", "WEIGHTS_NAME", "finetuned_files", "load_finetuned", "read_finetuned",
            "save_finetuned"]
@@ -33,20 +39,6 @@ _WHO = "finetune"
 _CLASSES: dict[str, type] = {"FineTuneClassifier": FineTuneClassifier, "FineTuneRegressor": FineTuneRegressor}
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def finetuned_files(est: FineTuneClassifier | FineTuneRegressor) -> dict[str, bytes]:
     """``{file name: bytes}`` of a fitted estimator: ``finetune.json`` and ``network.safetensors``."""
     from safetensors.torch import save
@@ -55,10 +47,6 @@ def finetuned_files(est: FineTuneClassifier | FineTuneRegressor) -> dict[str, by
         raise TypeError(f"expected a FineTuneClassifier or FineTuneRegressor, got {type(est).__name__}")
     check_is_fitted(est)
     params = est.get_params(deep=False)
-    if isinstance(params.get("class_weight"), dict):
-        params["class_weight"] = {
-            "pairs": [[_jsonable(k), _jsonable(v)] for k, v in params["class_weight"].items()]
-        }
     info = est.encoder_info_
     fitted: dict[str, Any] = {
         "history_": est.history_,
@@ -68,21 +56,8 @@ def finetuned_files(est: FineTuneClassifier | FineTuneRegressor) -> dict[str, by
         "n_trainable_": est.n_trainable_,
         "window_": est.window_,
     }
-    if isinstance(est, FineTuneClassifier):
-        fitted.update(
-            classes_=est.classes_.tolist(),
-            classes_dtype=est.classes_.dtype.str if est.classes_.dtype != object else "object",
-            class_weight_=None if est.class_weight_ is None else est.class_weight_.tolist(),
-        )
-        n_outputs = len(est.classes_)
-    else:
-        fitted.update(
-            y_mean_=est.y_mean_.tolist(),
-            y_scale_=est.y_scale_.tolist(),
-            y_ndim_=est.y_ndim_,
-            n_outputs_=est.n_outputs_,
-        )
-        n_outputs = est.n_outputs_
+    targets, n_outputs = target_attributes(est, isinstance(est, FineTuneClassifier))
+    fitted.update(targets)
     encoder = {k: v for k, v in info.items() if k not in ("path", "weights", "config")}
     encoder.update(
         config=info["config"]["config"],
@@ -94,10 +69,10 @@ def finetuned_files(est: FineTuneClassifier | FineTuneRegressor) -> dict[str, by
         "format": "featurekit-finetune",
         "format_version": FORMAT_VERSION,
         "estimator": type(est).__name__,
-        "params": _jsonable(params),
-        "fitted": _jsonable(fitted),
+        "params": params_to_json(params),
+        "fitted": jsonable(fitted),
         "n_outputs": n_outputs,
-        "encoder": _jsonable(encoder),
+        "encoder": jsonable(encoder),
         "torch_version": torch.__version__,
     }
     state = {k: v.detach().cpu().contiguous() for k, v in est.model_.state_dict().items()}
@@ -138,25 +113,12 @@ def read_finetuned(read: Callable[[str], bytes], *, where: str) -> FineTuneClass
     cls = _CLASSES.get(meta.get("estimator"))
     if cls is None:
         raise ValueError(f"{where}: unknown estimator {meta.get('estimator')!r}")
-    params = dict(meta["params"])
-    if isinstance(params.get("class_weight"), dict):
-        params["class_weight"] = {k: v for k, v in params["class_weight"]["pairs"]}
-    if isinstance(params.get("task_weights"), list):
-        params["task_weights"] = tuple(params["task_weights"])
-    est = cls(**params)
+    est = cls(**params_from_json(meta["params"]))
     est._check_params()
     fitted = dict(meta["fitted"])
     for key in ("history_", "n_epochs_", "best_epoch_", "validation_size_", "n_trainable_", "window_"):
         setattr(est, key, fitted[key])
-    if cls is FineTuneClassifier:
-        dtype = object if fitted["classes_dtype"] == "object" else np.dtype(fitted["classes_dtype"])
-        est.classes_ = np.asarray(fitted["classes_"], dtype=dtype)
-        est.class_weight_ = None if fitted["class_weight_"] is None else np.asarray(fitted["class_weight_"])
-    else:
-        est.y_mean_ = np.asarray(fitted["y_mean_"], dtype=np.float64)
-        est.y_scale_ = np.asarray(fitted["y_scale_"], dtype=np.float64)
-        est.y_ndim_ = fitted["y_ndim_"]
-        est.n_outputs_ = fitted["n_outputs_"]
+    set_target_attributes(est, fitted, cls is FineTuneClassifier)
     enc = dict(meta["encoder"])
     family = enc.get("family")
     if family not in FAMILY_ADAPTERS:
