@@ -63,6 +63,8 @@ class FeatureRequest:
             if kind not in TableKind._value2member_map_:
                 raise ValueError(f"unknown functional {kind!r}; known: {FUNCTIONALS.names()}, native, lld")
             kind = TableKind(kind)
+            if kind.waveform:
+                raise ValueError("the conditioned audio ('waveform') is not extracted or stored")
             if kind is NATIVE_KIND and not self.extractor.has_native:
                 raise ValueError(
                     f"extractor {self.extractor.name!r} has no native functionals; "

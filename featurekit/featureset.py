@@ -2,7 +2,8 @@
 
 Grammar (no whitespace anywhere)::
 
-    feature_set := table ("+" table)*                early fusion: columns side by side (frame by
+    feature_set := "waveform"                        the conditioned audio itself (no fusion)
+                 | table ("+" table)*                early fusion: columns side by side (frame by
                                                      frame, on the first member's frames, for lld)
     table       := EXTRACTOR ["." KIND] ["@" LAYER]
     EXTRACTOR   := [A-Za-z_][A-Za-z0-9_]*             a registered extractor (checked by
@@ -16,6 +17,11 @@ has its own functionals, else ``mean_std``). ``@LAYER`` picks encoder layers of 
 layer, several side by side, ``mean`` (their average), ``wsum`` (every layer, weighted by a learned
 sum, :mod:`featurekit.evaluation.layerfusion`) or ``wsum(I,J,...)`` (two or more of them). A frame-level
 table (``lld``) fuses only with frame-level tables.
+
+``waveform`` (:data:`WAVEFORM`) names no stored table: it is each utterance's audio as the spec's
+``[audio]`` conditions it for every extractor (:func:`featurekit.audio.load_audio`), a 1-D float32
+signal, read when the evaluation needs it and never written to the feature store; only models that
+take raw audio (``finetune``) accept it. Its one member is ``TableRef("waveform", TableKind.WAVEFORM)``.
 
 Two more forms are names the evaluation gives to systems built from a spec's ``[features]``, found in
 ``results.csv``, ``[models.NAME] sets`` and reports (:func:`parse_name` reads all three)::
@@ -37,9 +43,10 @@ from typing import Any
 
 from featurekit.parameters import unknown
 
-__all__ = ["FeatureSet", "FeatureSetError", "LateFusion", "LayerSelection", "Stacking", "TableKind",
-           "TableRef", "default_kind", "format_feature_set", "parse_feature_set", "parse_layer_selection",
-           "parse_name", "parse_system", "parse_table", "parse_tables", "resolve_feature_set"]
+__all__ = ["WAVEFORM", "FeatureSet", "FeatureSetError", "LateFusion", "LayerSelection", "Stacking",
+           "TableKind", "TableRef", "default_kind", "format_feature_set", "parse_feature_set",
+           "parse_layer_selection", "parse_name", "parse_system", "parse_table", "parse_tables",
+           "resolve_feature_set"]
 
 
 class FeatureSetError(ValueError):
@@ -54,6 +61,7 @@ class TableKind(str, Enum):
     MEAN_STD = "mean_std"  #: HSF1: mean and std of every LLD
     MEAN_STD_SILENCE = "mean_std_silence"  #: HSF2: HSF1 plus pause/silence features
     STATS = "stats"  #: extremes, moments, percentiles, slope and intercept of every LLD
+    WAVEFORM = "waveform"  #: the conditioned audio itself (the feature set ``waveform``; never stored)
 
     __str__ = str.__str__  # "lld", not "TableKind.LLD", in f-strings and messages
     __format__ = str.__format__
@@ -67,17 +75,22 @@ class TableKind(str, Enum):
     @property
     def utterance_level(self) -> bool:
         """One row (vector) per utterance: ``native`` and the HSF functionals."""
-        return not self.frame_level
+        return not (self.frame_level or self.waveform)
+
+    @property
+    def waveform(self) -> bool:
+        """The conditioned audio itself, no extractor's output (only the feature set ``waveform``)."""
+        return self is TableKind.WAVEFORM
 
     @property
     def functional(self) -> bool:
         """An HSF functional (:data:`featurekit.extractors.functionals.FUNCTIONALS`) applied to LLDs."""
-        return self not in (TableKind.NATIVE, TableKind.LLD)
+        return self not in (TableKind.NATIVE, TableKind.LLD, TableKind.WAVEFORM)
 
     @property
     def needs_lld(self) -> bool:
-        """Computed from the extractor's frame-level output (all kinds but ``native``)."""
-        return self is not TableKind.NATIVE
+        """Computed from the extractor's frame-level output (the stored kinds but ``native``)."""
+        return self not in (TableKind.NATIVE, TableKind.WAVEFORM)
 
     @property
     def store_name(self) -> str:
@@ -110,6 +123,8 @@ _INTS = re.compile(rf"{_INT}(?:,{_INT})*")
 _EXTRACTOR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WSUM = "wsum"
 _MEAN = "mean"
+#: The feature set of the conditioned audio itself (see the module docstring).
+WAVEFORM = "waveform"
 
 
 @dataclass(frozen=True)
@@ -171,6 +186,8 @@ class TableRef:
     layer: LayerSelection | None = None
 
     def __str__(self) -> str:
+        if self.kind is TableKind.WAVEFORM:
+            return self.extractor
         return (self.extractor + (f".{self.kind.value}" if self.kind is not None else "")
                 + (f"@{self.layer}" if self.layer is not None else ""))
 
@@ -200,6 +217,11 @@ class FeatureSet:
     def frame_level(self) -> bool:
         """Frame sequences (every member ``lld``)."""
         return all(m.frame_level for m in self.members)
+
+    @property
+    def waveform(self) -> bool:
+        """The conditioned audio (the feature set ``waveform``)."""
+        return any(m.kind is not None and m.kind.waveform for m in self.members)
 
     @property
     def tables(self) -> tuple[TableRef, ...]:
@@ -251,6 +273,9 @@ def _table(text: str, whole: str) -> TableRef:
         if not kind_text:
             raise FeatureSetError(f"feature set {whole!r}: empty kind after '.' in {text!r}")
         kind = TableKind.parse(kind_text, context=f"in {whole!r}")
+        if kind.waveform:
+            raise FeatureSetError(f"feature set {whole!r}: {kind_text!r} is no extractor's table; the "
+                                  f"conditioned audio is the feature set {WAVEFORM!r} on its own")
     layer = None
     if at:
         if not layer_text:
@@ -279,9 +304,14 @@ def parse_feature_set(text: str) -> FeatureSet:
     if text.startswith(("late(", "stack(")):
         raise FeatureSetError(f"feature set {text!r}: late(...) and stack(...) name systems built from "
                               f"[features] late_fusion / [[features.stacking]]; list their members there")
+    if text == WAVEFORM:
+        return FeatureSet((TableRef(WAVEFORM, TableKind.WAVEFORM),))
     parts = text.split("+")
     if not all(parts):
         raise FeatureSetError(f"feature set {text!r}: empty member (members are joined by a single '+')")
+    if any(p.partition("@")[0].partition(".")[0] == WAVEFORM for p in parts):
+        raise FeatureSetError(f"feature set {text!r}: {WAVEFORM!r} (the conditioned audio) stands alone: "
+                              f"no fusion, kind or layer; models that take raw audio accept it")
     members = tuple(_table(p, text) for p in parts)
     lld = [m.frame_level for m in members]
     if any(lld) and not all(lld):
@@ -328,6 +358,8 @@ def parse_table(text: str) -> TableRef:
         raise FeatureSetError(f"{text!r}: name the tables one by one (EXTRACTOR[.KIND], separated by ','), "
                               f"not a fused feature set")
     table = fs.members[0]
+    if fs.waveform:
+        raise FeatureSetError(f"{text!r}: the conditioned audio is read when a spec needs it, never stored")
     if table.layer is not None:
         raise FeatureSetError(f"{text!r}: extraction stores every encoder layer; pick layers "
                               f"(@{table.layer}) in a spec's feature sets")
@@ -355,6 +387,8 @@ def resolve_feature_set(fs: FeatureSet) -> FeatureSet:
     from featurekit.extractors.ssl.common import EncoderExtractor
 
     text = str(fs)
+    if fs.waveform:  # the conditioned audio: no extractor behind it
+        return fs
     out = []
     for m in fs.members:
         if m.extractor not in EXTRACTORS:

@@ -207,17 +207,32 @@ def test_resolve_against_the_registry():
 
 # -- table kinds ---------------------------------------------------------------------------------
 def test_table_kinds_are_the_store_names_and_the_functionals():
-    assert [k.value for k in TableKind] == ["native", "lld", "mean_std", "mean_std_silence", "stats"]
+    assert [k.value for k in TableKind] == ["native", "lld", "mean_std", "mean_std_silence", "stats",
+                                            "waveform"]
     # every registered HSF functional is a kind, and nothing else is one
     assert sorted(k.value for k in TableKind.functionals()) == FUNCTIONALS.names()
     for kind in TableKind:
         assert kind.store_name == kind.value == str(kind) == f"{kind}" and kind == kind.value
         assert json.dumps(kind) == json.dumps(kind.value)
         assert hash(kind) == hash(kind.value) and {kind.value: 1}[kind] == 1 == {kind: 1}[kind.value]
-        assert kind.frame_level is (kind is TableKind.LLD) and kind.utterance_level is not kind.frame_level
-        assert kind.needs_lld is (kind is not TableKind.NATIVE)
+        assert kind.frame_level is (kind is TableKind.LLD) and kind.waveform is (kind is TableKind.WAVEFORM)
+        assert kind.utterance_level is not (kind.frame_level or kind.waveform)
+        assert kind.needs_lld is (kind not in (TableKind.NATIVE, TableKind.WAVEFORM))
     with pytest.raises(FeatureSetError, match="unknown kind 'median'"):
         TableKind.parse("median")
+
+
+def test_waveform_is_the_conditioned_audio_alone():
+    fs = parse_feature_set("waveform")
+    assert fs.waveform and not fs.frame_level and str(fs) == "waveform" == format_feature_set(fs)
+    assert resolve_feature_set(fs) == fs and str(parse_name("waveform")) == "waveform"
+    for text, message in [("waveform+egemaps", "stands alone"), ("egemaps+waveform", "stands alone"),
+                          ("waveform@-1", "stands alone"), ("waveform.lld", "stands alone"),
+                          ("mfcc.waveform", "is no extractor's table")]:
+        with pytest.raises(FeatureSetError, match=message):
+            parse_feature_set(text)
+    with pytest.raises(FeatureSetError, match="never stored"):
+        parse_table("waveform")
 
 
 def test_store_directories_keep_their_names(tmp_path):

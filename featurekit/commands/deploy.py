@@ -47,9 +47,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     meta = json.loads((out / "model.json").read_text())
     tr, model = meta["training"], meta["model"]
     print(f"model: {out}")
+    inputs = "raw audio" if meta["feature_set"].get("waveform") else \
+        f"{meta['feature_set']['n_features']} features"
     print(f"  system {meta['system']} ({meta['task']['type']}), normalisation "
-          f"{meta['normalisation']['name']}, {meta['feature_set']['n_features']} features at "
-          f"{meta['audio']['sample_rate']} Hz")
+          f"{meta['normalisation']['name']}, {inputs} at {meta['audio']['sample_rate']} Hz")
     print(f"  trained on {tr['n_utterances']} utterances of {tr['n_speakers']} speakers ({tr['corpus']})")
     for target, hp in model["hyperparameters"].items():
         s = model["search"][target]

@@ -6,6 +6,8 @@ A model directory holds::
     pipeline-<target>.skops    the fitted scikit-learn Pipeline of one target (skops format)
     head-<target>/weights.pt   (torch heads only) the head's state dict, see featurekit.heads
     head-<target>/head.json    (torch heads only) the head's parameters and fitted attributes
+    head-<target>/network.safetensors, finetune.json   (fine-tuned encoders, ``head_format = "finetune"``)
+                               the network's state dict and its config (featurekit.heads.finetune_io)
 
 ``model.json`` records the format version, the featurekit version, the feature set (extractor
 names, parameters, versions, table kinds, layer selections and the exact column names), the audio
@@ -170,7 +172,15 @@ def write_model_dir(out_dir: str | os.PathLike, meta: dict[str, Any], pipelines:
             safe = re.sub(r"[^A-Za-z0-9_.-]", "_", target)
             entry: dict[str, Any] = {"target": target, "pipeline": f"pipeline-{safe}.skops", "head": None}
             last = pipe.steps[-1][1]
-            if _is_head(last):
+            if _is_finetuned(last):  # network.safetensors + finetune.json (featurekit.heads.finetune_io)
+                from featurekit.heads.finetune_io import finetuned_files
+
+                entry.update(head=f"head-{safe}", head_format="finetune")
+                (tmp / entry["head"]).mkdir()
+                for name, blob in finetuned_files(last).items():
+                    (tmp / entry["head"] / name).write_bytes(blob)
+                pipe = Pipeline([*pipe.steps[:-1], (pipe.steps[-1][0], "passthrough")])
+            elif _is_head(last):
                 from featurekit.heads import save_head
 
                 entry["head"] = f"head-{safe}"
@@ -200,6 +210,11 @@ def _check_loadable(path: Path, target: str) -> None:
         raise ValueError(f"cannot save the model of {target!r}: its pipeline holds entries outside "
                          f"featurekit's model-type allow-list (featurekit.deploy.trust.ALLOWED_SKOPS_NODES), "
                          f"so it could not be loaded:\n  " + "\n  ".join(problems))
+
+
+def _is_finetuned(obj: Any) -> bool:
+    return type(obj).__name__ in ("FineTuneClassifier", "FineTuneRegressor") and \
+        type(obj).__module__ == "featurekit.heads.finetune"
 
 
 def _is_head(obj: Any) -> bool:
@@ -359,7 +374,9 @@ def load_model(directory: str | os.PathLike) -> SavedModel:
     model = SavedModel(directory=d, meta=meta)
     for entry in meta["estimators"]:
         pipe = load_skops(read(entry["pipeline"]), str(d / entry["pipeline"]))
-        if entry.get("head"):
+        if entry.get("head") and entry.get("head_format") == "finetune":
+            pipe.steps[-1] = (pipe.steps[-1][0], _read_finetuned(d, entry["head"], read))
+        elif entry.get("head"):
             try:
                 from featurekit.heads.persistence import read_head
             except ImportError as err:  # pragma: no cover - torch missing
@@ -385,10 +402,31 @@ def load_model(directory: str | os.PathLike) -> SavedModel:
     return model
 
 
+def _read_finetuned(d: Path, head_dir: str, read: Callable[[str], bytes]) -> Any:
+    """A fine-tuned encoder from its verified files (state dict + json config; no pickle, no code)."""
+    try:
+        from featurekit.heads.finetune_io import read_finetuned
+    except ImportError as err:  # pragma: no cover - torch / transformers missing
+        from featurekit.extras import install_command
+
+        raise ModelLoadError(f"{d / head_dir}: loading a fine-tuned encoder needs torch and transformers "
+                             f"({err}): {install_command('ssl')}") from None
+    try:
+        return read_finetuned(lambda name: read(f"{head_dir}/{name}"), where=str(d / head_dir))
+    except ModelLoadError:
+        raise
+    except Exception as err:
+        raise ModelLoadError(f"{d / head_dir}: cannot load the fine-tuned encoder "
+                             f"({type(err).__name__}: {err})") from None
+
+
 def _check_extractors(meta: dict[str, Any], d: Path) -> None:
     from featurekit.extractors import EXTRACTORS
+    from featurekit.featureset import WAVEFORM
 
     for m in meta["feature_set"]["members"]:
+        if m["extractor"] == WAVEFORM and m["kind"] == WAVEFORM:  # the conditioned audio: no extractor
+            continue
         if m["extractor"] not in EXTRACTORS:
             raise ModelLoadError(f"{d / META_NAME}: extractor {m['extractor']!r} is not available in this "
                                  f"featurekit (known: {', '.join(EXTRACTORS.names())})")

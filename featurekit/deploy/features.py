@@ -3,10 +3,11 @@
 A :class:`FeatureComputer` is built from ``model.json``'s ``feature_set``: for every member
 (``EXTRACTOR.KIND@LAYER``) it calls :func:`featurekit.featurisation.featurise`, the function
 :mod:`featurekit.extraction` computes the store's rows with (``native``, or ``lld`` followed by the HSF
-functional, or ``lld`` frames for sequence models), and then picks the member's training columns *by name*, in training order (this also applies encoder
-layer selections). A window is conditioned by :func:`featurekit.audio.condition`, the function
-:func:`featurekit.audio.load_audio` conditions every file with (silence trimming, fixed duration,
-padding of clips shorter than one analysis frame).
+functional, or ``lld`` frames for sequence models), and then picks the member's training columns
+*by name*, in training order (this also applies encoder layer selections). The ``waveform`` set (a
+fine-tuned encoder) is the conditioned signal itself. A window is conditioned by
+:func:`featurekit.audio.condition`, the function :func:`featurekit.audio.load_audio` conditions every
+file with (silence trimming, fixed duration, padding of clips shorter than one analysis frame).
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class FeatureComputer:
     def __init__(self, feature_set: dict[str, Any], audio: AudioOptions) -> None:
         self.audio = audio
         self.sequences = bool(feature_set["sequences"])
+        #: the model takes the conditioned signal itself (a fine-tuned encoder on the set ``waveform``)
+        self.waveform = bool(feature_set.get("waveform", False))
         self.members = [MemberSpec(m["extractor"], m["kind"], m.get("layer"), dict(m.get("params") or {}),
                                    list(m["columns"])) for m in feature_set["members"]]
 
@@ -97,6 +100,8 @@ class FeatureComputer:
         AudioError
             The extractor failed or produced non-finite values (named by ``where``).
         """
+        if self.waveform:
+            return np.ascontiguousarray(signal, dtype=np.float32)
         sr = self.audio.sample_rate
         groups: dict[tuple[str, str], list[MemberSpec]] = {}  # members of one extractor: one featurise
         for m in self.members:

@@ -148,7 +148,8 @@ def _predict_file(model: SavedModel, item: dict[str, Any], windowed: bool, refer
     if item["error"]:
         return [{"file": path, "level": "file", "start": np.nan, "end": np.nan, "normalisation": how,
                  "error": item["error"]}]
-    raw = _stack(item["x"], model.meta["feature_set"]["sequences"])
+    fs = model.meta["feature_set"]
+    raw = _stack(item["x"], fs["sequences"] or fs.get("waveform", False))  # signals: an object array
 
     def model_input(pipe):
         return _normalise(pipe, raw, reference)

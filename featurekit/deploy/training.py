@@ -139,13 +139,19 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
     if fs.late:
         raise SpecError(f"{fs.name}: late-fusion systems cannot be trained for deployment (yet); train "
                         f"one of its member feature sets")
-    norm = normalisation or spec.normalisations[0]
+    norm = normalisation or ("none" if fs.waveforms else spec.normalisations[0])
     if norm not in NORMALISATIONS:
         raise SpecError(f"normalisation {norm!r}: use one of {NORMALISATIONS}")
     ms = spec.model_spec(model_name)
+    if fs.waveforms != ms.waveforms:
+        raise SpecError(f"{fs.name}:{model_name}: the feature set 'waveform' (the conditioned audio) goes "
+                        "with a model that takes raw audio (finetune), and only with one")
+    if fs.waveforms and norm != "none":
+        raise SpecError(f"normalisation {norm!r}: a fine-tuned encoder takes the audio unnormalised "
+                        "(normalisation 'none')")
     if fs.sequences and not ms.sequences:
         raise SpecError(f"{fs.name!r} is LLD sequences, but model {model_name!r} takes vectors")
-    if not fs.sequences and not ms.vectors:
+    if not (fs.sequences or fs.waveforms) and not ms.vectors:
         raise SpecError(f"model {model_name!r} takes sequences, but {fs.name!r} is vectors")
     if "waveform_augmentation" in spec.models[model_name]:
         raise SpecError(f"model {model_name!r} has [augmentation.waveform], which applies to evaluation's "
@@ -172,7 +178,10 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
     groups = manifest[spec.group].astype(str).to_numpy()
 
     members = []
-    if fs.sequences:
+    if fs.waveforms:  # the audio as [audio] conditions it; predict conditions it the same way
+        x = data.waveforms()
+        columns = [[]]
+    elif fs.sequences:
         x = data.sequences(fs)
         m = fs.members[0]
         columns = [feature_columns(data._table(m))]
@@ -185,6 +194,10 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
         x = blocks[0] if len(blocks) == 1 else np.hstack(blocks)
     raw_params = spec.raw.get("extractors", {}) if isinstance(spec.raw, dict) else {}
     for m, cols in zip(fs.members, columns):
+        if m.table_kind.waveform:
+            members.append({"extractor": m.extractor, "kind": m.kind, "layer": None, "params": {},
+                            "columns": []})
+            continue
         ext = make_extractor(m.extractor, **spec.extractors.get(m.extractor, {}))
         members.append({"extractor": m.extractor, "kind": m.kind, "layer": m.layer,
                         "params": dict(raw_params.get(m.extractor, spec.extractors.get(m.extractor, {}))),
@@ -251,6 +264,7 @@ def train(spec, system: str | None = None, *, root: str | os.PathLike | None = N
         "spec": {"name": spec.name, "path": spec.path, "seed": spec.seed},
         "task": task,
         "feature_set": {"name": fs.name, "sequences": fs.sequences,
+                        **({"waveform": True} if fs.waveforms else {}),
                         "n_features": int(sum(len(c) for c in columns)), "members": members},
         "audio": AudioOptions(**spec.audio).as_dict(),
         "normalisation": norm_meta,

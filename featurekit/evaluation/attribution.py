@@ -137,7 +137,7 @@ def applicable_methods(options: AttributionOptions | None, *, model: str, model_
     for m in options.methods:
         if m in GRADIENT_METHODS and _is_torch_head(model_spec):
             out.append(m)
-        elif m is AttributionMethod.PERMUTATION and not sequences:
+        elif m is AttributionMethod.PERMUTATION and not sequences and model_spec.vectors:
             out.append(m)
     return tuple(out)
 

@@ -114,12 +114,12 @@ def plan_cells(spec: Spec) -> list[Cell]:
             continue
         for model, cfg in spec.models.items():
             ms = spec.model_spec(model)
-            fits = ms.sequences if fs.sequences else ms.vectors
+            fits = ms.waveforms if fs.waveforms else ms.sequences if fs.sequences else ms.vectors
             if "sets" in cfg:
                 if fs.name not in cfg["sets"]:
                     continue
                 if not fits:
-                    kind = "LLD sequences" if fs.sequences else "vectors"
+                    kind = "raw audio" if fs.waveforms else "LLD sequences" if fs.sequences else "vectors"
                     raise SpecError(
                         f"models.{model}.sets: {fs.name!r} is {kind}, which {model!r} does not take"
                     )

@@ -32,6 +32,8 @@ class ModelSpec:
         Whether class balancing is passed as ``sample_weight`` (instead of ``class_weight``).
     groups
         Whether ``fit`` takes ``groups=`` (speaker-grouped early stopping).
+    waveforms
+        Whether the model takes raw audio (``finetune``: audio file paths, not features).
     threads
         Whether fitting spends its time in native code that releases the GIL (libsvm, liblinear,
         tree building, XGBoost), so folds can run in threads of one process: no worker start-up and
@@ -46,6 +48,7 @@ class ModelSpec:
     vectors: bool = True
     sample_weight: bool = False
     groups: bool = False
+    waveforms: bool = False
     threads: bool = False
     extra: str | None = None
 
@@ -207,6 +210,26 @@ for _name, _seq, _vec in (("torch_mlp", True, True), ("lstm", True, False), ("gr
     for _reg, _task in ((CLASSIFIERS, "classification"), (REGRESSORS, "regression")):
         _reg.add(_name, ModelSpec(_head(_name, _task), {}, sequences=_seq, vectors=_vec, groups=True,
                                   extra="deep"))
+
+
+def _finetune(task: str):
+    def build(seed, class_weight, **p):
+        from featurekit.extras import require_extra
+
+        require_extra("ssl", "the finetune model", ("torch", "transformers"))
+        from featurekit.heads.finetune import FineTuneClassifier, FineTuneRegressor
+
+        if task == "classification":
+            return FineTuneClassifier(random_state=seed, **{"class_weight": class_weight, **p})
+        return FineTuneRegressor(random_state=seed, **p)
+
+    return build
+
+
+# finetune: a transformers speech encoder fine-tuned end to end on raw audio (featurekit.heads.finetune)
+for _reg, _task in ((CLASSIFIERS, "classification"), (REGRESSORS, "regression")):
+    _reg.add("finetune", ModelSpec(_finetune(_task), {}, sequences=False, vectors=False, groups=True,
+                                   waveforms=True, extra="ssl"))
 
 
 def model_registry(task: str) -> Registry[ModelSpec]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featurekit.audio import AudioOptions
+from featurekit.audio import AudioError, AudioOptions, load_audio
 from featurekit.audit import AuditError, audit_experiment
 from featurekit.evaluation import attribution as A
 from featurekit.evaluation.cells import VERSIONED, Cell, assemble_results, plan_cells, save_cell, write_spec
@@ -75,6 +75,7 @@ class FeatureData:
         self._fingerprints: list[str | None] | None = None
         self._tables: dict[str, pd.DataFrame] = {}
         self._seqs: dict[str, np.ndarray] = {}
+        self._waveforms: np.ndarray | None = None
 
     @classmethod
     def load(
@@ -91,6 +92,8 @@ class FeatureData:
         (default: this process); a :class:`DataError` lists the files that failed."""
         data = cls(spec, manifest, store, corpus=corpus)
         data.extraction = data._extract(executor or SerialExecutor(), progress)
+        if any(fs.waveforms for fs in spec.feature_sets):  # every unreadable file named before any fit
+            data.waveforms()
         return data
 
     @property
@@ -105,7 +108,8 @@ class FeatureData:
         seen: dict[str, Member] = {}
         for fs in self.spec.feature_sets:
             for m in fs.members:
-                seen.setdefault(m.table, m)
+                if not m.table_kind.waveform:  # the conditioned audio is read, not extracted
+                    seen.setdefault(m.table, m)
         return list(seen.values())
 
     def requests(self) -> list[FeatureRequest]:
@@ -204,6 +208,33 @@ class FeatureData:
             )
         return out
 
+    def waveforms(self) -> np.ndarray:
+        """The manifest's utterances as the spec's ``[audio]`` conditions them for every extractor
+        (:func:`featurekit.audio.load_audio`, segments included): an object array of 1-D float32
+        signals in manifest order, read once and kept in memory, never written to the store. A
+        :class:`DataError` lists the files that cannot be read."""
+        if self._waveforms is None:
+            out = np.empty(len(self.manifest), dtype=object)
+            failures: dict[str, str] = {}
+            starts = self.manifest["start"].tolist() if "start" in self.manifest else [None] * len(out)
+            ends = self.manifest["end"].tolist() if "end" in self.manifest else [None] * len(out)
+            for i, (uid, path) in enumerate(zip(self.manifest["id"], self.manifest["path"])):
+                try:
+                    out[i] = load_audio(path, options=self.audio, start=_seconds(starts[i]),
+                                        end=_seconds(ends[i]))
+                except AudioError as err:
+                    failures[str(uid)] = str(err)
+            if failures:
+                lines = "\n".join(f"  {k}: {v}" for k, v in list(failures.items())[:20])
+                raise DataError(f"reading the audio failed for {len(failures)} file(s):\n{lines}")
+            self._waveforms = out
+        return self._waveforms
+
+
+def _seconds(value) -> float | None:
+    """A manifest's optional ``start`` / ``end`` (NaN or None: not given)."""
+    return None if value is None or pd.isna(value) else float(value)
+
 
 class StackedData:
     """Several corpora's :class:`FeatureData` as one: rows of each in turn (cross-corpus protocols)."""
@@ -231,6 +262,9 @@ class StackedData:
     def sequences(self, fs: FeatureSet) -> np.ndarray:
         return np.concatenate([p.sequences(fs) for p in self.parts])
 
+    def waveforms(self) -> np.ndarray:
+        return np.concatenate([p.waveforms() for p in self.parts])
+
     def column_names(self, fs: FeatureSet) -> list[str]:
         return self.parts[0].column_names(fs)
 
@@ -249,6 +283,8 @@ def _cell_inputs(data: FeatureData, fs: FeatureSet, norm: str, speakers: np.ndar
     """The model input(s) of a cell: one matrix/sequence array, or a list for late fusion."""
 
     def one(f: FeatureSet):
+        if f.waveforms:  # the spec allows raw audio unnormalised only (spec._check_waveform_models)
+            return data.waveforms()
         x = data.sequences(f) if f.sequences else data.matrix(f)[0]
         if norm == "speaker":
             x = speaker_zscore_sequences(x, speakers) if f.sequences else speaker_zscore(x, speakers)

@@ -33,7 +33,9 @@ frame-level sequences (for sequence models; ``a.lld+b.lld`` concatenates frame b
 frames, taking ``b``'s frame nearest in time). ``@LAYER`` picks encoder layers (an index, ``mean``, or
 indices joined by ``,``; ``wsum`` / ``wsum(I,J,...)``: a learned weighted sum of the layers, see
 :mod:`featurekit.evaluation.layerfusion`). ``late_fusion`` lists groups of feature sets whose per-set
-models' class probabilities are averaged.
+models' class probabilities are averaged. ``waveform`` is the audio itself as ``[audio]`` conditions it
+(never stored), for models that take raw audio only (``finetune``), alone and with normalisation
+``none``.
 """
 
 from __future__ import annotations
@@ -116,6 +118,11 @@ class FeatureSet:
     @property
     def sequences(self) -> bool:
         return any(m.table_kind.frame_level for m in self.members)
+
+    @property
+    def waveforms(self) -> bool:
+        """The conditioned audio (the feature set ``waveform``): 1-D signals, for raw-audio models."""
+        return any(m.table_kind.waveform for m in self.members)
 
 
 @dataclass
@@ -248,6 +255,8 @@ def _resolved(parsed: Any, where: str) -> FeatureSet:
     except FeatureSetError as err:
         raise SpecError(f"{where}: {err}") from None
     for m in resolved.members:
+        if m.kind.waveform:
+            continue
         missing = EXTRACTORS.get(m.extractor).missing_extra()
         if missing:
             raise SpecError(f"{where}: {text!r}: {missing}")
@@ -504,7 +513,7 @@ def _check_sequence_models(models: dict[str, dict], sets: list[FeatureSet], reg:
     """A model that takes frame sequences only (lstm, gru, conv1d, the spectrogram presets) needs an
     ``.lld`` feature set among those it is given; on vectors alone it would silently never run."""
     for name, m in models.items():
-        if reg.get(m["model"]).vectors:
+        if reg.get(m["model"]).vectors or reg.get(m["model"]).waveforms:
             continue
         given = [s for s in sets if "sets" not in m or s.name in m["sets"]]
         vectors = [s.name for s in given if not s.sequences]
@@ -517,6 +526,51 @@ def _check_sequence_models(models: dict[str, dict], sets: list[FeatureSet], reg:
                             f"{[s.name for s in given]}")
 
 
+def _check_waveform_models(models: dict[str, dict], sets: list[FeatureSet], reg: Any, norms: list[str],
+                           audio: dict[str, Any]) -> None:
+    """The feature set ``waveform`` (the conditioned audio) and the models that take raw audio
+    (``finetune``) go together only with each other, unnormalised, at 16 kHz."""
+    from featurekit.audio import AudioOptions
+    from featurekit.featureset import WAVEFORM
+
+    fused = [s.name for s in sets if (s.late or s.stack) and s.waveforms]
+    if fused:
+        raise SpecError(f"features: {fused}: the conditioned audio ({WAVEFORM!r}) takes part in no late "
+                        "fusion or stacking")
+    takers = []
+    for name, m in models.items():
+        ms = reg.get(m["model"])
+        given = [s for s in sets if not (s.late or s.stack) and ("sets" not in m or s.name in m["sets"])]
+        if not ms.waveforms:
+            if "sets" in m and WAVEFORM in m["sets"]:
+                raise SpecError(f"models.{name}.sets: {WAVEFORM!r} is the raw audio, which {m['model']!r} "
+                                "does not take (only models that take raw audio do: finetune)")
+            continue
+        others = [s.name for s in given if not s.waveforms]
+        if "sets" in m and others:
+            raise SpecError(f"models.{name}.sets: {others} are features, but {m['model']!r} takes the "
+                            f"conditioned audio only ({WAVEFORM!r})")
+        if not any(s.waveforms for s in given):
+            raise SpecError(f"models.{name}: {m['model']!r} takes the conditioned audio: add {WAVEFORM!r} to "
+                            "features.sets")
+        bad = [n for n in m.get("normalisation", norms) if n != "none"]
+        if bad:
+            raise SpecError(f"models.{name}: normalisation {bad} is not defined for raw audio (the encoder's "
+                            f"preprocessor normalises each utterance); set models.{name}.normalisation = "
+                            '["none"]')
+        for section in ("params", "grid"):
+            if "audio" in m[section]:
+                raise SpecError(f"models.{name}.{section}.audio: the evaluation conditions the audio with "
+                                "the spec's [audio] section (as for every extractor); set it there")
+        rate = audio.get("sample_rate", AudioOptions().sample_rate)
+        if rate != 16000:
+            raise SpecError(f"audio.sample_rate = {rate}: {m['model']!r} takes 16 kHz audio")
+        takers.append(name)
+    if any(s.waveforms for s in sets) and not takers:
+        raise SpecError(f"features.sets: {WAVEFORM!r} (the conditioned audio) needs a model that takes raw "
+                        "audio ([models.NAME] model = \"finetune\")")
+
+
 #: The estimator parameters ``[augmentation.spec_augment]`` sets (see featurekit.heads.TorchClassifier).
 SPEC_AUGMENT_PARAMS = ("time_masks", "time_mask_width", "freq_masks", "freq_mask_width")
 
@@ -526,11 +580,14 @@ def _augmented_models(section: dict, models: dict[str, dict], reg: Any) -> list[
     on frame sequences only."""
     names = section.get("models")
     if names is None:
-        names = [n for n, m in models.items()
-                 if reg.get(m["model"]).groups and not reg.get(m["model"]).vectors]
+        names = [n for n, m in models.items() if reg.get(m["model"]).groups
+                 and not reg.get(m["model"]).vectors and not reg.get(m["model"]).waveforms]
     for i, name in enumerate(names):
         if name not in models:
             raise SpecError(": ".join(unknown(f"augmentation.models[{i}]", name, models, "model entry")))
+        if reg.get(models[name]["model"]).waveforms:
+            raise SpecError(f"augmentation.models[{i}]: {name!r} takes raw audio, which [augmentation] "
+                            "does not augment (yet)")
     return list(names)
 
 
@@ -697,6 +754,7 @@ def validate(raw: dict[str, Any], *, path: str = "") -> Spec:
                 if unknown_vals:
                     raise SpecError(f"models.{name}.{key}: {unknown_vals} not among {sorted(known)}")
     _check_report(doc, sets)
+    _check_waveform_models(models, sets, reg, norms, dict(raw.get("audio", {})))
     _check_sequence_models(models, sets, reg)
     _apply_augmentation(raw.get("augmentation"), models, sets, reg)
     _check_attribution(raw.get("attribution"), task["type"], models, sets, reg)

@@ -28,7 +28,8 @@ from sklearn.utils.validation import check_is_fitted
 from featurekit.heads.estimators import TorchClassifier, TorchRegressor
 from featurekit.heads.layers import build_network
 
-__all__ = ["FORMAT_VERSION", "load_head", "read_head", "save_head"]
+__all__ = ["FORMAT_VERSION", "jsonable", "load_head", "params_from_json", "params_to_json", "read_head",
+           "save_head", "set_target_attributes", "target_attributes"]
 
 FORMAT_VERSION = 1
 _WEIGHTS = "weights.pt"
@@ -36,18 +37,64 @@ _META = "head.json"
 _CLASSES = {"TorchClassifier": TorchClassifier, "TorchRegressor": TorchRegressor}
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy arrays and scalars, tuples and paths as JSON values (dict keys as strings)."""
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, (np.integer, np.floating, np.bool_)):
         return value.item()
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
     return value
+
+
+def params_to_json(params: dict[str, Any]) -> dict[str, Any]:
+    """An estimator's ``get_params()`` as JSON (a ``class_weight`` dict as its ``pairs``: JSON keys are
+    strings); :func:`params_from_json` reverses it."""
+    params = dict(params)
+    if isinstance(params.get("class_weight"), dict):
+        pairs = [[jsonable(k), jsonable(v)] for k, v in params["class_weight"].items()]
+        params["class_weight"] = {"pairs": pairs}
+    return jsonable(params)
+
+
+def params_from_json(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters :func:`params_to_json` wrote (``class_weight`` pairs, ``task_weights`` tuple)."""
+    params = dict(params)
+    if isinstance(params.get("class_weight"), dict):
+        params["class_weight"] = {k: v for k, v in params["class_weight"]["pairs"]}
+    if isinstance(params.get("task_weights"), list):
+        params["task_weights"] = tuple(params["task_weights"])
+    return params
+
+
+def target_attributes(est: Any, classifier: bool) -> tuple[dict[str, Any], int]:
+    """The fitted attributes that describe the targets (classes and class weights, or the targets'
+    scaling) as JSON values, and the number of network outputs; :func:`set_target_attributes` reverses it."""
+    if classifier:
+        return {"classes_": est.classes_.tolist(),
+                "classes_dtype": est.classes_.dtype.str if est.classes_.dtype != object else "object",
+                "class_weight_": None if est.class_weight_ is None else est.class_weight_.tolist()}, \
+            len(est.classes_)
+    return {"y_mean_": est.y_mean_.tolist(), "y_scale_": est.y_scale_.tolist(), "y_ndim_": est.y_ndim_,
+            "n_outputs_": est.n_outputs_}, est.n_outputs_
+
+
+def set_target_attributes(est: Any, fitted: dict[str, Any], classifier: bool) -> None:
+    """Set the attributes :func:`target_attributes` wrote."""
+    if classifier:
+        dtype = object if fitted["classes_dtype"] == "object" else np.dtype(fitted["classes_dtype"])
+        est.classes_ = np.asarray(fitted["classes_"], dtype=dtype)
+        est.class_weight_ = None if fitted["class_weight_"] is None else np.asarray(fitted["class_weight_"])
+    else:
+        est.y_mean_ = np.asarray(fitted["y_mean_"], dtype=np.float64)
+        est.y_scale_ = np.asarray(fitted["y_scale_"], dtype=np.float64)
+        est.y_ndim_ = fitted["y_ndim_"]
+        est.n_outputs_ = fitted["n_outputs_"]
 
 
 def save_head(est: TorchClassifier | TorchRegressor, directory: str | Path) -> Path:
@@ -71,9 +118,6 @@ def save_head(est: TorchClassifier | TorchRegressor, directory: str | Path) -> P
     params = est.get_params(deep=False)
     if not isinstance(params["random_state"], (int, np.integer, type(None))):
         params["random_state"] = None  # a RandomState instance cannot be stored as JSON
-    if isinstance(params.get("class_weight"), dict):  # JSON keys must be strings: store the pairs
-        pairs = [[_jsonable(k), _jsonable(v)] for k, v in params["class_weight"].items()]
-        params["class_weight"] = {"pairs": pairs}
     fitted: dict[str, Any] = {
         "n_features_in_": int(est.n_features_in_),
         "input_kind_": est.input_kind_,
@@ -85,17 +129,11 @@ def save_head(est: TorchClassifier | TorchRegressor, directory: str | Path) -> P
     }
     if hasattr(est, "feature_names_in_"):
         fitted["feature_names_in_"] = est.feature_names_in_.tolist()
-    if isinstance(est, TorchClassifier):
-        fitted["classes_"] = est.classes_.tolist()
-        fitted["classes_dtype"] = est.classes_.dtype.str if est.classes_.dtype != object else "object"
-        fitted["class_weight_"] = None if est.class_weight_ is None else est.class_weight_.tolist()
-        n_outputs = len(est.classes_)
-    else:
-        fitted.update(y_mean_=est.y_mean_.tolist(), y_scale_=est.y_scale_.tolist(), y_ndim_=est.y_ndim_,
-                      n_outputs_=est.n_outputs_)
-        n_outputs = est.n_outputs_
-    meta = {"format_version": FORMAT_VERSION, "estimator": type(est).__name__, "params": _jsonable(params),
-            "fitted": _jsonable(fitted), "n_outputs": n_outputs, "torch_version": torch.__version__}
+    targets, n_outputs = target_attributes(est, isinstance(est, TorchClassifier))
+    fitted.update(targets)
+    meta = {"format_version": FORMAT_VERSION, "estimator": type(est).__name__,
+            "params": params_to_json(params),
+            "fitted": jsonable(fitted), "n_outputs": n_outputs, "torch_version": torch.__version__}
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in est.model_.state_dict().items()}
@@ -148,11 +186,7 @@ def read_head(read: Callable[[str], bytes], *, where: str) -> TorchClassifier | 
     cls = _CLASSES.get(meta["estimator"])
     if cls is None:
         raise ValueError(f"{where}: unknown estimator {meta['estimator']!r}")
-    params = dict(meta["params"])
-    if isinstance(params.get("class_weight"), dict):
-        params["class_weight"] = {k: v for k, v in params["class_weight"]["pairs"]}
-    if isinstance(params.get("task_weights"), list):
-        params["task_weights"] = tuple(params["task_weights"])
+    params = params_from_json(meta["params"])
     est = cls(**params)
     fitted = dict(meta["fitted"])
     for key in ("n_features_in_", "input_kind_", "layers_", "history_", "n_epochs_", "best_epoch_",
@@ -160,15 +194,7 @@ def read_head(read: Callable[[str], bytes], *, where: str) -> TorchClassifier | 
         setattr(est, key, fitted[key])
     if "feature_names_in_" in fitted:
         est.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
-    if cls is TorchClassifier:
-        dtype = object if fitted["classes_dtype"] == "object" else np.dtype(fitted["classes_dtype"])
-        est.classes_ = np.asarray(fitted["classes_"], dtype=dtype)
-        est.class_weight_ = None if fitted["class_weight_"] is None else np.asarray(fitted["class_weight_"])
-    else:
-        est.y_mean_ = np.asarray(fitted["y_mean_"], dtype=np.float64)
-        est.y_scale_ = np.asarray(fitted["y_scale_"], dtype=np.float64)
-        est.y_ndim_ = fitted["y_ndim_"]
-        est.n_outputs_ = fitted["n_outputs_"]
+    set_target_attributes(est, fitted, cls is TorchClassifier)
     nets = [build_network(est.layers, est.n_features_in_, meta["n_outputs"], fixed_len=est.fixed_len)[0]
             for _ in range(params.get("n_members", 1))]
     net = est._combine(nets)

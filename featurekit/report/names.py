@@ -199,6 +199,8 @@ class DisplayNames:
         if len(parsed.members) > 1:
             return " + ".join(self.feature_set(str(m)) for m in parsed.members)
         table = parsed.members[0]
+        if parsed.waveform:  # the conditioned audio (fine-tuned encoders)
+            return "raw audio"
         extractor, layer = table.extractor, table.layer
         default = _default_kind(extractor)
         kind = default if table.kind is None else table.kind.value

@@ -142,6 +142,47 @@ def resolve_model_dir(model: str | os.PathLike | None, *, extractor: str, requir
                          f"{OFFLINE_HINT.format(model=text)}") from None
 
 
+#: Weight formats that unpickle (and can therefore run code when loaded without ``weights_only``).
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
+
+
+def check_folder_confined(path: Path, *, who: str) -> list[Path]:
+    """Refuse a model folder that could run code or reach outside itself; return its files.
+
+    Checked from the listing alone, before any file is read: no entry (at any depth) may be a
+    symbolic link resolving outside ``path``, and no Python source (``*.py``: remote code a
+    ``trust_remote_code`` loader would import) may be present. ``who`` prefixes the messages.
+    """
+    root = path.resolve()
+    files = []
+    for entry in sorted(path.rglob("*")):
+        if entry.is_symlink():
+            target = entry.resolve()
+            if target != root and root not in target.parents:
+                raise ModelError(f"{who}: {path}: {entry.relative_to(path)} is a symbolic link to {target}, "
+                                 f"outside the model folder; refused (a model folder must be self-contained)")
+        if entry.suffix == ".py":
+            raise ModelError(f"{who}: {path}: holds Python code ({entry.relative_to(path)}); refused: "
+                             f"a model folder must not carry code (featurekit never uses trust_remote_code)")
+        if entry.is_file():
+            files.append(entry)
+    return files
+
+
+def check_safetensors_only(path: Path, *, who: str) -> list[Path]:
+    """The folder's ``*.safetensors`` weights; refuse pickle-format weights (``*.bin``, ``*.pt``, ...)."""
+    pickled = weight_files(path, PICKLE_PATTERNS)
+    if pickled:
+        names = ", ".join(p.name for p in pickled)
+        raise ModelError(f"{who}: {path}: holds pickle-format weights ({names}); refused because loading "
+                         f"them can run code. Convert them to safetensors where you trust them, e.g. "
+                         f"AutoModel.from_pretrained(DIR).save_pretrained(DIR2, safe_serialization=True)")
+    files = weight_files(path, ("*.safetensors",))
+    if not files:
+        raise ModelError(f"{who}: {path}: no *.safetensors weights")
+    return files
+
+
 # -- chunking -----------------------------------------------------------------------------------
 def plan_chunks(n: int, chunk: int, overlap: int, hop: int) -> list[tuple[int, int]]:
     """Sample ranges ``[start, end)`` of overlapping chunks covering ``n`` samples.
