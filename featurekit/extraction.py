@@ -33,7 +33,7 @@ import pandas as pd
 
 from featurekit.audio import AudioError, AudioOptions, load_audio
 from featurekit.augmentation import AUGMENTATION_LIBRARIES, source_of
-from featurekit.corpora.base import check_unique_paths
+from featurekit.corpora.base import check_unique_paths, segment_bounds
 from featurekit.executor import EnvironmentMismatchError, Executor, SerialExecutor, executor_for
 from featurekit.extractors.base import EXTRACTORS, Extractor, library_versions, make_extractor
 from featurekit.extractors.functionals import FUNCTIONALS
@@ -374,8 +374,7 @@ def _plan(
         manifest, aug_key = augmentation.copies_manifest(manifest), augmentation.key()
     ids = manifest["id"].astype(str).tolist()
     paths = manifest["path"].astype(str).tolist()
-    starts = manifest["start"].tolist() if "start" in manifest else [None] * len(ids)
-    ends = manifest["end"].tolist() if "end" in manifest else [None] * len(ids)
+    bounds = segment_bounds(manifest)
     fps, fp_errors = store.fingerprints(corpus, paths)
     for uid, p in zip(ids, paths):
         if p in fp_errors:
@@ -401,7 +400,7 @@ def _plan(
             if kinds:
                 needs.append((ri, kinds))
         if needs:
-            todo.append((uid, paths[i], fp, _none(starts[i]), _none(ends[i]), needs))
+            todo.append((uid, paths[i], fp, *bounds[i], needs))
     return _Plan(ids=ids, fps=fps, tables=tables, todo=todo)
 
 
@@ -416,10 +415,6 @@ def _finish(
         ok = keys.merge(pd.DataFrame({"id": plan.ids, "fingerprint": plan.fps}), on=["id", "fingerprint"])
         n_cols = t.n_features()
         summary.tables[_table_name(requests[ri], kind)] = (len(ok), n_cols)
-
-
-def _none(x):
-    return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
 
 
 #: At most this many utterances to compute: done in this process (starting workers costs more).

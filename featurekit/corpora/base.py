@@ -73,6 +73,18 @@ def normalise_columns(df: pd.DataFrame, *, source: str, columns=NORMALISED_COLUM
     return df
 
 
+def segment_bounds(df: pd.DataFrame) -> list[tuple[float | None, float | None]]:
+    """Each row's ``(start, end)`` in seconds; None where the manifest has no such column or the value
+    is missing (NaN): the whole file."""
+
+    def one(x) -> float | None:
+        return None if x is None or pd.isna(x) else float(x)
+
+    starts = df["start"].tolist() if "start" in df else [None] * len(df)
+    ends = df["end"].tolist() if "end" in df else [None] * len(df)
+    return [(one(a), one(b)) for a, b in zip(starts, ends)]
+
+
 def check_unique_paths(df: pd.DataFrame, *, source: str) -> None:
     """One audio file (or segment, with ``start``/``end``) may not be listed under two ids.
 

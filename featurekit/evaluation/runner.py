@@ -25,6 +25,7 @@ import pandas as pd
 
 from featurekit.audio import AudioError, AudioOptions, load_audio
 from featurekit.audit import AuditError, audit_experiment
+from featurekit.corpora.base import segment_bounds
 from featurekit.evaluation import attribution as A
 from featurekit.evaluation.cells import VERSIONED, Cell, assemble_results, plan_cells, save_cell, write_spec
 from featurekit.evaluation.errors import DataError
@@ -216,12 +217,10 @@ class FeatureData:
         if self._waveforms is None:
             out = np.empty(len(self.manifest), dtype=object)
             failures: dict[str, str] = {}
-            starts = self.manifest["start"].tolist() if "start" in self.manifest else [None] * len(out)
-            ends = self.manifest["end"].tolist() if "end" in self.manifest else [None] * len(out)
+            bounds = segment_bounds(self.manifest)
             for i, (uid, path) in enumerate(zip(self.manifest["id"], self.manifest["path"])):
                 try:
-                    out[i] = load_audio(path, options=self.audio, start=_seconds(starts[i]),
-                                        end=_seconds(ends[i]))
+                    out[i] = load_audio(path, options=self.audio, start=bounds[i][0], end=bounds[i][1])
                 except AudioError as err:
                     failures[str(uid)] = str(err)
             if failures:
@@ -229,11 +228,6 @@ class FeatureData:
                 raise DataError(f"reading the audio failed for {len(failures)} file(s):\n{lines}")
             self._waveforms = out
         return self._waveforms
-
-
-def _seconds(value) -> float | None:
-    """A manifest's optional ``start`` / ``end`` (NaN or None: not given)."""
-    return None if value is None or pd.isna(value) else float(value)
 
 
 class StackedData:
