@@ -413,3 +413,24 @@ def test_store_gc_keeps_current_encoder_tables(models, tmp_path):
     for kind in ("native", "lld", "mean_std"):
         key = FeatureStore(tmp_path).table("c", ext, kind, AudioOptions()).key
         assert unusable_reason(key) == (None, None), kind
+
+
+@pytest.mark.parametrize("problem", ["python", "link_out"])
+def test_hf_refuses_a_folder_with_code_or_a_link_out(models, tmp_path, problem):
+    """The encoder folder rules of fine-tuning hold for hf_encoder too: no Python file (code a
+    remote-code loader would import), no symbolic link leaving the folder; refused before any load."""
+    import shutil
+
+    from featurekit.extractors.ssl.common import ModelError
+
+    folder = tmp_path / "model"
+    shutil.copytree(models["wav2vec2"], folder)
+    if problem == "python":
+        (folder / "modeling_evil.py").write_text("raise SystemExit('ran')\n")
+    else:
+        (tmp_path / "secret.json").write_text("{}")
+        (folder / "extra.json").symlink_to(tmp_path / "secret.json")
+    with pytest.raises(ModelError, match="modeling_evil.py|outside the model folder") as err:
+        hf(folder).info()
+    assert str(folder) in str(err.value)
+    assert hf(models["wav2vec2"]).info()["layers"]  # the untouched folder still loads

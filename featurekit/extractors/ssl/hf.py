@@ -34,6 +34,7 @@ from featurekit.extractors.ssl import whisper_frontend as wf
 from featurekit.extractors.ssl.common import (
     EncoderExtractor,
     ModelError,
+    check_folder_confined,
     group_by_length,
     read_json,
     resolve_model_dir,
@@ -173,6 +174,7 @@ class HFEncoder(EncoderExtractor):
     def _info(self) -> dict[str, Any]:
         path = resolve_model_dir(self.model, extractor=self.name, required="config.json",
                                  allow_patterns=["*.json", "*.safetensors"])
+        check_folder_confined(path, who=self.name)  # as for fine-tuning: no code, no link out of it
         config = read_json(path / "config.json")
         family = config.get("model_type")
         if family not in FAMILIES:
