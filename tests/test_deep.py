@@ -8,7 +8,7 @@ import torch
 
 from featurekit.heads import TorchClassifier, load_head, make_head, save_head
 from featurekit.heads.layers import build_network, format_specs, parse_layers
-from featurekit.heads.modules import SpecAugment, fix_length
+from featurekit.heads.modules import SpecAugment, fix_length, window_starts
 from featurekit.heads.presets import (
     PRESET_PARAMS,
     SPECTROGRAM_INPUTS,
@@ -167,6 +167,70 @@ def test_fixed_len_head_checks_and_persists(tmp_path):
         TorchClassifier(fixed_len=4).fit(np.zeros((6, 3)), [0, 1] * 3)
     with pytest.raises(ValueError, match=r"\(SpecAugment\) mask frame sequences, but X holds vectors"):
         TorchClassifier(time_masks=1, time_mask_width=2).fit(np.zeros((6, 3)), [0, 1] * 3)
+
+
+def test_window_starts_cover_each_sequence_half_a_window_apart():
+    items, starts = window_starts(torch.tensor([5, 20, 23, 10]), 10)
+    assert items.tolist() == [0, 1, 1, 1, 2, 2, 2, 2, 3]
+    assert starts.tolist() == [0, 0, 5, 10, 0, 5, 10, 13, 0]  # the last window ends on the last frame
+
+
+def test_random_crop_predicts_the_mean_over_covering_windows():
+    """Eval mode: the output of a sequence is the mean of the network's outputs on its windows
+    (each exactly what crop="start" gives on that window alone); the batch does not matter."""
+    torch.manual_seed(0)
+    layers = "conv2d(3, 3, activation=relu) -> global_avg_pool"
+    net, _ = build_network(layers, 4, 2, fixed_len=6, crop="random")
+    alone, _ = build_network(layers, 4, 2, fixed_len=6)
+    alone.load_state_dict(net.state_dict())
+    net.eval(), alone.eval()
+    seqs = [torch.randn(n, 4) for n in (4, 6, 13)]
+    batch = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
+    with torch.no_grad():
+        out = net(batch, torch.tensor([4, 6, 13]))
+        for k, s in enumerate(seqs):
+            _, starts = window_starts(torch.tensor([len(s)]), 6)
+            windows = [alone(s[a:a + 6][None], torch.tensor([min(6, len(s) - a)])) for a in starts.tolist()]
+            assert torch.allclose(out[k], torch.cat(windows).mean(0), atol=1e-6)
+            assert torch.allclose(net(s[None], torch.tensor([len(s)]))[0], out[k], atol=1e-6)
+
+
+def test_random_crop_trains_on_windows_from_anywhere():
+    """The class shows only in the last frames of sequences longer than the crop: the first-frames
+    crop cannot see it, random windows can (and fit keeps whole sequences, not the first fixed_len)."""
+    rng = np.random.default_rng(0)
+    x, y = [], []
+    for i in range(160):
+        seq = rng.normal(size=(int(rng.integers(40, 60)), 3)).astype(np.float32)
+        seq[-20:, 0] += 3.0 if i % 2 else -3.0
+        x.append(seq)
+        y.append(i % 2)
+    x, y = np.array(x, dtype=object), np.array(y)
+    scores = {}
+    for crop in ("start", "random"):
+        clf = TorchClassifier("conv1d(8, 3) -> max_pool", fixed_len=16, crop=crop, max_epochs=25,
+                              lr_schedule="cosine", validation_fraction=None, random_state=0, n_threads=1)
+        scores[crop] = (clf.fit(x[:100], y[:100]).predict(x[100:]) == y[100:]).mean()
+    assert scores["start"] <= 0.7 and scores["random"] >= 0.9, scores
+
+
+def test_crop_and_lr_schedule_are_checked_recorded_and_persisted(tmp_path):
+    x, y = band_task(24, 0, 12, 16, jitter=6)
+    with pytest.raises(ValueError, match="crop must be one of start, random, got 'middle'"):
+        TorchClassifier(fixed_len=8, crop="middle").fit(x, y)
+    with pytest.raises(ValueError, match="crop='random' takes windows of fixed_len frames; set fixed_len"):
+        TorchClassifier(crop="random").fit(x, y)
+    with pytest.raises(ValueError, match="lr_schedule must be one of constant, cosine, got 'step'"):
+        TorchClassifier(lr_schedule="step").fit(x, y)
+    clf = TorchClassifier("conv2d(4, 3, activation=relu) -> maxpool2d(2)", fixed_len=8, crop="random",
+                          max_epochs=4, lr=1e-2, lr_schedule="cosine", validation_fraction=None,
+                          random_state=0).fit(x, y)
+    assert [round(h["lr"], 6) for h in clf.history_] == [0.01, 0.008536, 0.005, 0.001464]  # half cosine
+    assert [h["lr"] for h in TorchClassifier(max_epochs=2, validation_fraction=None).fit(
+        np.zeros((6, 3)), [0, 1] * 3).history_] == [1e-3, 1e-3]
+    saved = load_head(save_head(clf, tmp_path / "h"))
+    assert saved.crop == "random" and saved.model_.crop == "random"
+    assert np.allclose(saved.predict_proba(x), clf.predict_proba(x))
 
 
 # --------------------------------------------------------------------------------------------- presets

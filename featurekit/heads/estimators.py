@@ -26,15 +26,18 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from featurekit.heads.data import SequenceSet, is_sequence_input, length_chunks, validate_sequences
 from featurekit.heads.layers import LayerSpec, build_network, format_specs, parse_layers
 from featurekit.heads.losses import concordance_cc, mse_per_target, weighted_task_loss
-from featurekit.heads.modules import HeadNetwork, MemberAverage, SpecAugment
+from featurekit.heads.modules import CROPS, HeadNetwork, MemberAverage, SpecAugment
 
-__all__ = ["EXPECTED_FAILED_CHECKS", "OPTIMIZERS", "TorchClassifier", "TorchRegressor"]
+__all__ = ["EXPECTED_FAILED_CHECKS", "LR_SCHEDULES", "OPTIMIZERS", "TorchClassifier", "TorchRegressor"]
 
 #: Default body: the ``torch_mlp`` preset.
 DEFAULT_LAYERS = "dense(256) -> dropout(0.3) -> dense(128) -> dropout(0.3)"
 
 #: Optimizer name -> torch optimizer class.
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+#: Learning-rate schedules (``lr_schedule``).
+LR_SCHEDULES = ("constant", "cosine")
 
 #: ``sklearn.utils.estimator_checks`` checks that are expected to fail (none, see the class docstrings).
 EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {"TorchClassifier": {}, "TorchRegressor": {}}
@@ -178,6 +181,9 @@ class _TorchHead(BaseEstimator):
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
         _check_float("lr", self.lr, 0.0, low_open=True)
         _check_float("weight_decay", self.weight_decay, 0.0)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
+                             f"got {self.lr_schedule!r}")
         _check_int("batch_size", self.batch_size, 1)
         _check_int("max_epochs", self.max_epochs, 1)
         _check_int("patience", self.patience, 1, allow_none=True)
@@ -188,6 +194,10 @@ class _TorchHead(BaseEstimator):
         _check_int("n_members", self.n_members, 1)
         _check_int("max_len", self.max_len, 1, allow_none=True)
         _check_int("fixed_len", self.fixed_len, 1, allow_none=True)
+        if self.crop not in CROPS:
+            raise ValueError(f"crop must be one of {', '.join(CROPS)}, got {self.crop!r}")
+        if self.crop != "start" and self.fixed_len is None:
+            raise ValueError(f"crop={self.crop!r} takes windows of fixed_len frames; set fixed_len")
         for name in ("time_masks", "time_mask_width", "freq_masks", "freq_mask_width"):
             _check_int(name, getattr(self, name), 0)
         _check_int("verbose", self.verbose, 0)
@@ -200,8 +210,10 @@ class _TorchHead(BaseEstimator):
         return specs
 
     def _frame_limit(self) -> int | None:
-        """Frames kept per sequence: ``max_len`` and ``fixed_len`` (which crops anyway), the smaller."""
-        limits = [n for n in (self.max_len, self.fixed_len) if n is not None]
+        """Frames kept per sequence: ``max_len`` and ``fixed_len`` (which crops anyway unless
+        ``crop="random"`` takes windows from anywhere in the sequence), the smaller."""
+        cropped = self.fixed_len if self.crop == "start" else None
+        limits = [n for n in (self.max_len, cropped) if n is not None]
         return min(limits) if limits else None
 
     def check_lengths(self, lengths: Sequence[int]) -> None:
@@ -315,7 +327,7 @@ class _TorchHead(BaseEstimator):
             mean, std = data.subset(train_idx).frame_moments() if self.standardize else (None, None)
             with _torch_threads(self.n_threads), _seeded(member_seed, device, self.random_state is not None):
                 net, built = build_network(specs, self.n_features_in_, n_outputs, fixed_len=self.fixed_len,
-                                           augment=self._augmenter())
+                                           augment=self._augmenter(), crop=self.crop)
                 if self.standardize:
                     std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(mean)), std, 1.0)
                     net.set_standardization(torch.as_tensor(mean, dtype=torch.float32),
@@ -347,6 +359,8 @@ class _TorchHead(BaseEstimator):
         and validation size."""
         loss_fn = self._loss_fn(targets.shape[1] if targets.dim() == 2 else 0, device)
         optimizer = OPTIMIZERS[self.optimizer](net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.max_epochs)
+                    if self.lr_schedule == "cosine" else None)
         scaler = torch.amp.GradScaler("cuda") if self.mixed_precision else None
         generator = torch.Generator().manual_seed(seed)
         val_data = data.subset(val_idx) if val_idx is not None else None
@@ -377,7 +391,10 @@ class _TorchHead(BaseEstimator):
                     scaler.step(optimizer)
                     scaler.update()
                 total += loss.item() * len(idx)
-            record = {"epoch": epoch + 1, "train_loss": total / len(train_idx)}
+            record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                      "train_loss": total / len(train_idx)}
+            if schedule is not None:
+                schedule.step()
             if val_data is not None:
                 net.eval()
                 val_out = _forward_all(net, val_data, device).to(device)
@@ -440,6 +457,10 @@ _PARAMS_DOC = """
         Learning rate.
     weight_decay : float
         L2 penalty (``adam``) / decoupled weight decay (``adamw``).
+    lr_schedule : {"constant", "cosine"}
+        ``"cosine"``: the learning rate decays from ``lr`` to 0 along a half cosine over
+        ``max_epochs`` (Loshchilov & Hutter, 2017; stepped once per epoch); ``"constant"``: ``lr``
+        throughout.
     batch_size : int
     max_epochs : int
     patience : int or None
@@ -468,6 +489,13 @@ _PARAMS_DOC = """
         Crop every sequence to its first ``fixed_len`` frames or zero-pad it (after standardisation,
         i.e. with the training mean) to them, as fixed-size spectrogram CNNs do; None: variable
         length under masks. Longer than every training sequence: a ValueError.
+    crop : {"start", "random"}
+        With ``fixed_len``: ``"start"`` keeps each sequence's first ``fixed_len`` frames;
+        ``"random"`` trains on one random window of ``fixed_len`` frames per sequence and batch
+        (seeded by ``random_state``) and predicts from the outputs (logits) averaged over windows
+        half a window apart that cover the whole sequence: segment-level training with an
+        utterance-level decision, so no part of a long utterance is cut off and a short corpus
+        yields many distinct training inputs.
     time_masks, time_mask_width, freq_masks, freq_mask_width : int
         SpecAugment (Park et al., 2019) during training only: per training item and batch,
         ``time_masks`` masks of up to ``time_mask_width`` frames and ``freq_masks`` masks of up to
@@ -496,7 +524,7 @@ _ATTRS_DOC = """
         Only when fitted on a DataFrame.
     input_kind_ : {"vectors", "sequences"}
     history_ : list of dict
-        ``train_loss`` (and ``val_loss``) per epoch.
+        ``lr`` (the learning rate of the epoch), ``train_loss`` (and ``val_loss``) per epoch.
     n_epochs_, best_epoch_ : int
     validation_size_ : int
         Samples in the inner validation split (0: none).
@@ -536,17 +564,20 @@ class TorchClassifier(ClassifierMixin, _TorchHead):
     _task = "classification"
 
     def __init__(self, layers: str | Sequence[str] | None = DEFAULT_LAYERS, *, optimizer: str = "adam",
-                 lr: float = 1e-3, weight_decay: float = 0.0, batch_size: int = 32, max_epochs: int = 100,
+                 lr: float = 1e-3, weight_decay: float = 0.0, lr_schedule: str = "constant",
+                 batch_size: int = 32, max_epochs: int = 100,
                  patience: int | None = 10, validation_fraction: float | None = 0.1,
                  class_weight: str | dict | None = None, standardize: bool = True,
                  random_state: int | np.random.RandomState | None = None, n_threads: int | None = None,
                  device: str = "cpu", max_len: int | None = None, fixed_len: int | None = None,
+                 crop: str = "start",
                  time_masks: int = 0, time_mask_width: int = 0, freq_masks: int = 0, freq_mask_width: int = 0,
                  mixed_precision: bool = False, n_members: int = 1, verbose: int = 0) -> None:
         self.layers = layers
         self.optimizer = optimizer
         self.lr = lr
         self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.patience = patience
@@ -558,6 +589,7 @@ class TorchClassifier(ClassifierMixin, _TorchHead):
         self.device = device
         self.max_len = max_len
         self.fixed_len = fixed_len
+        self.crop = crop
         self.time_masks = time_masks
         self.time_mask_width = time_mask_width
         self.freq_masks = freq_masks
@@ -636,10 +668,12 @@ class TorchRegressor(RegressorMixin, _TorchHead):
 
     def __init__(self, layers: str | Sequence[str] | None = DEFAULT_LAYERS, *, loss: str = "ccc",
                  task_weights: Sequence[float] | None = None, optimizer: str = "adam", lr: float = 1e-3,
-                 weight_decay: float = 0.0, batch_size: int = 32, max_epochs: int = 100,
+                 weight_decay: float = 0.0, lr_schedule: str = "constant", batch_size: int = 32,
+                 max_epochs: int = 100,
                  patience: int | None = 10, validation_fraction: float | None = 0.1, standardize: bool = True,
                  random_state: int | np.random.RandomState | None = None, n_threads: int | None = None,
                  device: str = "cpu", max_len: int | None = None, fixed_len: int | None = None,
+                 crop: str = "start",
                  time_masks: int = 0, time_mask_width: int = 0, freq_masks: int = 0, freq_mask_width: int = 0,
                  mixed_precision: bool = False, n_members: int = 1, verbose: int = 0) -> None:
         self.layers = layers
@@ -648,6 +682,7 @@ class TorchRegressor(RegressorMixin, _TorchHead):
         self.optimizer = optimizer
         self.lr = lr
         self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.patience = patience
@@ -658,6 +693,7 @@ class TorchRegressor(RegressorMixin, _TorchHead):
         self.device = device
         self.max_len = max_len
         self.fixed_len = fixed_len
+        self.crop = crop
         self.time_masks = time_masks
         self.time_mask_width = time_mask_width
         self.freq_masks = freq_masks

@@ -516,8 +516,8 @@ def format_specs(specs: Sequence[LayerSpec]) -> str:
 
 
 def build_network(layers: str | Sequence[str] | list[LayerSpec] | None, in_features: int,
-                  n_outputs: int, *, fixed_len: int | None = None, augment: nn.Module | None = None
-                  ) -> tuple[HeadNetwork, list[LayerSpec]]:
+                  n_outputs: int, *, fixed_len: int | None = None, augment: nn.Module | None = None,
+                  crop: str = "start") -> tuple[HeadNetwork, list[LayerSpec]]:
     """Build the :class:`~featurekit.heads.modules.HeadNetwork` for a spec.
 
     Parameters
@@ -533,6 +533,10 @@ def build_network(layers: str | Sequence[str] | list[LayerSpec] | None, in_featu
     augment
         A module applied to the standardised frames in training mode only (e.g.
         :class:`~featurekit.heads.modules.SpecAugment`).
+    crop
+        With ``fixed_len``: ``"start"`` (the first ``fixed_len`` frames) or ``"random"`` (a random
+        window in training, outputs averaged over covering windows in eval mode); see
+        :class:`~featurekit.heads.modules.HeadNetwork`.
 
     Returns
     -------
@@ -546,7 +550,7 @@ def build_network(layers: str | Sequence[str] | list[LayerSpec] | None, in_featu
     specs, pool_index = _with_pooling(specs)
     modules, ctx = _build_chain(specs, BuildContext(in_features=in_features, stage="frame"), pool_index)
     return HeadNetwork(modules, pool_index, in_features, ctx.in_features, n_outputs, fixed_len=fixed_len,
-                       augment=augment), specs
+                       augment=augment, crop=crop), specs
 
 
 def _build_chain(specs: Sequence[LayerSpec], ctx: BuildContext, pool_index: int

@@ -22,6 +22,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 __all__ = [
     "ACTIVATIONS",
+    "CROPS",
     "Activation",
     "BatchNorm2d",
     "Conv2d",
@@ -32,6 +33,8 @@ __all__ = [
     "SelfAttention",
     "SpecAugment",
     "fix_length",
+    "gather_windows",
+    "window_starts",
     "AttentionPool",
     "BatchNorm",
     "Dense",
@@ -266,6 +269,40 @@ def fix_length(x: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor
     return x, torch.full((x.shape[0],), length, dtype=torch.int64, device=x.device)
 
 
+#: How a fixed-length network meets sequences of other lengths (see :class:`HeadNetwork`).
+CROPS = ("start", "random")
+
+
+def window_starts(lengths: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windows of ``size`` frames covering each sequence, half a window apart, the last one ending
+    on the sequence's last frame; a sequence of at most ``size`` frames has one window at 0.
+
+    Returns
+    -------
+    items, starts
+        ``(W,)`` each: the sequence a window belongs to and its first frame.
+    """
+    hop = max(1, size // 2)
+    items: list[int] = []
+    starts: list[int] = []
+    for i, n in enumerate(lengths.tolist()):
+        last = max(0, int(n) - size)
+        own = list(range(0, last + 1, hop))
+        if own[-1] != last:
+            own.append(last)
+        items += [i] * len(own)
+        starts += own
+    return torch.tensor(items, dtype=torch.int64), torch.tensor(starts, dtype=torch.int64)
+
+
+def gather_windows(x: torch.Tensor, items: torch.Tensor, starts: torch.Tensor, size: int) -> torch.Tensor:
+    """Windows ``(W, size, F)`` of the padded batch ``x`` ``(B, T, F)`` (zero beyond its end)."""
+    if x.shape[1] < size + int(starts.max()):
+        x = F.pad(x, (0, 0, 0, size + int(starts.max()) - x.shape[1]))
+    frames = starts.to(x.device)[:, None] + torch.arange(size, device=x.device)[None, :]
+    return x[items.to(x.device)[:, None], frames]
+
+
 def _as_map(x: torch.Tensor) -> torch.Tensor:
     """Frames ``(B, T, F)`` as a one-channel feature map ``(B, 1, F, T)``; maps pass unchanged."""
     return x.transpose(1, 2).unsqueeze(1) if x.dim() == 3 else x
@@ -479,14 +516,28 @@ class HeadNetwork(nn.Module):
         Width of the body's output.
     n_outputs
         Number of logits (classes) or targets.
+    fixed_len
+        Frames every input is cropped / zero-padded to (None: variable length under masks).
+    crop
+        With ``fixed_len``: ``"start"`` keeps the first ``fixed_len`` frames; ``"random"`` trains
+        on a random window of ``fixed_len`` frames of each sequence (drawn anew every batch from
+        torch's generator) and, in eval mode, averages the outputs (logits / targets) over windows
+        of ``fixed_len`` frames half a window apart that cover the whole sequence (segment-level
+        training, utterance-level decision).
+    augment
+        A module applied to the standardised (cropped) frames in training mode only.
     """
 
     def __init__(self, layers: list[nn.Module], pool_index: int, in_features: int, body_features: int,
-                 n_outputs: int, fixed_len: int | None = None, augment: nn.Module | None = None) -> None:
+                 n_outputs: int, fixed_len: int | None = None, augment: nn.Module | None = None,
+                 crop: str = "start") -> None:
         super().__init__()
+        if crop not in CROPS:
+            raise ValueError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
         self.body = nn.ModuleList(layers)
         self.pool_index = pool_index
         self.fixed_len = fixed_len
+        self.crop = crop
         self.augment = augment
         self.output = nn.Linear(body_features, n_outputs)
         self.register_buffer("x_mean", torch.zeros(in_features))
@@ -501,8 +552,28 @@ class HeadNetwork(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Map a padded batch ``(B, T, F)`` with ``lengths`` ``(B,)`` to outputs ``(B, n_outputs)``."""
         x = _zero_padding((x - self.x_mean) / self.x_scale, lengths)
+        if self.fixed_len is not None and self.crop == "random":
+            return self._windowed(x, lengths, self.fixed_len)
         if self.fixed_len is not None:  # crop / zero-pad (the training mean) to a fixed length
             x, lengths = fix_length(x, self.fixed_len)
+        return self._body(x, lengths)
+
+    def _windowed(self, x: torch.Tensor, lengths: torch.Tensor, size: int) -> torch.Tensor:
+        """``crop="random"``: one random window per sequence in training; in eval mode the outputs
+        averaged over the windows that cover each sequence."""
+        if self.training:
+            room = torch.clamp(lengths.cpu() - size, min=0)
+            items, starts = torch.arange(len(lengths)), (torch.rand(len(lengths)) * (room + 1)).long()
+        else:
+            items, starts = window_starts(lengths.cpu(), size)
+        out = self._body(gather_windows(x, items, starts, size), lengths.new_full((len(items),), size))
+        if self.training:
+            return out
+        on = items.to(out.device)
+        total = out.new_zeros(len(lengths), out.shape[1]).index_add_(0, on, out)
+        return total / torch.bincount(on, minlength=len(lengths)).to(out.dtype)[:, None]
+
+    def _body(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.augment is not None and self.training:
             x = _zero_padding(self.augment(x, lengths), lengths)
         state: torch.Tensor | None = lengths

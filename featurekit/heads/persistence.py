@@ -195,7 +195,8 @@ def read_head(read: Callable[[str], bytes], *, where: str) -> TorchClassifier | 
     if "feature_names_in_" in fitted:
         est.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
     set_target_attributes(est, fitted, cls is TorchClassifier)
-    nets = [build_network(est.layers, est.n_features_in_, meta["n_outputs"], fixed_len=est.fixed_len)[0]
+    nets = [build_network(est.layers, est.n_features_in_, meta["n_outputs"], fixed_len=est.fixed_len,
+                          crop=est.crop)[0]
             for _ in range(params.get("n_members", 1))]
     net = est._combine(nets)
     try:
