@@ -206,7 +206,8 @@ def _head(name: str, task: str):
 # The spectrogram presets (featurekit.heads.presets.SPECTROGRAM_PRESETS) take frame tables as images.
 for _name, _seq, _vec in (("torch_mlp", True, True), ("lstm", True, False), ("gru", True, False),
                           ("conv1d", True, False), ("cnn_lstm_mel", True, False), ("fcn_mfcc", True, False),
-                          ("cnn_att_mfcc", True, False), ("cnn_spec", True, False)):
+                          ("cnn_att_mfcc", True, False), ("cnn_spec", True, False),
+                          ("vgg_mel", True, False)):
     for _reg, _task in ((CLASSIFIERS, "classification"), (REGRESSORS, "regression")):
         _reg.add(_name, ModelSpec(_head(_name, _task), {}, sequences=_seq, vectors=_vec, groups=True,
                                   extra="deep"))
