@@ -53,7 +53,7 @@ def corpus(tmp_path_factory):
 
 
 def test_published_extractor_parameters_and_presets_validate():
-    presets = ("cnn_lstm_mel", "fcn_mfcc", "cnn_att_mfcc", "cnn_spec")
+    presets = ("cnn_lstm_mel", "fcn_mfcc", "cnn_att_mfcc", "cnn_spec", "vgg_mel")
     spec = validate(doc(features={"sets": ["logmel.lld", "mfcc.lld"]}, models={name: {} for name in presets}))
     assert spec.extractors["logmel"]["hop_length"] == 256 and spec.models["fcn_mfcc"]["model"] == "fcn_mfcc"
     with pytest.raises(SpecError, match=r"extractors\.logmel\.hop"):
@@ -83,6 +83,12 @@ def test_published_extractor_parameters_and_presets_validate():
     ({"models": {"cnn": {"model": "cnn_spec", "params": {"time_masks": 1}}},
       "augmentation": {"spec_augment": {"time_masks": 1, "time_mask_width": 4}}},
      r"models\.cnn: \['time_masks'\] also set by augmentation"),
+    ({"models": {"cnn": {"model": "vgg_mel", "params": {"crop": "middle"}}}},
+     r"models\.cnn\.params\.crop: crop must be one of start, random, got 'middle'"),
+    ({"models": {"cnn": {"model": "cnn_att_mfcc", "params": {"crop": "random", "max_epochs": 2}}}},
+     r"models\.cnn\.params\.crop: crop='random' takes windows of fixed_len frames; set fixed_len"),
+    ({"models": {"cnn": {"model": "vgg_mel", "params": {"lr_schedule": "step"}}}},
+     r"models\.cnn\.params\.lr_schedule: lr_schedule must be one of constant, cosine"),
 ])
 def test_deep_spec_errors_before_anything_runs(changes, message):
     with pytest.raises(SpecError, match=message):

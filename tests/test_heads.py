@@ -476,7 +476,7 @@ def test_max_len_truncates_sequences():
 
 def test_presets_and_make_head():
     assert set(PRESETS) == {"torch_mlp", "lstm", "gru", "conv1d", "cnn_lstm_mel", "fcn_mfcc", "cnn_att_mfcc",
-                            "cnn_spec"}
+                            "cnn_spec", "vgg_mel"}
     for name, spec in PRESETS.items():
         parse_layers(spec)
         assert make_head(name).layers == spec
