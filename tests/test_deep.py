@@ -8,7 +8,7 @@ import torch
 
 from featurekit.heads import TorchClassifier, load_head, make_head, save_head
 from featurekit.heads.layers import build_network, format_specs, parse_layers
-from featurekit.heads.modules import SpecAugment, fix_length, window_starts
+from featurekit.heads.modules import EVAL_BLOCK, SpecAugment, fix_length, window_starts
 from featurekit.heads.presets import (
     PRESET_PARAMS,
     SPECTROGRAM_INPUTS,
@@ -193,6 +193,16 @@ def test_random_crop_predicts_the_mean_over_covering_windows():
             windows = [alone(s[a:a + 6][None], torch.tensor([min(6, len(s) - a)])) for a in starts.tolist()]
             assert torch.allclose(out[k], torch.cat(windows).mean(0), atol=1e-6)
             assert torch.allclose(net(s[None], torch.tensor([len(s)]))[0], out[k], atol=1e-6)
+    # more windows than one eval block (EVAL_BLOCK): the body runs block by block, same outputs
+    long = torch.randn(1, 6 * EVAL_BLOCK, 4)
+    _, starts = window_starts(torch.tensor([long.shape[1]]), 6)
+    assert len(starts) > EVAL_BLOCK
+    with torch.no_grad():
+        windows = torch.cat([alone(long[:, a:a + 6], torch.tensor([6])) for a in starts.tolist()])
+        assert torch.allclose(net(long, torch.tensor([long.shape[1]]))[0], windows.mean(0), atol=1e-6)
+        many = torch.randn(EVAL_BLOCK + 5, 6, 4)
+        assert torch.allclose(alone(many, torch.full((len(many),), 6)),
+                              torch.cat([alone(m[None], torch.tensor([6])) for m in many]), atol=1e-6)
 
 
 def test_random_crop_trains_on_windows_from_anywhere():

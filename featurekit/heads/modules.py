@@ -23,6 +23,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 __all__ = [
     "ACTIVATIONS",
     "CROPS",
+    "EVAL_BLOCK",
     "Activation",
     "BatchNorm2d",
     "Conv2d",
@@ -271,6 +272,10 @@ def fix_length(x: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor
 
 #: How a fixed-length network meets sequences of other lengths (see :class:`HeadNetwork`).
 CROPS = ("start", "random")
+
+#: Items (or windows) per pass through the body of a fixed-length network in eval mode: however many
+#: sequences a prediction chunk holds, and however many windows they make, memory stays bounded.
+EVAL_BLOCK = 64
 
 
 def window_starts(lengths: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -556,7 +561,16 @@ class HeadNetwork(nn.Module):
             return self._windowed(x, lengths, self.fixed_len)
         if self.fixed_len is not None:  # crop / zero-pad (the training mean) to a fixed length
             x, lengths = fix_length(x, self.fixed_len)
+            return self._blocks(x, lengths)
         return self._body(x, lengths)
+
+    def _blocks(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The body on fixed-length items, at most :data:`EVAL_BLOCK` at a time in eval mode (each
+        item's output does not depend on the others then)."""
+        if self.training or len(x) <= EVAL_BLOCK:
+            return self._body(x, lengths)
+        return torch.cat([self._body(x[i:i + EVAL_BLOCK], lengths[i:i + EVAL_BLOCK])
+                          for i in range(0, len(x), EVAL_BLOCK)])
 
     def _windowed(self, x: torch.Tensor, lengths: torch.Tensor, size: int) -> torch.Tensor:
         """``crop="random"``: one random window per sequence in training; in eval mode the outputs
@@ -566,7 +580,7 @@ class HeadNetwork(nn.Module):
             items, starts = torch.arange(len(lengths)), (torch.rand(len(lengths)) * (room + 1)).long()
         else:
             items, starts = window_starts(lengths.cpu(), size)
-        out = self._body(gather_windows(x, items, starts, size), lengths.new_full((len(items),), size))
+        out = self._blocks(gather_windows(x, items, starts, size), lengths.new_full((len(items),), size))
         if self.training:
             return out
         on = items.to(out.device)
